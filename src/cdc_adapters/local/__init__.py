@@ -1,0 +1,9 @@
+"""Adapters that need no server: JSON Lines files, SQLite and the system clock, so the
+default configuration runs anywhere."""
+
+from cdc_adapters.local.clock import SystemClock
+from cdc_adapters.local.jsonl_dead_letters import JsonLinesDeadLetterQueue
+from cdc_adapters.local.jsonl_sink import JsonLinesSink
+from cdc_adapters.local.sqlite_offsets import SqliteOffsetStore
+
+__all__ = ["JsonLinesDeadLetterQueue", "JsonLinesSink", "SqliteOffsetStore", "SystemClock"]

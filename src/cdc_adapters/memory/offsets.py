@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import builtins
+
+from cdc_domain.offsets import Checkpoint, OffsetRecord
+from cdc_domain.ports import Clock
+
+
+class MemoryOffsetStore:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._records: dict[tuple[str, str], OffsetRecord] = {}
+
+    async def load(self, destination: str, partition_id: str) -> OffsetRecord | None:
+        return self._records.get((destination, partition_id))
+
+    async def commit(self, destination: str, checkpoint: Checkpoint) -> None:
+        key = (destination, checkpoint.partition_id)
+        previous = self._records.get(key)
+        total = (previous.events_processed if previous else 0) + checkpoint.events
+        self._records[key] = OffsetRecord(
+            destination=destination,
+            partition_id=checkpoint.partition_id,
+            position=checkpoint.position,
+            events_processed=total,
+            updated_at=self._clock.now(),
+        )
+
+    async def list(self) -> builtins.list[OffsetRecord]:
+        return sorted(self._records.values(), key=lambda r: (r.destination, r.partition_id))
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,113 @@
+"""Events that could not be delivered, kept with everything needed to fix and replay them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+from typing import Any
+
+import attrs
+
+from cdc_domain.events import ChangeEvent, SourcePosition
+
+__all__ = ["DeadLetterEvent", "DeadLetterStatus", "FailureReason", "dead_letter_id"]
+
+
+class FailureReason(enum.Enum):
+    SCHEMA_INCOMPATIBLE = "SCHEMA_INCOMPATIBLE"
+    PROCESSING_ERROR = "PROCESSING_ERROR"
+    UNKNOWN_TABLE = "UNKNOWN_TABLE"
+    DECODE_ERROR = "DECODE_ERROR"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    MASKING_ERROR = "MASKING_ERROR"
+
+
+class DeadLetterStatus(enum.Enum):
+    PENDING = "PENDING"
+    REPLAYED = "REPLAYED"
+
+
+def dead_letter_id(
+    reason: FailureReason,
+    destination: str | None,
+    event_id: str | None,
+    position: SourcePosition | None,
+) -> str:
+    """A stable id, so dead-lettering the same failure twice (after a restart re-reads a
+    segment) stores it once."""
+    text = f"{reason.value}|{destination or ''}|{event_id or ''}|{position or ''}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@attrs.frozen(slots=True)
+class DeadLetterEvent:
+    """A failed event (or undecodable raw bytes, which have no event yet).
+
+    ``destination`` is None for failures before routing (decode errors, unknown tables),
+    which concern every destination alike.
+    """
+
+    dlq_id: str
+    reason: FailureReason
+    error: str
+    failed_at: dt.datetime
+    event: ChangeEvent | None = None
+    destination: str | None = None
+    schema_details: dict[str, Any] = attrs.field(factory=dict)
+    raw: bytes | None = None
+    position: SourcePosition | None = None
+    retry_count: int = 0
+    status: DeadLetterStatus = DeadLetterStatus.PENDING
+
+    @classmethod
+    def for_event(
+        cls,
+        event: ChangeEvent,
+        *,
+        reason: FailureReason,
+        error: str,
+        failed_at: dt.datetime,
+        destination: str | None,
+        schema_details: dict[str, Any] | None = None,
+        retry_count: int = 0,
+    ) -> DeadLetterEvent:
+        return cls(
+            dlq_id=dead_letter_id(reason, destination, event.event_id, event.position),
+            reason=reason,
+            error=error,
+            failed_at=failed_at,
+            event=event,
+            destination=destination,
+            schema_details=dict(schema_details or {}),
+            position=event.position,
+            retry_count=retry_count,
+        )
+
+    @classmethod
+    def for_raw(
+        cls,
+        raw: bytes,
+        *,
+        reason: FailureReason,
+        error: str,
+        failed_at: dt.datetime,
+        position: SourcePosition,
+        schema_details: dict[str, Any] | None = None,
+    ) -> DeadLetterEvent:
+        return cls(
+            dlq_id=dead_letter_id(reason, None, None, position),
+            reason=reason,
+            error=error,
+            failed_at=failed_at,
+            raw=raw,
+            position=position,
+            schema_details=dict(schema_details or {}),
+        )
+
+    @property
+    def table(self) -> str | None:
+        if self.event is not None:
+            return self.event.qualified_table
+        table = self.schema_details.get("table")
+        return str(table) if table else None

@@ -1,0 +1,56 @@
+"""The domain's error hierarchy; adapters translate driver errors into these at their edge.
+
+The split that matters is retryable (the same write may succeed later: back off and
+retry, never advance the offset) versus poison (retrying cannot fix it: dead-letter it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "CdcError",
+    "EventsRejectedError",
+    "SchemaIncompatibleError",
+    "SinkError",
+    "SourceError",
+    "TransientError",
+]
+
+
+class CdcError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+
+class TransientError(CdcError):
+    """The operation may succeed if retried later (connection lost, server overloaded)."""
+
+
+class SourceError(CdcError):
+    """The change source cannot go on (its directory vanished, it cannot be read)."""
+
+
+class SinkError(CdcError):
+    """A destination refused a write for a reason retrying will not fix."""
+
+
+class SchemaIncompatibleError(SinkError):
+    """A destination cannot follow a schema change, or hold a column's type."""
+
+    def __init__(self, message: str, *, table: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.table = table
+        self.details = dict(details or {})
+
+
+class EventsRejectedError(SinkError):
+    """Some events of a batch are poison (bad value, constraint); the rest are fine.
+
+    The sink has written nothing: the caller dead-letters ``event_ids`` and writes the
+    remaining events again.
+    """
+
+    def __init__(self, message: str, event_ids: Sequence[str]):
+        super().__init__(message)
+        self.event_ids = tuple(event_ids)

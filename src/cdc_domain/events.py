@@ -1,0 +1,262 @@
+"""Change events: what one Cassandra mutation did to one row (or partition, or range).
+
+Cassandra has no before-image and no total order across replicas, so an event carries
+exactly what the mutation wrote plus the write timestamp that decides last-write-wins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "ChangeEvent",
+    "ClusteringBound",
+    "ClusteringRange",
+    "CollectionDelta",
+    "CollectionElement",
+    "DeletionScope",
+    "EventValidationError",
+    "Operation",
+    "SourcePosition",
+]
+
+
+class EventValidationError(ValueError):
+    """An event whose fields contradict each other."""
+
+
+class Operation(enum.Enum):
+    INSERT = "INSERT"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+class DeletionScope(enum.Enum):
+    """What a DELETE removed: the whole partition, one row, a clustering range, or cells."""
+
+    PARTITION = "PARTITION"
+    ROW = "ROW"
+    RANGE = "RANGE"
+    CELL = "CELL"
+
+
+@attrs.frozen(slots=True, order=True)
+class SourcePosition:
+    """Where an event came from, totally ordered within one source partition (node).
+
+    ``offset`` is the byte offset of the commit log entry in segment ``segment_id``, and
+    ``index`` the event's rank among those one entry produced. Snapshot rows use
+    ``segment_id`` -1 and name their snapshot, so they sort before any commit log event.
+    """
+
+    segment_id: int
+    offset: int
+    index: int = 0
+    snapshot: str | None = attrs.field(default=None, order=False)
+
+    def __str__(self) -> str:
+        base = f"{self.segment_id}:{self.offset}:{self.index}"
+        return f"snapshot {self.snapshot} {base}" if self.snapshot else base
+
+
+@attrs.frozen(slots=True)
+class ClusteringBound:
+    """One end of a clustering range: a prefix of clustering values, inclusive or not.
+
+    An empty prefix means the range is open on that side.
+    """
+
+    values: Mapping[str, Any] = attrs.field(factory=dict)
+    inclusive: bool = True
+
+
+@attrs.frozen(slots=True)
+class ClusteringRange:
+    start: ClusteringBound = attrs.field(factory=ClusteringBound)
+    end: ClusteringBound = attrs.field(factory=ClusteringBound)
+
+
+@attrs.frozen(slots=True)
+class CollectionElement:
+    """One element a mutation wrote into a non-frozen collection or UDT.
+
+    ``key`` is what identifies the element: a list's cell timeuuid, a set's element, a
+    map's key or a UDT's field name. ``value`` is None for set elements.
+    """
+
+    key: Any
+    value: Any
+    timestamp_micros: int
+    ttl_seconds: int | None = None
+
+
+@attrs.frozen(slots=True)
+class CollectionDelta:
+    """What a mutation did to a non-frozen collection, with its meaning kept.
+
+    ``overwritten`` means the whole previous value was replaced (``SET c = [...]``): the
+    new value is exactly ``elements``. Otherwise elements were added/set and ``removed``
+    lists the keys of elements deleted (``c = c - {...}``, ``DELETE c[k]``).
+    """
+
+    kind: str
+    overwritten: bool = False
+    elements: tuple[CollectionElement, ...] = ()
+    removed: tuple[Any, ...] = ()
+    removed_timestamp_micros: int | None = None
+
+    def value(self) -> Any:
+        """The value of the elements this delta wrote, as the collection's own shape."""
+        if self.kind == "list":
+            return [e.value for e in sorted(self.elements, key=_list_order)]
+        if self.kind == "set":
+            return frozenset(e.key for e in self.elements)
+        return {e.key: e.value for e in self.elements}
+
+
+def _list_order(element: CollectionElement) -> tuple[int, int]:
+    key = element.key
+    if isinstance(key, uuid.UUID) and key.version == 1:
+        return (key.time, key.int)
+    return (0, key.int if isinstance(key, uuid.UUID) else 0)
+
+
+def _ordered_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value)
+
+
+@attrs.frozen(slots=True)
+class ChangeEvent:
+    """One change to one Cassandra row, partition, static row or clustering range.
+
+    ``columns`` holds the simple (and frozen) columns the mutation set, None meaning
+    "set to null"; ``deleted_columns`` those it removed by a cell tombstone;
+    ``collections`` the element-level effect on non-frozen collections; ``counters``
+    the increments of counter columns. Build events with :meth:`create`, which checks
+    that these agree with each other.
+    """
+
+    event_id: str
+    operation: Operation
+    keyspace: str
+    table: str
+    partition_key: dict[str, Any] = attrs.field(converter=_ordered_dict)
+    clustering_key: dict[str, Any] = attrs.field(converter=_ordered_dict)
+    columns: dict[str, Any] = attrs.field(converter=_ordered_dict)
+    deleted_columns: tuple[str, ...]
+    collections: dict[str, CollectionDelta]
+    counters: dict[str, int]
+    scope: DeletionScope | None
+    clustering_range: ClusteringRange | None
+    static: bool
+    timestamp_micros: int
+    ttl_seconds: int | None
+    expires_at: dt.datetime | None
+    captured_at: dt.datetime
+    position: SourcePosition
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{self.keyspace}.{self.table}"
+
+    @property
+    def key(self) -> tuple[str, str, tuple[Any, ...], tuple[Any, ...], bool]:
+        """Identity of the row this event touches (a static row is keyed by partition)."""
+        clustering = () if self.static else tuple(self.clustering_key.values())
+        return (
+            self.keyspace,
+            self.table,
+            tuple(self.partition_key.values()),
+            clustering,
+            self.static,
+        )
+
+    @property
+    def touched_columns(self) -> tuple[str, ...]:
+        """Every non-key column this event writes, deletes or increments."""
+        seen = dict.fromkeys(
+            [*self.columns, *self.deleted_columns, *self.collections, *self.counters]
+        )
+        return tuple(seen)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        operation: Operation,
+        keyspace: str,
+        table: str,
+        partition_key: Mapping[str, Any],
+        timestamp_micros: int,
+        captured_at: dt.datetime,
+        position: SourcePosition,
+        clustering_key: Mapping[str, Any] | None = None,
+        columns: Mapping[str, Any] | None = None,
+        deleted_columns: tuple[str, ...] = (),
+        collections: Mapping[str, CollectionDelta] | None = None,
+        counters: Mapping[str, int] | None = None,
+        scope: DeletionScope | None = None,
+        clustering_range: ClusteringRange | None = None,
+        static: bool = False,
+        ttl_seconds: int | None = None,
+        local_expiry: dt.datetime | None = None,
+        event_id: str | None = None,
+    ) -> ChangeEvent:
+        """Validate and build an event.
+
+        The expiry is computed from ``timestamp_micros`` + ``ttl_seconds`` unless the
+        source knows Cassandra's own local expiry time, which wins when given.
+        """
+        _check_names(keyspace, table, partition_key)
+        if captured_at.tzinfo is None:
+            raise EventValidationError("captured_at must be timezone-aware")
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise EventValidationError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        if operation is Operation.DELETE and scope is None:
+            raise EventValidationError("a DELETE needs a deletion scope")
+        if operation is not Operation.DELETE and scope is not None:
+            raise EventValidationError(f"{operation.value} cannot have a deletion scope")
+        if scope is DeletionScope.RANGE and clustering_range is None:
+            raise EventValidationError("a RANGE delete needs its clustering range")
+        if scope is DeletionScope.CELL and not deleted_columns and not collections:
+            raise EventValidationError("a CELL delete needs the columns it deleted")
+        expires_at = local_expiry
+        if expires_at is None and ttl_seconds is not None:
+            expires_at = _micros_to_datetime(timestamp_micros) + dt.timedelta(seconds=ttl_seconds)
+        return cls(
+            event_id=event_id or str(uuid.uuid4()),
+            operation=operation,
+            keyspace=keyspace,
+            table=table,
+            partition_key=dict(partition_key),
+            clustering_key=dict(clustering_key or {}),
+            columns=dict(columns or {}),
+            deleted_columns=tuple(deleted_columns),
+            collections=dict(collections or {}),
+            counters=dict(counters or {}),
+            scope=scope,
+            clustering_range=clustering_range,
+            static=static,
+            timestamp_micros=timestamp_micros,
+            ttl_seconds=ttl_seconds,
+            expires_at=expires_at,
+            captured_at=captured_at,
+            position=position,
+        )
+
+
+def _check_names(keyspace: str, table: str, partition_key: Mapping[str, Any]) -> None:
+    if not keyspace or not table:
+        raise EventValidationError("keyspace and table are required")
+    if not partition_key:
+        raise EventValidationError(f"{keyspace}.{table}: an event needs its partition key")
+
+
+def _micros_to_datetime(micros: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)

@@ -1,0 +1,166 @@
+"""The ports: what the core needs from the outside world, as small async protocols.
+
+Adapters implement them; the use case depends on nothing else. Every port has an
+``aclose`` so the composition root can release connections in one place.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
+from cdc_domain.destinations import DestinationKind
+from cdc_domain.events import ChangeEvent, SourcePosition
+from cdc_domain.health import HealthReport
+from cdc_domain.offsets import Checkpoint, OffsetRecord
+from cdc_domain.schema import TableSchema
+from cdc_domain.schema_changes import SchemaChange
+
+__all__ = [
+    "ChangeBatch",
+    "ChangeSource",
+    "Clock",
+    "DeadLetterQueue",
+    "OffsetStore",
+    "SchemaSource",
+    "Sink",
+    "SinkBatch",
+]
+
+
+@attrs.frozen(slots=True)
+class ChangeBatch:
+    """Events read after some position, and how far the source got.
+
+    ``end`` may lie past the last event (filtered or undecodable entries still move the
+    reader on); it is None when nothing new was durable. ``failures`` are entries that
+    could not become events, already shaped as dead letters.
+    """
+
+    events: tuple[ChangeEvent, ...] = ()
+    failures: tuple[DeadLetterEvent, ...] = ()
+    end: SourcePosition | None = None
+
+
+@attrs.frozen(slots=True)
+class SinkBatch:
+    """What a sink writes at once: events, the schemas they were decoded with, and the
+    checkpoint to record with them where the sink can do so atomically."""
+
+    events: tuple[ChangeEvent, ...]
+    schemas: Mapping[str, TableSchema]
+    checkpoint: Checkpoint
+
+
+@runtime_checkable
+class ChangeSource(Protocol):
+    """A stream of changes from one source partition (one Cassandra node).
+
+    ``read`` is positional: each destination reads from its own committed position,
+    so a lagging destination re-reads what the others are done with.
+    """
+
+    @property
+    def partition_id(self) -> str: ...
+
+    async def read(self, after: SourcePosition | None, max_events: int) -> ChangeBatch: ...
+
+    async def acknowledge(self, position: SourcePosition) -> None:
+        """Every destination has committed up to ``position``; the source may free it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SchemaSource(Protocol):
+    async def table(self, keyspace: str, table: str) -> TableSchema | None: ...
+
+    async def tables(self) -> Mapping[tuple[str, str], TableSchema]: ...
+
+    async def refresh(self) -> builtins.list[SchemaChange]:
+        """Reload the schemas and return what changed since the previous load."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A destination. ``write`` must be idempotent: the same batch twice changes nothing.
+
+    When ``commits_offsets`` is true the sink records ``batch.checkpoint`` in the same
+    transaction as the data; otherwise the caller commits it after ``write`` returns.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> DestinationKind: ...
+
+    @property
+    def commits_offsets(self) -> bool: ...
+
+    async def write(self, batch: SinkBatch) -> None: ...
+
+    async def apply_schema_change(self, change: SchemaChange) -> None: ...
+
+    async def health(self) -> HealthReport: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class OffsetStore(Protocol):
+    async def load(self, destination: str, partition_id: str) -> OffsetRecord | None: ...
+
+    async def commit(self, destination: str, checkpoint: Checkpoint) -> None:
+        """Move the destination to the checkpoint, adding its events to the running total."""
+        ...
+
+    async def list(self) -> builtins.list[OffsetRecord]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class DeadLetterQueue(Protocol):
+    async def write(self, entries: Sequence[DeadLetterEvent]) -> None:
+        """Store entries; an entry whose ``dlq_id`` is already stored replaces it."""
+        ...
+
+    async def list(
+        self,
+        *,
+        destination: str | None = None,
+        reason: FailureReason | None = None,
+        include_replayed: bool = False,
+        limit: int | None = None,
+    ) -> builtins.list[DeadLetterEvent]: ...
+
+    async def take_for_replay(
+        self,
+        *,
+        destination: str | None = None,
+        reason: FailureReason | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[DeadLetterEvent]:
+        """Pending entries to re-drive; they stay pending until ``mark_replayed``."""
+        ...
+
+    async def mark_replayed(self, dlq_ids: Sequence[str]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware, in UTC."""
+        ...

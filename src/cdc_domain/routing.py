@@ -1,0 +1,108 @@
+"""The pure half of delivering a batch: mask, validate, and split into writes and dead
+letters. No I/O, so every routing decision is unit-testable without a port."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
+from cdc_domain.destinations import DestinationKind
+from cdc_domain.events import ChangeEvent
+from cdc_domain.masking import MaskingConfigError, MaskingPolicy
+from cdc_domain.schema import TableSchema
+from cdc_domain.validation import EventValidator
+
+__all__ = ["RoutedBatch", "dead_letter_events", "route_events"]
+
+
+@attrs.frozen(slots=True)
+class RoutedBatch:
+    valid: tuple[ChangeEvent, ...]
+    dead_letters: tuple[DeadLetterEvent, ...]
+    schemas: Mapping[str, TableSchema]
+
+
+def route_events(
+    events: Iterable[ChangeEvent],
+    *,
+    schemas: Mapping[str, TableSchema],
+    masking: MaskingPolicy,
+    validator: EventValidator,
+    destination: str,
+    kind: DestinationKind,
+    now: dt.datetime,
+) -> RoutedBatch:
+    """Mask every event, then keep those ``kind`` can hold; the rest become dead letters
+    for ``destination``, carrying the column details a user needs to fix the cause."""
+    valid: list[ChangeEvent] = []
+    dead: list[DeadLetterEvent] = []
+    used: dict[str, TableSchema] = {}
+    for event in events:
+        schema = schemas.get(event.qualified_table)
+        if schema is None:
+            dead.append(
+                DeadLetterEvent.for_event(
+                    event,
+                    reason=FailureReason.UNKNOWN_TABLE,
+                    error=f"no schema is known for {event.qualified_table}",
+                    failed_at=now,
+                    destination=destination,
+                )
+            )
+            continue
+        try:
+            masked = masking.apply(event)
+        except MaskingConfigError as exc:
+            dead.append(
+                DeadLetterEvent.for_event(
+                    event,
+                    reason=FailureReason.MASKING_ERROR,
+                    error=str(exc),
+                    failed_at=now,
+                    destination=destination,
+                )
+            )
+            continue
+        result = validator.validate(masked, schema, kind)
+        if result.valid:
+            valid.append(masked)
+            used[event.qualified_table] = schema
+            continue
+        details = {"table": schema.qualified_name, "schema_version": schema.version}
+        details.update(result.details)
+        dead.append(
+            DeadLetterEvent.for_event(
+                masked,
+                reason=result.reason or FailureReason.VALIDATION_ERROR,
+                error=result.message,
+                failed_at=now,
+                destination=destination,
+                schema_details=details,
+            )
+        )
+    return RoutedBatch(tuple(valid), tuple(dead), used)
+
+
+def dead_letter_events(
+    events: Iterable[ChangeEvent],
+    *,
+    reason: FailureReason,
+    error: str,
+    destination: str,
+    now: dt.datetime,
+    details: Mapping[str, object] | None = None,
+) -> list[DeadLetterEvent]:
+    return [
+        DeadLetterEvent.for_event(
+            event,
+            reason=reason,
+            error=error,
+            failed_at=now,
+            destination=destination,
+            schema_details=dict(details or {}),
+        )
+        for event in events
+    ]

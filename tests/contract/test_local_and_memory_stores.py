@@ -1,0 +1,83 @@
+"""The local and in-memory adapters against the offset, dead letter and clock contracts."""
+
+import pytest
+
+from cdc_adapters.local import JsonLinesDeadLetterQueue, SqliteOffsetStore, SystemClock
+from cdc_adapters.memory import ManualClock, MemoryDeadLetterQueue, MemoryOffsetStore
+from tests.contract.clock_contract import ClockContract
+from tests.contract.dead_letter_contract import DeadLetterQueueContract
+from tests.contract.offset_store_contract import OffsetStoreContract
+
+
+class TestMemoryOffsetStore(OffsetStoreContract):
+    @pytest.fixture
+    def offset_store(self):
+        return MemoryOffsetStore(ManualClock())
+
+    @pytest.fixture
+    def reopen(self, offset_store):
+        async def again():
+            return offset_store
+
+        return again
+
+
+class TestSqliteOffsetStore(OffsetStoreContract):
+    @pytest.fixture
+    def path(self, tmp_path):
+        return str(tmp_path / "state" / "offsets.db")
+
+    @pytest.fixture
+    async def offset_store(self, path):
+        store = SqliteOffsetStore(path, SystemClock())
+        yield store
+        await store.aclose()
+
+    @pytest.fixture
+    def reopen(self, path):
+        async def again():
+            return SqliteOffsetStore(path, SystemClock())
+
+        return again
+
+
+class TestMemoryDeadLetterQueue(DeadLetterQueueContract):
+    @pytest.fixture
+    def dead_letter_queue(self):
+        return MemoryDeadLetterQueue()
+
+    @pytest.fixture
+    def reopen(self, dead_letter_queue):
+        async def again():
+            return dead_letter_queue
+
+        return again
+
+
+class TestJsonLinesDeadLetterQueue(DeadLetterQueueContract):
+    @pytest.fixture
+    def path(self, tmp_path):
+        return str(tmp_path / "dlq" / "dead_letters.jsonl")
+
+    @pytest.fixture
+    def dead_letter_queue(self, path):
+        return JsonLinesDeadLetterQueue(path)
+
+    @pytest.fixture
+    def reopen(self, path):
+        async def again():
+            return JsonLinesDeadLetterQueue(path)
+
+        return again
+
+
+class TestSystemClock(ClockContract):
+    @pytest.fixture
+    def clock(self):
+        return SystemClock()
+
+
+class TestManualClock(ClockContract):
+    @pytest.fixture
+    def clock(self):
+        return ManualClock()

@@ -1,0 +1,222 @@
+import pytest
+
+from cdc_adapters.memory import (
+    ManualClock,
+    MemoryChangeSource,
+    MemoryDeadLetterQueue,
+    MemoryOffsetStore,
+    MemorySchemaSource,
+    MemorySink,
+)
+from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
+from cdc_domain.destinations import DestinationKind
+from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
+from cdc_domain.events import SourcePosition
+from cdc_domain.masking import REDACTED, MaskingPolicy
+from cdc_domain.replication import Destination, ReplicateBatch
+from tests.factories import event, table
+
+ORDERS = table("orders", regular={"status": "text", "email": "text", "hits": "counter"})
+
+
+class RejectingSink(MemorySink):
+    """A real in-memory sink that refuses some events, as a database refuses bad values."""
+
+    def __init__(self, name, reject=(), incompatible_table=None):
+        super().__init__(name, DestinationKind.POSTGRES)
+        self.reject = set(reject)
+        self.incompatible_table = incompatible_table
+
+    async def write(self, batch):
+        if self.incompatible_table and any(
+            e.qualified_table == self.incompatible_table for e in batch.events
+        ):
+            raise SchemaIncompatibleError("cannot hold", table=self.incompatible_table)
+        bad = [e.event_id for e in batch.events if e.columns.get("status") in self.reject]
+        if bad:
+            raise EventsRejectedError("value out of range", bad)
+        await super().write(batch)
+
+
+@pytest.fixture
+def world():
+    clock = ManualClock()
+    return {
+        "clock": clock,
+        "source": MemoryChangeSource("node1"),
+        "schemas": MemorySchemaSource([ORDERS, table("items")]),
+        "dlq": MemoryDeadLetterQueue(),
+        "offsets": MemoryOffsetStore(clock),
+    }
+
+
+def replicate(world, *sinks, masking=None):
+    return ReplicateBatch(
+        source=world["source"],
+        schemas=world["schemas"],
+        destinations=[Destination(sink, world["offsets"]) for sink in sinks],
+        dead_letters=world["dlq"],
+        clock=world["clock"],
+        masking=masking or MaskingPolicy(),
+    )
+
+
+def orders(count, start=1):
+    return [event(key=i, ts=i, columns={"status": f"s{i}"}) for i in range(start, start + count)]
+
+
+async def test_a_batch_reaches_the_sink_and_moves_its_offset(world):
+    sink = MemorySink("a")
+    batch = orders(3)
+    world["source"].append(*batch)
+    (outcome,) = await replicate(world, sink)(max_events=10)
+    assert outcome.ok
+    assert outcome.delivered == 3
+    assert len(sink.state.rows("shop.orders")) == 3
+    record = await world["offsets"].load("a", "node1")
+    assert record.position == batch[-1].position
+    assert record.events_processed == 3
+    assert world["source"].acknowledged == batch[-1].position
+
+
+async def test_batches_are_bounded_and_resume_from_the_offset(world):
+    sink = MemorySink("a")
+    world["source"].append(*orders(5))
+    use_case = replicate(world, sink)
+    first = await use_case(max_events=2)
+    second = await use_case(max_events=2)
+    third = await use_case(max_events=2)
+    assert [o[0].delivered for o in (first, second, third)] == [2, 2, 1]
+    assert len(sink.state.rows("shop.orders")) == 5
+    assert (await world["offsets"].load("a", "node1")).events_processed == 5
+
+
+async def test_a_sink_failure_keeps_its_offset(world):
+    sink = MemorySink("a")
+    world["source"].append(*orders(2))
+    use_case = replicate(world, sink)
+    await use_case(max_events=1)
+    before = await world["offsets"].load("a", "node1")
+    sink.fail_next = 1
+    (outcome,) = await use_case(max_events=10)
+    assert not outcome.ok
+    assert await world["offsets"].load("a", "node1") == before
+    (outcome,) = await use_case(max_events=10)
+    assert outcome.ok
+    assert len(sink.state.rows("shop.orders")) == 2
+
+
+async def test_one_failing_sink_does_not_stop_another(world):
+    healthy, failing = MemorySink("healthy"), MemorySink("failing")
+    failing.fail_next = 3
+    world["source"].append(*orders(4))
+    use_case = replicate(world, healthy, failing)
+    for _ in range(3):
+        outcomes = {o.destination: o for o in await use_case(max_events=2)}
+        assert not outcomes["failing"].ok
+    assert len(healthy.state.rows("shop.orders")) == 4
+    assert await world["offsets"].load("failing", "node1") is None
+    # The source is only told to free what every destination has.
+    assert world["source"].acknowledged is None
+    await use_case(max_events=10)
+    assert len(failing.state.rows("shop.orders")) == 4
+    assert world["source"].acknowledged is not None
+
+
+async def test_invalid_events_go_to_the_dlq_with_their_details(world):
+    sink = MemorySink("pg", DestinationKind.POSTGRES)
+    good = event(key=1, columns={"status": "ok"})
+    counter = event(key=2, counters={"hits": 1})
+    world["source"].append(good, counter)
+    (outcome,) = await replicate(world, sink)(max_events=10)
+    assert (outcome.delivered, outcome.dead_lettered) == (1, 1)
+    (dead,) = await world["dlq"].list()
+    assert dead.reason is FailureReason.SCHEMA_INCOMPATIBLE
+    assert dead.destination == "pg"
+    assert dead.event.event_id == counter.event_id
+    assert dead.schema_details["columns"][0]["column"] == "hits"
+    assert dead.schema_details["table"] == "shop.orders"
+    assert dead.failed_at == world["clock"].now()
+    assert (await world["offsets"].load("pg", "node1")).position == counter.position
+
+
+async def test_events_of_an_unknown_table_are_dead_lettered(world):
+    sink = MemorySink("a")
+    world["source"].append(event(table="ghost", columns={"x": 1}))
+    await replicate(world, sink)(max_events=10)
+    (dead,) = await world["dlq"].list()
+    assert dead.reason is FailureReason.UNKNOWN_TABLE
+
+
+async def test_undecodable_source_entries_reach_the_dlq_and_do_not_block(world):
+    sink = MemorySink("a")
+    world["source"].append(event(key=1, columns={"status": "a"}, position=SourcePosition(7, 10)))
+    world["source"].fail(
+        DeadLetterEvent.for_raw(
+            b"\x00garbage",
+            reason=FailureReason.DECODE_ERROR,
+            error="CRC mismatch",
+            failed_at=world["clock"].now(),
+            position=SourcePosition(7, 20),
+        )
+    )
+    world["source"].append(event(key=2, columns={"status": "b"}, position=SourcePosition(7, 30)))
+    await replicate(world, sink)(max_events=10)
+    (dead,) = await world["dlq"].list()
+    assert dead.reason is FailureReason.DECODE_ERROR
+    assert dead.raw == b"\x00garbage"
+    assert len(sink.state.rows("shop.orders")) == 2
+
+
+async def test_rejected_events_are_split_off_and_the_rest_written(world):
+    sink = RejectingSink("pg", reject={"bad"})
+    world["source"].append(
+        event(key=1, columns={"status": "ok"}),
+        event(key=2, columns={"status": "bad"}),
+        event(key=3, columns={"status": "ok"}),
+    )
+    (outcome,) = await replicate(world, sink)(max_events=10)
+    assert (outcome.delivered, outcome.dead_lettered) == (2, 1)
+    (dead,) = await world["dlq"].list(reason=FailureReason.PROCESSING_ERROR)
+    assert dead.event.partition_key == {"id": 2}
+    assert "out of range" in dead.error
+
+
+async def test_a_table_the_sink_cannot_hold_is_dead_lettered_and_others_flow(world):
+    sink = RejectingSink("pg", incompatible_table="shop.items")
+    world["source"].append(
+        event(key=1, columns={"status": "ok"}),
+        event(key=2, table="items", columns={"status": "x"}),
+    )
+    (outcome,) = await replicate(world, sink)(max_events=10)
+    assert (outcome.delivered, outcome.dead_lettered) == (1, 1)
+    (dead,) = await world["dlq"].list()
+    assert dead.reason is FailureReason.SCHEMA_INCOMPATIBLE
+    assert dead.event.table == "items"
+
+
+async def test_masking_happens_before_any_sink_sees_the_event(world):
+    sink = MemorySink("a")
+    world["source"].append(event(columns={"email": "a@b.c", "status": "new"}))
+    await replicate(world, sink)(max_events=10)
+    assert sink.state.rows("shop.orders") == {((1,), ()): {"email": REDACTED, "status": "new"}}
+
+
+async def test_nothing_new_changes_nothing(world):
+    sink = MemorySink("a")
+    (outcome,) = await replicate(world, sink)(max_events=10)
+    assert outcome.ok
+    assert outcome.delivered == 0
+    assert await world["offsets"].load("a", "node1") is None
+
+
+async def test_redelivering_the_same_batch_is_harmless(world):
+    sink = MemorySink("a")
+    world["source"].append(*orders(3))
+    use_case = replicate(world, sink)
+    await use_case(max_events=10)
+    rows = sink.state.rows("shop.orders")
+    # A crash after the write but before the offset commit re-delivers the batch.
+    world["offsets"]._records.clear()
+    await use_case(max_events=10)
+    assert sink.state.rows("shop.orders") == rows
