@@ -101,9 +101,16 @@ class MaskRule:
         return self.pattern.search(column) is not None
 
 
+_CONFIG_KEYS = frozenset({"rules", "replace_defaults", "actions", "mask_key_columns"})
+_RULE_KEYS = frozenset({"field", "pattern", "class", "tables", "action"})
+
+
 def _rule(item: Mapping[str, Any]) -> MaskRule:
     """One rule from config: ``field`` (a name word, as the defaults use) or ``pattern``
     (a regex), its ``class``, and optional ``tables`` and ``action``."""
+    unknown = set(item) - _RULE_KEYS
+    if unknown:
+        raise MaskingConfigError(f"a rule has unknown key(s) {', '.join(sorted(unknown))}")
     if "field" in item:
         pattern = _word_pattern(str(item["field"]))
     elif "pattern" in item:
@@ -155,6 +162,9 @@ class MaskingPolicy:
         ``actions`` overrides the action of a class; ``mask_key_columns`` names the
         ``keyspace.table.column`` keys a user has chosen to mask (with hash only).
         """
+        unknown = set(config) - _CONFIG_KEYS
+        if unknown:
+            raise MaskingConfigError(f"masking rules: unknown key(s) {', '.join(sorted(unknown))}")
         try:
             rules = tuple(_rule(item) for item in config.get("rules", []) or [])
             if not config.get("replace_defaults", False):

@@ -128,6 +128,8 @@ def test_replace_defaults_drops_the_built_in_patterns():
         {"rules": [{"field": "x", "class": "secretish"}]},
         {"actions": {"pii": "scramble"}},
         {"rules": [{"pattern": "(", "class": "pii"}]},
+        {"replace_default": True},
+        {"rules": [{"field": "x", "clas": "pii"}]},
     ],
 )
 def test_bad_rules_raise_a_typed_error(config):

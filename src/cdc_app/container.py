@@ -1,0 +1,135 @@
+"""The composition root: every port built from validated settings, in one graph.
+
+Each adapter is a ``Resource`` whose shutdown awaits its ``aclose``, so
+``shutdown_resources`` releases every connection and file in one place. Tests give the
+container their settings and override the providers with in-memory adapters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+from dependency_injector import containers, providers
+
+from cdc_adapters.local import SystemClock
+from cdc_app.masking_rules import masking_policy
+from cdc_app.registry import (
+    CHANGE_SOURCES,
+    DEAD_LETTER_QUEUES,
+    OFFSET_STORES,
+    SCHEMA_SOURCES,
+    SINKS,
+    AdapterRef,
+    adapter_class,
+)
+from cdc_app.settings import Settings
+from cdc_domain.ports import ChangeSource, Clock, DeadLetterQueue, OffsetStore, SchemaSource, Sink
+from cdc_domain.replication import Destination, ReplicateBatch
+
+__all__ = ["Container", "running"]
+
+
+@contextlib.asynccontextmanager
+async def _opened(
+    port: type[Any], table: Mapping[str, AdapterRef], adapter_type: str, kwargs: Mapping[str, Any]
+) -> AsyncIterator[Any]:
+    """An adapter that is checked against its port, and closed on the way out."""
+    adapter = adapter_class(table, adapter_type)(**kwargs)
+    if not isinstance(adapter, port):
+        raise TypeError(f"{type(adapter).__qualname__} does not implement {port.__name__}")
+    try:
+        yield adapter
+    finally:
+        await adapter.aclose()
+
+
+def _arguments(settings: Settings, entry: Any, **collaborators: Any) -> dict[str, Any]:
+    """The constructor arguments the registry promises an adapter (see its docstring)."""
+    options = attrs.asdict(entry, recurse=False)
+    return {**options, **collaborators, **settings.connection(entry.TYPE)}
+
+
+async def _source(settings: Settings) -> AsyncIterator[ChangeSource]:
+    source = settings.source
+    kwargs = _arguments(settings, source)
+    async with _opened(ChangeSource, CHANGE_SOURCES, source.TYPE, kwargs) as adapter:
+        yield adapter
+
+
+async def _schemas(settings: Settings) -> AsyncIterator[SchemaSource]:
+    source_type = settings.source.TYPE
+    kwargs = settings.connection(source_type)
+    async with _opened(SchemaSource, SCHEMA_SOURCES, source_type, kwargs) as adapter:
+        yield adapter
+
+
+async def _offsets(settings: Settings, clock: Clock) -> AsyncIterator[OffsetStore]:
+    offsets = settings.offsets
+    kwargs = _arguments(settings, offsets, clock=clock)
+    async with _opened(OffsetStore, OFFSET_STORES, offsets.TYPE, kwargs) as adapter:
+        yield adapter
+
+
+async def _dead_letters(settings: Settings) -> AsyncIterator[DeadLetterQueue]:
+    queue = settings.dead_letters
+    kwargs = _arguments(settings, queue)
+    async with _opened(DeadLetterQueue, DEAD_LETTER_QUEUES, queue.TYPE, kwargs) as adapter:
+        yield adapter
+
+
+async def _sinks(settings: Settings) -> AsyncIterator[list[Sink]]:
+    """All the sinks, closed together; one that fails to open closes those before it."""
+    async with contextlib.AsyncExitStack() as stack:
+        sinks = []
+        for destination in settings.destinations:
+            opened = _opened(Sink, SINKS, destination.TYPE, _arguments(settings, destination))
+            sinks.append(await stack.enter_async_context(opened))
+        yield sinks
+
+
+def _destinations(sinks: Sequence[Sink], offsets: OffsetStore) -> list[Destination]:
+    return [Destination(sink, offsets) for sink in sinks]
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+    masking = providers.Singleton(masking_policy, settings.provided.masking)
+
+    source = providers.Resource(_source, settings)
+    schemas = providers.Resource(_schemas, settings)
+    offsets = providers.Resource(_offsets, settings, clock)
+    dead_letters = providers.Resource(_dead_letters, settings)
+    sinks = providers.Resource(_sinks, settings)
+
+    destinations = providers.Factory(_destinations, sinks, offsets)
+    replicate = providers.Factory(
+        ReplicateBatch,
+        source=source,
+        schemas=schemas,
+        destinations=destinations,
+        dead_letters=dead_letters,
+        clock=clock,
+        masking=masking,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(container: Container) -> AsyncIterator[ReplicateBatch]:
+    """Open every resource, hand out the use case, and close them all on the way out."""
+    try:
+        await _settled(container.init_resources())
+        yield await _settled(container.replicate())
+    finally:
+        await _settled(container.shutdown_resources())
+
+
+async def _settled(value: Any) -> Any:
+    """dependency-injector returns an awaitable only when some provider in play is
+    async, which overriding resources with plain objects changes."""
+    return await value if inspect.isawaitable(value) else value

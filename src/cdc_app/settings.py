@@ -1,0 +1,301 @@
+"""The validated configuration: typed, frozen settings the container builds from.
+
+Sections that pick an adapter (``source``, each destination, ``offsets``,
+``dead_letters``) are unions keyed by their ``type``; each member holds only the keys
+that type accepts, so a key another type would take is still reported as unknown.
+A type named like a database section (``postgres``...) connects with that section.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import urllib.parse
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import attrs
+
+__all__ = [
+    "DATABASES",
+    "TAGGED",
+    "CassandraSettings",
+    "CassandraSource",
+    "ClickHouseDestination",
+    "ClickHouseSettings",
+    "DeadLetters",
+    "Destination",
+    "JsonlDeadLetters",
+    "JsonlDestination",
+    "LogFormat",
+    "LogLevel",
+    "LoggingSettings",
+    "MaskingSettings",
+    "MemoryDeadLetters",
+    "MemoryDestination",
+    "MemoryOffsets",
+    "MemorySource",
+    "Offsets",
+    "PipelineSettings",
+    "PostgresDestination",
+    "PostgresSettings",
+    "SettingError",
+    "Settings",
+    "Source",
+    "SqliteOffsets",
+    "TimescaleDbDestination",
+    "TimescaleDbSettings",
+    "mask_secret",
+    "mask_url",
+]
+
+_SECRET = "secret"
+"""Field metadata key: ``"value"`` hides the whole value, ``"url"`` only its password."""
+
+_MASK = "********"
+_PASSWORD_PAIR = re.compile(r"(password\s*=\s*)('[^']*'|[^\s&;]+)", re.IGNORECASE)
+
+
+class SettingError(ValueError):
+    """A value that has the right type but not an acceptable content."""
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password hidden, in URL userinfo or ``password=`` pairs (libpq
+    keyword DSNs and query strings)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        url = urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{_MASK}@{host}"))
+    return _PASSWORD_PAIR.sub(rf"\g<1>{_MASK}", url)
+
+
+def mask_secret(field: attrs.Attribute[Any], value: Any) -> Any:
+    """The printable form of a field's value: secrets masked, everything else as is."""
+    kind = field.metadata.get(_SECRET)
+    if not value or kind is None:
+        return value
+    if kind == "url":
+        return mask_url(str(value))
+    return _MASK
+
+
+def _hidden(value: object) -> str:
+    return _MASK if value else repr(value)
+
+
+def _url_repr(value: object) -> str:
+    return repr(mask_url(str(value)))
+
+
+_HIDDEN = {_SECRET: "value"}
+_URL = {_SECRET: "url"}
+
+
+def _at_least(minimum: int) -> Callable[[object, attrs.Attribute[int], int], None]:
+    def check(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < minimum:
+            raise SettingError(f"{attribute.name} must be at least {minimum}, got {value}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class CassandraSettings:
+    hosts: tuple[str, ...] = ("127.0.0.1:9042",)
+    cdc_raw_dir: str
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=_hidden, metadata=_HIDDEN)
+
+
+@attrs.frozen(kw_only=True)
+class PostgresSettings:
+    dsn: str = attrs.field(repr=_url_repr, metadata=_URL)
+
+
+@attrs.frozen(kw_only=True)
+class ClickHouseSettings:
+    url: str = attrs.field(repr=_url_repr, metadata=_URL)
+    user: str = "default"
+    password: str | None = attrs.field(default=None, repr=_hidden, metadata=_HIDDEN)
+
+
+@attrs.frozen(kw_only=True)
+class TimescaleDbSettings:
+    dsn: str = attrs.field(repr=_url_repr, metadata=_URL)
+
+
+DATABASES: dict[str, type[Any]] = {
+    "cassandra": CassandraSettings,
+    "postgres": PostgresSettings,
+    "clickhouse": ClickHouseSettings,
+    "timescaledb": TimescaleDbSettings,
+}
+"""Database sections by name; each also loads from ``CDC_<NAME>_<KEY>`` variables."""
+
+
+@attrs.frozen(kw_only=True)
+class MemorySource:
+    """Events appended in process: nothing to read in a standalone run."""
+
+    TYPE: ClassVar[str] = "memory"
+    partition_id: str = "memory"
+
+
+@attrs.frozen(kw_only=True)
+class CassandraSource:
+    """One Cassandra node's CDC log. ``partition_id`` has no default: two nodes sharing
+    one would share offsets, and each would skip what the other had read."""
+
+    TYPE: ClassVar[str] = "cassandra"
+    partition_id: str
+    tables: tuple[str, ...] = ()
+
+
+Source = MemorySource | CassandraSource
+
+
+@attrs.frozen(kw_only=True)
+class JsonlDestination:
+    TYPE: ClassVar[str] = "jsonl"
+    name: str
+    path: str
+
+
+@attrs.frozen(kw_only=True)
+class MemoryDestination:
+    TYPE: ClassVar[str] = "memory"
+    name: str
+
+
+@attrs.frozen(kw_only=True)
+class PostgresDestination:
+    TYPE: ClassVar[str] = "postgres"
+    name: str
+
+
+@attrs.frozen(kw_only=True)
+class ClickHouseDestination:
+    TYPE: ClassVar[str] = "clickhouse"
+    name: str
+
+
+@attrs.frozen(kw_only=True)
+class TimescaleDbDestination:
+    TYPE: ClassVar[str] = "timescaledb"
+    name: str
+
+
+Destination = (
+    JsonlDestination
+    | MemoryDestination
+    | PostgresDestination
+    | ClickHouseDestination
+    | TimescaleDbDestination
+)
+
+
+@attrs.frozen(kw_only=True)
+class SqliteOffsets:
+    TYPE: ClassVar[str] = "sqlite"
+    path: str = "./.cdc/offsets.db"
+
+
+@attrs.frozen(kw_only=True)
+class MemoryOffsets:
+    """Offsets lost at exit: every run starts from the beginning of the source."""
+
+    TYPE: ClassVar[str] = "memory"
+
+
+Offsets = SqliteOffsets | MemoryOffsets
+
+
+@attrs.frozen(kw_only=True)
+class JsonlDeadLetters:
+    TYPE: ClassVar[str] = "jsonl"
+    path: str = "./.cdc/dead_letters.jsonl"
+
+
+@attrs.frozen(kw_only=True)
+class MemoryDeadLetters:
+    TYPE: ClassVar[str] = "memory"
+
+
+DeadLetters = JsonlDeadLetters | MemoryDeadLetters
+
+TAGGED: dict[str, tuple[type[Any], ...]] = {
+    "source": (MemorySource, CassandraSource),
+    "destination": (
+        JsonlDestination,
+        MemoryDestination,
+        PostgresDestination,
+        ClickHouseDestination,
+        TimescaleDbDestination,
+    ),
+    "offsets": (SqliteOffsets, MemoryOffsets),
+    "dead letter": (JsonlDeadLetters, MemoryDeadLetters),
+}
+"""The members of each union by label, as its ``type`` error names them."""
+
+
+@attrs.frozen(kw_only=True)
+class MaskingSettings:
+    """``rules_file`` adds rules to the built-in PII/PHI ones; ``hmac_key`` is needed
+    as soon as a rule hashes (an empty key counts as none)."""
+
+    rules_file: str | None = None
+    hmac_key: str | None = attrs.field(default=None, repr=_hidden, metadata=_HIDDEN)
+
+
+@attrs.frozen(kw_only=True)
+class PipelineSettings:
+    max_batch_events: int = attrs.field(default=1000, validator=_at_least(1))
+    max_batch_delay_ms: int = attrs.field(default=200, validator=_at_least(0))
+
+
+class LogFormat(enum.Enum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class LogLevel(enum.Enum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@attrs.frozen(kw_only=True)
+class LoggingSettings:
+    format: LogFormat = LogFormat.CONSOLE
+    level: LogLevel = LogLevel.INFO
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    source: Source
+    destinations: tuple[Destination, ...]
+    offsets: Offsets = SqliteOffsets()
+    dead_letters: DeadLetters = JsonlDeadLetters()
+    masking: MaskingSettings = MaskingSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    logging: LoggingSettings = LoggingSettings()
+    cassandra: CassandraSettings | None = None
+    postgres: PostgresSettings | None = None
+    clickhouse: ClickHouseSettings | None = None
+    timescaledb: TimescaleDbSettings | None = None
+
+    def connection(self, adapter_type: str) -> dict[str, Any]:
+        """The connection keyword arguments of an adapter of ``adapter_type``: those of
+        the database section of that name, none when the type needs no database."""
+        if adapter_type not in DATABASES:
+            return {}
+        section = getattr(self, adapter_type)
+        if section is None:
+            prefix = f"CDC_{adapter_type.upper()}_"
+            raise SettingError(
+                f"{adapter_type} needs the '{adapter_type}' section (or {prefix}* variables)"
+            )
+        return attrs.asdict(section, recurse=False)
