@@ -19,7 +19,7 @@ from cdc_domain.events import ChangeEvent, SourcePosition
 from cdc_domain.health import HealthReport
 from cdc_domain.offsets import Checkpoint, OffsetRecord
 from cdc_domain.schema import TableSchema
-from cdc_domain.schema_changes import SchemaChange
+from cdc_domain.schema_changes import AppliedChange, SchemaChange
 
 __all__ = [
     "ChangeBatch",
@@ -27,6 +27,7 @@ __all__ = [
     "Clock",
     "DeadLetterQueue",
     "OffsetStore",
+    "SchemaHistory",
     "SchemaSource",
     "Sink",
     "SinkBatch",
@@ -39,12 +40,15 @@ class ChangeBatch:
 
     ``end`` may lie past the last event (filtered or undecodable entries still move the
     reader on); it is None when nothing new was durable. ``failures`` are entries that
-    could not become events, already shaped as dead letters.
+    could not become events, already shaped as dead letters. ``schemas`` holds, per
+    ``keyspace.table``, the schema the events were decoded with: a source ends a batch
+    where a table's schema changes, so one batch never mixes two versions of a table.
     """
 
     events: tuple[ChangeEvent, ...] = ()
     failures: tuple[DeadLetterEvent, ...] = ()
     end: SourcePosition | None = None
+    schemas: Mapping[str, TableSchema] = attrs.field(factory=dict)
 
 
 @attrs.frozen(slots=True)
@@ -155,6 +159,27 @@ class DeadLetterQueue(Protocol):
         ...
 
     async def mark_replayed(self, dlq_ids: Sequence[str]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SchemaHistory(Protocol):
+    """The schema each destination holds per table, and every change applied to it.
+
+    What a destination holds is what decides the next change to apply; keeping it
+    outside the destination makes that decision the same for every kind of sink.
+    """
+
+    async def applied(self, destination: str) -> dict[str, TableSchema]:
+        """The latest schema applied to ``destination``, per ``keyspace.table``."""
+        ...
+
+    async def record(
+        self, destination: str, change: SchemaChange, applied_at: dt.datetime
+    ) -> None: ...
+
+    async def changes(self, destination: str | None = None) -> builtins.list[AppliedChange]: ...
 
     async def aclose(self) -> None: ...
 

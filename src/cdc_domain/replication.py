@@ -9,7 +9,8 @@ to free data only once every destination is past it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -19,16 +20,19 @@ from cdc_domain.events import ChangeEvent, SourcePosition
 from cdc_domain.masking import MaskingPolicy
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import (
+    ChangeBatch,
     ChangeSource,
     Clock,
     DeadLetterQueue,
     OffsetStore,
+    SchemaHistory,
     SchemaSource,
     Sink,
     SinkBatch,
 )
 from cdc_domain.routing import RoutedBatch, dead_letter_events, route_events
 from cdc_domain.schema import TableSchema
+from cdc_domain.schema_evolution import BlockedTable, SchemaEvolution
 from cdc_domain.validation import EventValidator
 
 __all__ = ["DeliveryOutcome", "Destination", "ReplicateBatch"]
@@ -54,6 +58,9 @@ class DeliveryOutcome:
     dead_lettered: int = 0
     position: SourcePosition | None = None
     error: BaseException | None = None
+    schema_changes: int = 0
+    last_timestamp_micros: int | None = None
+    blocked: tuple[BlockedTable, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -70,6 +77,7 @@ class ReplicateBatch:
         dead_letters: DeadLetterQueue,
         clock: Clock,
         masking: MaskingPolicy,
+        history: SchemaHistory,
         validator: EventValidator | None = None,
     ) -> None:
         self._source = source
@@ -79,13 +87,15 @@ class ReplicateBatch:
         self._clock = clock
         self._masking = masking
         self._validator = validator or EventValidator()
+        self._evolution = SchemaEvolution(history)
+        self._blocked: dict[str, dict[str, BlockedTable]] = {}
 
     async def __call__(self, max_events: int) -> list[DeliveryOutcome]:
         """One batch per destination, concurrently; then free what all have committed."""
         outcomes = await asyncio.gather(
             *(self.deliver(destination, max_events) for destination in self._destinations)
         )
-        await self._acknowledge()
+        await self.acknowledge()
         return list(outcomes)
 
     async def deliver(self, destination: Destination, max_events: int) -> DeliveryOutcome:
@@ -102,16 +112,22 @@ class ReplicateBatch:
         batch = await self._source.read(record.position if record else None, max_events)
         if batch.end is None:
             return DeliveryOutcome(destination.name, position=record.position if record else None)
+        now = self._clock.now()
+        schemas = await self._schemas_for(batch)
+        applied, blocked = await self._evolution.prepare(destination.sink, schemas, now)
+        self._blocked[destination.name] = blocked
+        events = [e for e in batch.events if e.qualified_table not in blocked]
+        dead = [*batch.failures, *self._blocked_letters(batch.events, blocked, now)]
         routed = route_events(
-            batch.events,
-            schemas=await self._schemas_for(batch.events),
+            events,
+            schemas=schemas,
             masking=self._masking,
             validator=self._validator,
             destination=destination.name,
             kind=destination.sink.kind,
-            now=self._clock.now(),
+            now=now,
         )
-        dead = [*batch.failures, *routed.dead_letters]
+        dead.extend(routed.dead_letters)
         checkpoint = Checkpoint(partition, batch.end, len(batch.events))
         written, rejected = await self._write(destination, routed, checkpoint)
         dead.extend(rejected)
@@ -121,7 +137,42 @@ class ReplicateBatch:
             await self._dlq.write(dead)
         if not destination.sink.commits_offsets or not written:
             await destination.offsets.commit(destination.name, checkpoint)
-        return DeliveryOutcome(destination.name, written, len(dead), batch.end)
+        return DeliveryOutcome(
+            destination.name,
+            delivered=written,
+            dead_lettered=len(dead),
+            position=batch.end,
+            schema_changes=applied,
+            last_timestamp_micros=max((e.timestamp_micros for e in routed.valid), default=None),
+            blocked=tuple(blocked.values()),
+        )
+
+    def _blocked_letters(
+        self,
+        events: Sequence[ChangeEvent],
+        blocked: Mapping[str, BlockedTable],
+        now: dt.datetime,
+    ) -> list[DeadLetterEvent]:
+        letters = []
+        for event in events:
+            table = blocked.get(event.qualified_table)
+            if table is not None:
+                letters.append(
+                    DeadLetterEvent.for_event(
+                        event,
+                        reason=FailureReason.SCHEMA_INCOMPATIBLE,
+                        error=table.advice,
+                        failed_at=now,
+                        destination=table.destination,
+                        schema_details={"table": table.table, **table.details},
+                    )
+                )
+        return letters
+
+    @property
+    def blocked(self) -> list[BlockedTable]:
+        """Tables some destination cannot follow, as of each one's latest batch."""
+        return [table for tables in self._blocked.values() for table in tables.values()]
 
     async def _write(
         self, destination: Destination, routed: RoutedBatch, checkpoint: Checkpoint
@@ -157,9 +208,10 @@ class ReplicateBatch:
             events = tuple(e for e in events if e.event_id not in bad_ids)
         return 0, rejected
 
-    async def _schemas_for(self, events: Sequence[ChangeEvent]) -> dict[str, TableSchema]:
-        schemas: dict[str, TableSchema] = {}
-        for event in events:
+    async def _schemas_for(self, batch: ChangeBatch) -> dict[str, TableSchema]:
+        """The schemas the source decoded with; the schema source for what it left out."""
+        schemas = dict(batch.schemas)
+        for event in batch.events:
             name = event.qualified_table
             if name not in schemas:
                 schema = await self._schemas.table(event.keyspace, event.table)
@@ -167,13 +219,17 @@ class ReplicateBatch:
                     schemas[name] = schema
         return schemas
 
-    async def _acknowledge(self) -> None:
+    async def acknowledge(self) -> SourcePosition | None:
+        """Tell the source how far every destination has committed, so it may free it."""
         partition = self._source.partition_id
         positions = []
         for destination in self._destinations:
             record = await destination.offsets.load(destination.name, partition)
             if record is None:
-                return
+                return None
             positions.append(record.position)
-        if positions:
-            await self._source.acknowledge(min(positions))
+        if not positions:
+            return None
+        lowest = min(positions)
+        await self._source.acknowledge(lowest)
+        return lowest

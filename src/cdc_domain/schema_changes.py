@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping
 
@@ -15,6 +16,7 @@ from cdc_domain.type_mapping import MappedType, SchemaMapper, Unsupported
 
 __all__ = [
     "DESTINATION_KINDS",
+    "AppliedChange",
     "ChangeKind",
     "Compatibility",
     "SchemaChange",
@@ -87,6 +89,15 @@ class SchemaChange:
             new = self.new_type.cql() if self.new_type else "-"
             types = f" ({old} -> {new})"
         return f"{self.kind.value} {target}{types}"
+
+
+@attrs.frozen(slots=True)
+class AppliedChange:
+    """A schema change as a destination took it: the history an operator audits."""
+
+    destination: str
+    change: SchemaChange
+    applied_at: dt.datetime
 
 
 # Widenings Cassandra itself accepts or a destination column can absorb in place: the
@@ -171,6 +182,10 @@ class SchemaDiff:
                 changes.append(self._table_change(ChangeKind.DROP_TABLE, schema))
         return changes
 
+    def created(self, schema: TableSchema) -> SchemaChange:
+        """The CREATE_TABLE change that brings a destination from nothing to ``schema``."""
+        return self._table_change(ChangeKind.CREATE_TABLE, schema)
+
     def _table_change(self, kind: ChangeKind, schema: TableSchema) -> SchemaChange:
         verdicts = {}
         for destination in DESTINATION_KINDS:
@@ -248,6 +263,8 @@ class SchemaDiff:
             )
         if before.kind is not after.kind:
             return Compatibility(False, f"column {after.name} changed kind")
+        if destination in (DestinationKind.FILE, DestinationKind.MEMORY):
+            return Compatibility(True)
         old_mapping = self._mapper.map(before.type, destination)
         if old_mapping == new_mapping:
             return Compatibility(True)
@@ -255,8 +272,6 @@ class SchemaDiff:
             return Compatibility(
                 False, f"{before.type.cql()} -> {after.type.cql()} is not a widening"
             )
-        if destination in (DestinationKind.FILE, DestinationKind.MEMORY):
-            return Compatibility(True)
         assert isinstance(old_mapping, MappedType)
         pair = (old_mapping.sql, new_mapping.sql)
         if pair in _DESTINATION_WIDENINGS.get(destination, frozenset()):

@@ -1,12 +1,23 @@
-"""The local and in-memory adapters against the offset, dead letter and clock contracts."""
+"""The local and in-memory stores against their contracts."""
 
 import pytest
 
-from cdc_adapters.local import JsonLinesDeadLetterQueue, SqliteOffsetStore, SystemClock
-from cdc_adapters.memory import ManualClock, MemoryDeadLetterQueue, MemoryOffsetStore
+from cdc_adapters.local import (
+    JsonLinesDeadLetterQueue,
+    JsonLinesSchemaHistory,
+    SqliteOffsetStore,
+    SystemClock,
+)
+from cdc_adapters.memory import (
+    ManualClock,
+    MemoryDeadLetterQueue,
+    MemoryOffsetStore,
+    MemorySchemaHistory,
+)
 from tests.contract.clock_contract import ClockContract
 from tests.contract.dead_letter_contract import DeadLetterQueueContract
 from tests.contract.offset_store_contract import OffsetStoreContract
+from tests.contract.schema_history_contract import SchemaHistoryContract
 
 
 class TestMemoryOffsetStore(OffsetStoreContract):
@@ -81,3 +92,33 @@ class TestManualClock(ClockContract):
     @pytest.fixture
     def clock(self):
         return ManualClock()
+
+
+class TestMemorySchemaHistory(SchemaHistoryContract):
+    @pytest.fixture
+    def schema_history(self):
+        return MemorySchemaHistory()
+
+    @pytest.fixture
+    def reopen(self, schema_history):
+        async def again():
+            return schema_history
+
+        return again
+
+
+class TestJsonLinesSchemaHistory(SchemaHistoryContract):
+    @pytest.fixture
+    def path(self, tmp_path):
+        return str(tmp_path / "history" / "schema_history.jsonl")
+
+    @pytest.fixture
+    def schema_history(self, path):
+        return JsonLinesSchemaHistory(path)
+
+    @pytest.fixture
+    def reopen(self, path):
+        async def again():
+            return JsonLinesSchemaHistory(path)
+
+        return again

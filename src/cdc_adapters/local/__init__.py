@@ -3,7 +3,14 @@ default configuration runs anywhere."""
 
 from cdc_adapters.local.clock import SystemClock
 from cdc_adapters.local.jsonl_dead_letters import JsonLinesDeadLetterQueue
+from cdc_adapters.local.jsonl_schema_history import JsonLinesSchemaHistory
 from cdc_adapters.local.jsonl_sink import JsonLinesSink
 from cdc_adapters.local.sqlite_offsets import SqliteOffsetStore
 
-__all__ = ["JsonLinesDeadLetterQueue", "JsonLinesSink", "SqliteOffsetStore", "SystemClock"]
+__all__ = [
+    "JsonLinesDeadLetterQueue",
+    "JsonLinesSchemaHistory",
+    "JsonLinesSink",
+    "SqliteOffsetStore",
+    "SystemClock",
+]

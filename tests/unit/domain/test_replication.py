@@ -1,3 +1,4 @@
+import attrs
 import pytest
 
 from cdc_adapters.memory import (
@@ -5,6 +6,7 @@ from cdc_adapters.memory import (
     MemoryChangeSource,
     MemoryDeadLetterQueue,
     MemoryOffsetStore,
+    MemorySchemaHistory,
     MemorySchemaSource,
     MemorySink,
 )
@@ -14,7 +16,8 @@ from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
 from cdc_domain.events import SourcePosition
 from cdc_domain.masking import REDACTED, MaskingPolicy
 from cdc_domain.replication import Destination, ReplicateBatch
-from tests.factories import event, table
+from cdc_domain.schema_changes import ChangeKind
+from tests.factories import column, event, table
 
 ORDERS = table("orders", regular={"status": "text", "email": "text", "hits": "counter"})
 
@@ -47,6 +50,7 @@ def world():
         "schemas": MemorySchemaSource([ORDERS, table("items")]),
         "dlq": MemoryDeadLetterQueue(),
         "offsets": MemoryOffsetStore(clock),
+        "history": MemorySchemaHistory(),
     }
 
 
@@ -58,6 +62,7 @@ def replicate(world, *sinks, masking=None):
         dead_letters=world["dlq"],
         clock=world["clock"],
         masking=masking or MaskingPolicy(),
+        history=world["history"],
     )
 
 
@@ -220,3 +225,62 @@ async def test_redelivering_the_same_batch_is_harmless(world):
     world["offsets"]._records.clear()
     await use_case(max_events=10)
     assert sink.state.rows("shop.orders") == rows
+
+
+async def test_the_first_batch_of_a_table_creates_it_in_the_destination(world):
+    sink = MemorySink("a")
+    world["source"].append(*orders(2))
+    (outcome,) = await replicate(world, sink)(max_events=10)
+    assert outcome.schema_changes == 1
+    assert [c.kind for c in sink.applied_changes] == [ChangeKind.CREATE_TABLE]
+    (recorded,) = await world["history"].changes("a")
+    assert recorded.applied_at == world["clock"].now()
+    await replicate(world, sink)(max_events=10)
+    assert len(sink.applied_changes) == 1
+
+
+async def test_a_new_column_is_applied_before_the_events_that_carry_it(world):
+    sink = MemorySink("a")
+    world["source"].append(*orders(1))
+    use_case = replicate(world, sink)
+    await use_case(max_events=10)
+    wider = attrs.evolve(ORDERS, columns=(*ORDERS.columns, column("note", "text")))
+    world["schemas"].put(wider)
+    world["source"].append(event(key=9, ts=9, columns={"note": "hi"}))
+    (outcome,) = await use_case(max_events=10)
+    assert outcome.delivered == 1
+    assert [(c.kind, c.column) for c in sink.applied_changes][-1] == (
+        ChangeKind.ADD_COLUMN,
+        "note",
+    )
+    assert sink.batches[-1].schemas["shop.orders"] == wider
+
+
+async def test_an_incompatible_change_blocks_only_that_table_for_that_destination(world):
+    pg, log = MemorySink("pg", DestinationKind.POSTGRES), MemorySink("log")
+    world["source"].append(event(key=1, columns={"status": "a"}))
+    use_case = replicate(world, pg, log)
+    await use_case(max_events=10)
+    retyped = attrs.evolve(
+        ORDERS,
+        columns=tuple(
+            attrs.evolve(c, type=column("x", "int").type) if c.name == "status" else c
+            for c in ORDERS.columns
+        ),
+    )
+    world["schemas"].put(retyped)
+    world["source"].append(
+        event(key=2, columns={"status": 5}), event(key=3, table="items", columns={"status": "x"})
+    )
+    outcomes = {o.destination: o for o in await use_case(max_events=10)}
+    assert outcomes["pg"].delivered == 1
+    assert outcomes["pg"].dead_lettered == 1
+    assert outcomes["log"].delivered == 2
+    (blocked,) = outcomes["pg"].blocked
+    assert blocked.table == "shop.orders"
+    assert "schema accept" in blocked.advice
+    dead = await world["dlq"].list(destination="pg", reason=FailureReason.SCHEMA_INCOMPATIBLE)
+    assert dead[0].schema_details["column"] == "status"
+    assert dead[0].schema_details["new_type"] == "int"
+    assert "shop.items" in pg.tables
+    assert [(b.destination, b.table) for b in use_case.blocked] == [("pg", "shop.orders")]

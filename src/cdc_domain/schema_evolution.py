@@ -1,0 +1,117 @@
+"""Bringing a destination's tables up to the schema its next events were decoded with.
+
+Changes travel with the data: before a destination receives a batch, every table in it
+is compared with the schema that destination last took, and the difference is applied
+first. So no event written under a new schema reaches a destination that lacks it, and
+a change missed while the pipeline was down is still applied when its events arrive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+import attrs
+
+from cdc_domain.errors import SchemaIncompatibleError
+from cdc_domain.ports import SchemaHistory, Sink
+from cdc_domain.schema import TableSchema
+from cdc_domain.schema_changes import SchemaChange, SchemaDiff
+
+__all__ = ["BlockedTable", "SchemaEvolution"]
+
+
+@attrs.frozen(slots=True)
+class BlockedTable:
+    """A table a destination cannot follow: its events are dead-lettered until an
+    operator fixes the destination and accepts the schema."""
+
+    destination: str
+    table: str
+    change: str
+    reason: str
+    details: dict[str, object]
+
+    @property
+    def advice(self) -> str:
+        return (
+            f"{self.destination} cannot apply {self.change} ({self.reason}). Change "
+            f"{self.table} in {self.destination} by hand to hold the new definition, then run "
+            f"'cdc-app schema accept --destination {self.destination} --table {self.table}' "
+            f"and 'cdc-app dlq replay --destination {self.destination} "
+            "--reason SCHEMA_INCOMPATIBLE'."
+        )
+
+
+class SchemaEvolution:
+    def __init__(self, history: SchemaHistory, diff: SchemaDiff | None = None) -> None:
+        self._history = history
+        self._diff = diff or SchemaDiff()
+        self._applied: dict[str, dict[str, TableSchema]] = {}
+
+    async def prepare(
+        self, sink: Sink, schemas: Mapping[str, TableSchema], now: dt.datetime
+    ) -> tuple[int, dict[str, BlockedTable]]:
+        """Apply what each table of the batch needs; return how many changes were
+        applied and the tables that stay blocked for this destination."""
+        applied = await self._known(sink.name)
+        count = 0
+        blocked: dict[str, BlockedTable] = {}
+        for name, schema in schemas.items():
+            changes = self._changes(applied.get(name), schema)
+            refused = self._first_incompatible(sink, changes)
+            if refused is not None:
+                blocked[name] = refused
+                continue
+            try:
+                for change in changes:
+                    await sink.apply_schema_change(change)
+                    await self._history.record(sink.name, change, now)
+                    count += 1
+            except SchemaIncompatibleError as exc:
+                blocked[name] = BlockedTable(sink.name, name, str(exc), str(exc), exc.details)
+                continue
+            if changes:
+                applied[name] = schema
+        return count, blocked
+
+    async def accept(self, sink_name: str, schema: TableSchema, now: dt.datetime) -> SchemaChange:
+        """Record ``schema`` as what the destination holds, after an operator made it so."""
+        change = self._diff.created(schema)
+        await self._history.record(sink_name, change, now)
+        self._applied.pop(sink_name, None)
+        return change
+
+    async def _known(self, destination: str) -> dict[str, TableSchema]:
+        known = self._applied.get(destination)
+        if known is None:
+            known = dict(await self._history.applied(destination))
+            self._applied[destination] = known
+        return known
+
+    def _changes(self, known: TableSchema | None, schema: TableSchema) -> list[SchemaChange]:
+        if known is None or known.table_id != schema.table_id:
+            return [self._diff.created(schema)]
+        if known.version == schema.version:
+            return []
+        return self._diff.tables(known, schema)
+
+    @staticmethod
+    def _first_incompatible(sink: Sink, changes: list[SchemaChange]) -> BlockedTable | None:
+        for change in changes:
+            if not change.is_compatible_with(sink.kind):
+                verdict = change.compatibility[sink.kind]
+                return BlockedTable(
+                    destination=sink.name,
+                    table=change.qualified_table,
+                    change=change.describe(),
+                    reason=verdict.reason,
+                    details={
+                        "change": change.describe(),
+                        "column": change.column,
+                        "old_type": change.old_type.cql() if change.old_type else None,
+                        "new_type": change.new_type.cql() if change.new_type else None,
+                        "reason": verdict.reason,
+                    },
+                )
+        return None
