@@ -1,0 +1,336 @@
+"""Change events from decoded partition updates, with Cassandra's write semantics.
+
+The commit log records effects, not statements, so some statements that differ in CQL
+look the same here. The mapping follows the effects:
+
+* A row with primary-key liveness was written by INSERT; a row with live cells but no
+  liveness by UPDATE, which carries only the columns the mutation touched.
+* A row with no live data at all (only cell tombstones and/or whole-collection deletions)
+  is a DELETE with scope CELL: ``DELETE a FROM t`` and ``UPDATE t SET a = null`` write
+  the same tombstone. Next to live data, a tombstone means "set to null" (column present
+  with None), e.g. ``INSERT ... VALUES (..., null)``.
+* Partition deletion, row deletion and range tombstones are DELETEs of scope PARTITION,
+  ROW and RANGE; a row deletion that comes with new cells (a batch deleting and rewriting
+  a row) gives a DELETE followed by the write.
+* Non-frozen collections and UDTs give a :class:`CollectionDelta`: ``overwritten`` when the
+  column was deleted before its new cells were written (``SET c = ...``), in which case
+  ``columns`` also holds the complete new value; element tombstones are ``removed``.
+* The static row is its own event with ``static=True`` and no clustering key.
+* Counter cells hold this node's running total, not the increment (checked on a live
+  5.0 node), so :class:`CounterTracker` turns totals into the increments ``counters``
+  carries; see its docstring for the limits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+from cdc_adapters.cassandra.codec import counter_shards
+from cdc_adapters.cassandra.mutation import (
+    ComplexColumn,
+    DeletionTime,
+    PartitionUpdate,
+    RangeTombstoneMarker,
+    Row,
+)
+from cdc_domain.events import (
+    ChangeEvent,
+    ClusteringBound,
+    ClusteringRange,
+    CollectionDelta,
+    CollectionElement,
+    DeletionScope,
+    Operation,
+    SourcePosition,
+)
+from cdc_domain.schema import TableSchema
+from cdc_domain.values import UdtValue
+
+__all__ = ["CounterTracker", "EventMapper"]
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _expiry(local_expiration_time: int | None) -> dt.datetime | None:
+    if local_expiration_time is None:
+        return None
+    try:
+        return _EPOCH + dt.timedelta(seconds=local_expiration_time)
+    except OverflowError:
+        return None
+
+
+class CounterTracker:
+    """Turns the running totals counter cells hold into increments.
+
+    A counter cell in the commit log is the writing node's shard with its new total. The
+    increment is the difference from the previous total of the same shard, which only
+    state can know. On first sight of a shard its total is taken as the increment: exact
+    for counters created while CDC runs, too high for older ones (after a restart of the
+    pipeline, state is empty again). Entries seen again (same or older clock) count as 0.
+    Memory is bounded by ``capacity`` shards, least recently used dropped first.
+    """
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self._capacity = capacity
+        self._shards: OrderedDict[tuple[Any, ...], tuple[int, int]] = OrderedDict()
+
+    def increment(self, cell_key: tuple[Any, ...], raw_totals: bytes) -> int:
+        delta = 0
+        for counter_id, clock, total in counter_shards(raw_totals):
+            key = (*cell_key, counter_id)
+            previous = self._shards.get(key)
+            if previous is None:
+                delta += total
+            elif clock > previous[0]:
+                delta += total - previous[1]
+            else:
+                continue
+            self._shards[key] = (clock, total)
+            self._shards.move_to_end(key)
+        while len(self._shards) > self._capacity:
+            self._shards.popitem(last=False)
+        return delta
+
+
+class EventMapper:
+    """Maps the partition updates of one commit log entry to change events.
+
+    ``event_prefix`` makes event ids unique across nodes (segment ids are only unique
+    per node); ids are derived from the position, so re-reading a segment yields the same
+    ids and destinations can deduplicate.
+    """
+
+    def __init__(self, *, event_prefix: str = "", counters: CounterTracker | None = None):
+        self._prefix = event_prefix
+        self._counters = counters or CounterTracker()
+        self._counter_names: dict[int, tuple[TableSchema, frozenset[str]]] = {}
+
+    def _counter_columns(self, table: TableSchema) -> frozenset[str]:
+        cached = self._counter_names.get(id(table))
+        if cached is None or cached[0] is not table:
+            names = frozenset(c.name for c in table.columns if c.type.name == "counter")
+            cached = self._counter_names[id(table)] = (table, names)
+        return cached[1]
+
+    def map_entry(
+        self,
+        updates: Iterable[PartitionUpdate],
+        segment_id: int,
+        offset: int,
+        captured_at: dt.datetime,
+    ) -> list[ChangeEvent]:
+        events: list[ChangeEvent] = []
+        context = _EntryContext(self, segment_id, offset, captured_at, events)
+        for update in updates:
+            context.partition(update)
+        return events
+
+
+class _EntryContext:
+    """The running state while mapping one entry: position index and output list."""
+
+    __slots__ = ("captured_at", "events", "mapper", "offset", "segment_id")
+
+    def __init__(
+        self,
+        mapper: EventMapper,
+        segment_id: int,
+        offset: int,
+        captured_at: dt.datetime,
+        events: list[ChangeEvent],
+    ) -> None:
+        self.mapper = mapper
+        self.segment_id = segment_id
+        self.offset = offset
+        self.captured_at = captured_at
+        self.events = events
+
+    def emit(self, table: TableSchema, partition_key: dict[str, Any], **fields: Any) -> None:
+        index = len(self.events)
+        self.events.append(
+            ChangeEvent.create(
+                keyspace=table.keyspace,
+                table=table.table,
+                partition_key=partition_key,
+                captured_at=self.captured_at,
+                position=SourcePosition(self.segment_id, self.offset, index),
+                event_id=f"{self.mapper._prefix}{self.segment_id}:{self.offset}:{index}",
+                **fields,
+            )
+        )
+
+    def partition(self, update: PartitionUpdate) -> None:
+        table = update.table
+        key = update.partition_key
+        if update.partition_deletion is not None:
+            self.emit(
+                table,
+                key,
+                operation=Operation.DELETE,
+                scope=DeletionScope.PARTITION,
+                timestamp_micros=update.partition_deletion.timestamp,
+            )
+        if update.markers:
+            self.ranges(update, update.markers)
+        if update.static_row is not None:
+            self.row(update, update.static_row)
+        for row in update.rows:
+            self.row(update, row)
+
+    def ranges(self, update: PartitionUpdate, markers: list[RangeTombstoneMarker]) -> None:
+        names = [c.name for c in update.table.clustering]
+        start: ClusteringBound | None = None
+        opened: DeletionTime | None = None
+        for marker in markers:
+            bound_values = dict(zip(names, marker.values, strict=False))
+            if marker.end_deletion is not None and start is not None:
+                end = ClusteringBound(bound_values, marker.end_inclusive)
+                self.emit(
+                    update.table,
+                    update.partition_key,
+                    operation=Operation.DELETE,
+                    scope=DeletionScope.RANGE,
+                    clustering_range=ClusteringRange(start, end),
+                    timestamp_micros=(opened or marker.end_deletion).timestamp,
+                )
+                start = None
+            if marker.start_deletion is not None:
+                start = ClusteringBound(bound_values, marker.start_inclusive)
+                opened = marker.start_deletion
+
+    def row(self, update: PartitionUpdate, row: Row) -> None:
+        table = update.table
+        clustering: dict[str, Any] = {}
+        if row.clustering:
+            clustering = dict(zip((c.name for c in table.clustering), row.clustering, strict=True))
+        if row.deletion is not None:
+            self.emit(
+                table,
+                update.partition_key,
+                clustering_key=clustering,
+                operation=Operation.DELETE,
+                scope=DeletionScope.ROW,
+                static=row.is_static,
+                timestamp_micros=row.deletion.timestamp,
+            )
+            if not row.cells and not row.complex and row.liveness is None:
+                return
+
+        liveness = row.liveness
+        timestamp = liveness.timestamp if liveness is not None else None
+        ttl = liveness.ttl if liveness is not None else None
+        expiry = liveness.local_expiration_time if liveness is not None else None
+        max_timestamp = -(1 << 63)
+        live = liveness is not None
+        columns: dict[str, Any] = {}
+        deleted: list[str] = []
+        counters: dict[str, int] = {}
+        counter_columns = self.mapper._counter_columns(table)
+        for name, value, cell_ts, cell_ttl, cell_ldt, tombstone in row.cells:
+            if cell_ts > max_timestamp:
+                max_timestamp = cell_ts
+            if tombstone:
+                deleted.append(name)
+                continue
+            live = True
+            if cell_ttl is not None and ttl is None:
+                ttl, expiry = cell_ttl, cell_ldt
+            if name in counter_columns:
+                counters[name] = self.counter_increment(update, row, name, value)
+            else:
+                columns[name] = value
+        collections: dict[str, CollectionDelta] = {}
+        for column in row.complex:
+            delta, column_ts, column_live, column_ttl = _collection_delta(column)
+            if column_ts > max_timestamp:
+                max_timestamp = column_ts
+            if column_ttl is not None and ttl is None:
+                ttl, expiry = column_ttl
+            if column_live:
+                live = True
+                collections[column.name] = delta
+                if delta.overwritten:
+                    columns[column.name] = _full_value(column, delta, table)
+            elif delta.removed:
+                collections[column.name] = delta
+            else:
+                deleted.append(column.name)
+        if timestamp is None:
+            timestamp = max_timestamp
+        if live:
+            for name in deleted:
+                columns[name] = None
+            self.emit(
+                table,
+                update.partition_key,
+                clustering_key=clustering,
+                operation=Operation.INSERT if liveness is not None else Operation.UPDATE,
+                columns=columns,
+                collections=collections,
+                counters=counters,
+                static=row.is_static,
+                timestamp_micros=timestamp,
+                ttl_seconds=ttl or None,
+                local_expiry=_expiry(expiry) if ttl else None,
+            )
+        elif deleted or collections:
+            self.emit(
+                table,
+                update.partition_key,
+                clustering_key=clustering,
+                operation=Operation.DELETE,
+                scope=DeletionScope.CELL,
+                deleted_columns=tuple(deleted),
+                collections=collections,
+                static=row.is_static,
+                timestamp_micros=timestamp,
+            )
+
+    def counter_increment(self, update: PartitionUpdate, row: Row, name: str, raw: bytes) -> int:
+        key = (update.table.table_id, *update.partition_key.values(), *row.clustering, name)
+        return self.mapper._counters.increment(key, raw)
+
+
+def _collection_delta(
+    column: ComplexColumn,
+) -> tuple[CollectionDelta, int, bool, tuple[int, int | None] | None]:
+    """The delta, its latest timestamp, whether it wrote anything, and a (ttl, expiry)."""
+    elements = []
+    removed = []
+    removed_ts: int | None = None
+    latest = column.deletion.timestamp if column.deletion is not None else -(1 << 63)
+    ttl: tuple[int, int | None] | None = None
+    for key, value, timestamp, cell_ttl, cell_ldt, tombstone in column.cells:
+        latest = max(latest, timestamp)
+        if tombstone:
+            removed.append(key)
+            removed_ts = timestamp if removed_ts is None else max(removed_ts, timestamp)
+            continue
+        elements.append(CollectionElement(key, value, timestamp, cell_ttl))
+        if cell_ttl is not None and ttl is None:
+            ttl = (cell_ttl, cell_ldt)
+    if column.deletion is not None:
+        removed_ts = column.deletion.timestamp
+    delta = CollectionDelta(
+        kind=column.kind,
+        overwritten=column.deletion is not None,
+        elements=tuple(elements),
+        removed=tuple(removed),
+        removed_timestamp_micros=removed_ts,
+    )
+    return delta, latest, bool(elements), ttl
+
+
+def _full_value(column: ComplexColumn, delta: CollectionDelta, table: TableSchema) -> Any:
+    if not delta.elements:
+        return None
+    if column.kind != "udt":
+        return delta.value()
+    definition = table.column_or_dropped(column.name)
+    names = definition.type.field_names if definition is not None else ()
+    written = {e.key: e.value for e in delta.elements}
+    return UdtValue(tuple((name, written.get(name)) for name in names))

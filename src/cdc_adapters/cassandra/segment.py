@@ -1,0 +1,443 @@
+"""Commit log segment files: descriptor header, sync sections and entry framing.
+
+A segment is a header followed by sync sections. Each section starts with a marker
+(position of the next marker + a CRC of the segment id and the marker's own position) and
+holds whole entries, each framed as ``size, crc(size), mutation, crc(size + mutation)``.
+Compressed segments store each section's entries compressed after the marker; entry
+offsets then count positions in the uncompressed stream, which is also what the
+``_cdc.idx`` file counts (see docs/cassandra-commitlog-format.md).
+
+Corruption is reported, not raised, once the descriptor has been read: the iterator yields
+a :class:`CommitLogError` in place of what could not be read and goes on with the next
+entry or section it can trust, so one flipped bit costs one entry, not a segment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import attrs
+
+__all__ = [
+    "CdcIndex",
+    "CommitLogEntry",
+    "CommitLogError",
+    "CorruptEntryError",
+    "CorruptSegmentError",
+    "SegmentDescriptor",
+    "UnsupportedSegmentError",
+    "iter_entries",
+    "parse_segment_name",
+    "read_cdc_index",
+    "read_descriptor",
+    "read_segment_file",
+]
+
+SYNC_MARKER_SIZE = 8
+_MIN_ENTRY_SIZE = 10
+_HEADER_FIXED = struct.Struct(">iqH")
+_INT = struct.Struct(">i")
+_UINT = struct.Struct(">I")
+_MARKER = struct.Struct(">iI")
+_SEGMENT_NAME = re.compile(r"CommitLog-(\d+)-(\d+)\.log")
+
+# Descriptor version -> messaging version the mutations in it are serialized with.
+_MESSAGING_VERSIONS = {6: 10, 7: 12, 8: 13, 9: 14}
+
+
+class CommitLogError(Exception):
+    """Something in a commit log segment that cannot be read as written."""
+
+    def __init__(self, message: str, *, segment_id: int | None = None, offset: int = 0) -> None:
+        super().__init__(message)
+        self.segment_id = segment_id
+        self.offset = offset
+
+
+class UnsupportedSegmentError(CommitLogError):
+    """A well-formed segment this reader does not handle (encrypted, pre-4.0 version)."""
+
+
+class CorruptSegmentError(CommitLogError):
+    """A descriptor or sync section that fails its checks; ``truncated`` when cut short."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        segment_id: int | None = None,
+        offset: int = 0,
+        truncated: bool = False,
+    ) -> None:
+        super().__init__(message, segment_id=segment_id, offset=offset)
+        self.truncated = truncated
+
+
+class CorruptEntryError(CommitLogError):
+    """One entry that fails its CRC or framing; ``raw`` keeps its bytes for a dead letter."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        segment_id: int | None = None,
+        offset: int = 0,
+        raw: bytes = b"",
+        truncated: bool = False,
+    ) -> None:
+        super().__init__(message, segment_id=segment_id, offset=offset)
+        self.raw = raw
+        self.truncated = truncated
+
+
+@attrs.frozen(slots=True)
+class SegmentDescriptor:
+    """What a segment's header says about how to read the rest of it."""
+
+    version: int
+    segment_id: int
+    parameters: dict[str, Any]
+    header_size: int
+
+    @property
+    def messaging_version(self) -> int:
+        return _MESSAGING_VERSIONS[self.version]
+
+    @property
+    def compression(self) -> str | None:
+        """The compressor's simple class name, e.g. ``LZ4Compressor``; None if uncompressed."""
+        name = self.parameters.get("compressionClass")
+        return str(name).rsplit(".", 1)[-1] if name else None
+
+    @property
+    def encrypted(self) -> bool:
+        return "encCipher" in self.parameters
+
+
+class CommitLogEntry(NamedTuple):
+    """One mutation as logged: ``offset`` is where its frame starts (uncompressed stream)."""
+
+    segment_id: int
+    offset: int
+    mutation: bytes
+    messaging_version: int
+
+
+@attrs.frozen(slots=True)
+class CdcIndex:
+    """A ``_cdc.idx`` file: how far the segment is durable, and whether it is finished."""
+
+    offset: int
+    completed: bool
+
+
+def parse_segment_name(name: str) -> tuple[int, int] | None:
+    """(descriptor version, segment id) of a ``CommitLog-<v>-<id>.log`` name, else None."""
+    match = _SEGMENT_NAME.fullmatch(name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def read_cdc_index(path: Path) -> CdcIndex | None:
+    """The index file's content; None while Cassandra is rewriting it (empty or partial)."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+    lines = text.split()
+    if not lines or not lines[0].isdigit():
+        return None
+    return CdcIndex(int(lines[0]), len(lines) > 1 and lines[1] == "COMPLETED")
+
+
+def _crc_words(*words: int) -> int:
+    return zlib.crc32(b"".join(_UINT.pack(w & 0xFFFFFFFF) for w in words))
+
+
+def read_descriptor(data: bytes | memoryview) -> SegmentDescriptor:
+    """Parse and check the header at the start of ``data``.
+
+    Raises :class:`CorruptSegmentError` when the header is cut short or fails its CRC, and
+    :class:`UnsupportedSegmentError` for versions before 4.0's.
+    """
+    if len(data) < _HEADER_FIXED.size + 4:
+        raise CorruptSegmentError("segment shorter than its header", truncated=True)
+    version, segment_id, params_size = _HEADER_FIXED.unpack_from(data)
+    end = _HEADER_FIXED.size + params_size
+    if len(data) < end + 4:
+        raise CorruptSegmentError(
+            "segment shorter than its header", segment_id=segment_id, truncated=True
+        )
+    params = bytes(data[_HEADER_FIXED.size : end])
+    expected = zlib.crc32(params, _crc_words(version, segment_id, segment_id >> 32, params_size))
+    if _UINT.unpack_from(data, end)[0] != expected:
+        raise CorruptSegmentError("descriptor CRC mismatch", segment_id=segment_id)
+    if version not in _MESSAGING_VERSIONS or version < 7:
+        raise UnsupportedSegmentError(
+            f"commit log descriptor version {version} (4.0+ writes 7 and later)",
+            segment_id=segment_id,
+        )
+    try:
+        parameters = json.loads(params.decode("utf-8")) if params else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptSegmentError(
+            f"descriptor parameters are not JSON: {exc}", segment_id=segment_id
+        ) from exc
+    return SegmentDescriptor(version, segment_id, parameters, end + 4)
+
+
+def _decompressor(name: str) -> Callable[[bytes, int], bytes]:
+    """The function turning a section's compressor output back into ``length`` bytes."""
+    if name == "LZ4Compressor":
+        import lz4.block
+
+        # Cassandra prefixes the raw block with its length, little-endian: lz4's own format.
+        return lambda data, length: lz4.block.decompress(data)
+    if name == "SnappyCompressor":
+        import snappy
+
+        return lambda data, length: snappy.uncompress(data)
+    if name == "DeflateCompressor":
+        return lambda data, length: zlib.decompress(data, bufsize=max(length, 1))
+    if name == "ZstdCompressor":
+        import zstandard
+
+        decompressor = zstandard.ZstdDecompressor()
+        return lambda data, length: decompressor.decompress(data, max_output_size=length)
+    raise UnsupportedSegmentError(f"commit log compressor {name}")
+
+
+class _Section(NamedTuple):
+    """Entries' bytes and where they sit in the uncompressed stream."""
+
+    data: bytes | memoryview
+    data_start: int  # index in ``data`` of the first entry
+    data_end: int
+    logical_start: int  # stream position of data[data_start]
+
+
+def _marker_crc(segment_id: int, position: int) -> int:
+    return _crc_words(segment_id, segment_id >> 32, position)
+
+
+def _find_next_marker(
+    data: bytes | memoryview, segment_id: int, start: int, limit: int
+) -> int | None:
+    """The first position after ``start`` holding a valid sync marker, if any.
+
+    A marker's CRC covers its own position, so a match at a wrong place is a 1 in 2**32
+    accident; that makes it safe to scan past a damaged marker for the next good one.
+    """
+    for pos in range(start + 1, limit - SYNC_MARKER_SIZE + 1):
+        next_pos, crc = _MARKER.unpack_from(data, pos)
+        if pos < next_pos <= limit and crc == _marker_crc(segment_id, pos):
+            return pos
+    return None
+
+
+def _sections(
+    data: bytes | memoryview, descriptor: SegmentDescriptor, limit: int | None
+) -> Iterator[_Section | CommitLogError]:
+    """The sync sections that end at or before ``limit`` (a stream position)."""
+    segment_id = descriptor.segment_id
+    decompress = _decompressor(descriptor.compression) if descriptor.compression else None
+    stream_end = sys.maxsize if limit is None else limit
+    physical_end = len(data) if decompress else min(len(data), stream_end)
+    pos = descriptor.header_size  # physical position of the current marker
+    logical = pos
+    while logical < stream_end:
+        remaining = physical_end - pos
+        if remaining < SYNC_MARKER_SIZE:
+            if remaining > 0 or limit is not None:
+                yield CorruptSegmentError(
+                    f"segment ends at {len(data)}, before the idx offset {limit}",
+                    segment_id=segment_id,
+                    offset=logical,
+                    truncated=True,
+                )
+            return
+        next_pos, crc = _MARKER.unpack_from(data, pos)
+        if crc == _marker_crc(segment_id, pos) and next_pos > pos:
+            if next_pos > len(data):
+                if decompress is None and next_pos > stream_end:
+                    return  # the section is still being written; idx has not reached it
+                yield CorruptSegmentError(
+                    f"section at {pos} runs to {next_pos}, past the end of the file",
+                    segment_id=segment_id,
+                    offset=logical,
+                    truncated=True,
+                )
+                return
+            if decompress is None:
+                if next_pos > stream_end:
+                    return
+                yield _Section(data, pos + SYNC_MARKER_SIZE, next_pos, pos + SYNC_MARKER_SIZE)
+                pos = logical = next_pos
+                continue
+            section = _decompress_section(data, pos, next_pos, logical, decompress, segment_id)
+            if isinstance(section, CommitLogError):
+                yield section
+                return  # stream positions after this section are unknown
+            logical = section.logical_start + section.data_end
+            if logical > stream_end:
+                return
+            yield section
+            pos = next_pos
+            continue
+        if next_pos == 0 and crc == 0:
+            return  # zeroed: the writer has not got here
+        yield CorruptSegmentError(
+            f"bad sync marker at {pos} (next={next_pos})", segment_id=segment_id, offset=logical
+        )
+        if decompress is not None:
+            return
+        found = _find_next_marker(data, segment_id, pos, physical_end)
+        if found is None:
+            return
+        pos = logical = found
+
+
+def _decompress_section(
+    data: bytes | memoryview,
+    pos: int,
+    next_pos: int,
+    logical: int,
+    decompress: Callable[[bytes, int], bytes],
+    segment_id: int,
+) -> _Section | CommitLogError:
+    body = pos + SYNC_MARKER_SIZE
+    if next_pos - body < 4:
+        return CorruptSegmentError(
+            f"compressed section at {pos} too short", segment_id=segment_id, offset=logical
+        )
+    length = _INT.unpack_from(data, body)[0]
+    try:
+        plain = decompress(bytes(data[body + 4 : next_pos]), length)
+    except Exception as exc:  # each codec has its own error types; all mean the same here
+        return CorruptSegmentError(
+            f"section at {pos} does not decompress: {exc}", segment_id=segment_id, offset=logical
+        )
+    if len(plain) != length:
+        return CorruptSegmentError(
+            f"section at {pos} decompressed to {len(plain)} bytes, expected {length}",
+            segment_id=segment_id,
+            offset=logical,
+        )
+    return _Section(plain, 0, length, logical + SYNC_MARKER_SIZE)
+
+
+def _section_entries(
+    section: _Section, segment_id: int, messaging_version: int, start: int
+) -> Iterator[CommitLogEntry | CommitLogError]:
+    data, pos, end, _ = section
+    shift = section.logical_start - section.data_start
+    unpack_int = _INT.unpack_from
+    unpack_uint = _UINT.unpack_from
+    crc32 = zlib.crc32
+    while end - pos >= 4:
+        size = unpack_int(data, pos)[0]
+        if size == 0:
+            return  # zero padding ends the section
+        offset = pos + shift
+        if end - pos < 8:
+            yield CorruptEntryError(
+                "entry header cut short", segment_id=segment_id, offset=offset, truncated=True
+            )
+            return
+        size_crc = crc32(data[pos : pos + 4])
+        if unpack_uint(data, pos + 4)[0] != size_crc:
+            yield CorruptEntryError(
+                "entry size CRC mismatch; rest of section skipped",
+                segment_id=segment_id,
+                offset=offset,
+                raw=bytes(data[pos:end]),
+            )
+            return
+        body = pos + 8
+        stop = body + size
+        if size < _MIN_ENTRY_SIZE or stop + 4 > end:
+            yield CorruptEntryError(
+                f"entry of {size} bytes does not fit its section",
+                segment_id=segment_id,
+                offset=offset,
+                raw=bytes(data[pos:end]),
+                truncated=True,
+            )
+            return
+        pos = stop + 4
+        if offset < start:
+            continue
+        mutation = bytes(data[body:stop])
+        if unpack_uint(data, stop)[0] != crc32(mutation, size_crc):
+            yield CorruptEntryError(
+                "entry CRC mismatch", segment_id=segment_id, offset=offset, raw=mutation
+            )
+            continue
+        yield CommitLogEntry(segment_id, offset, mutation, messaging_version)
+
+
+def iter_entries(
+    data: bytes | memoryview,
+    *,
+    limit: int | None = None,
+    start: int = 0,
+    expected_id: int | None = None,
+) -> Iterator[CommitLogEntry | CommitLogError]:
+    """Entries of the segment in ``data``, up to stream position ``limit`` (the idx offset).
+
+    ``start`` resumes reading: entries before it are skipped (pass an entry offset or a
+    section boundary such as a previous ``limit``). Problems with the descriptor are raised
+    here, before iteration, because nothing after it can be trusted; later ones are
+    yielded (see the module doc).
+    """
+    descriptor = read_descriptor(data)
+    if expected_id is not None and descriptor.segment_id != expected_id:
+        raise CorruptSegmentError(
+            f"header says segment {descriptor.segment_id}, file name says {expected_id}",
+            segment_id=expected_id,
+        )
+    if descriptor.encrypted:
+        raise UnsupportedSegmentError(
+            "encrypted commit log segments", segment_id=descriptor.segment_id
+        )
+    if descriptor.compression:
+        _decompressor(descriptor.compression)  # unknown compressors fail now, not midway
+    return _entries(data, descriptor, limit, start)
+
+
+def _entries(
+    data: bytes | memoryview, descriptor: SegmentDescriptor, limit: int | None, start: int
+) -> Iterator[CommitLogEntry | CommitLogError]:
+    version = descriptor.messaging_version
+    for section in _sections(data, descriptor, limit):
+        if isinstance(section, CommitLogError):
+            yield section
+            continue
+        if section.logical_start + (section.data_end - section.data_start) <= start:
+            continue
+        yield from _section_entries(section, descriptor.segment_id, version, start)
+
+
+def read_segment_file(
+    path: Path, *, limit: int | None = None, start: int = 0
+) -> Iterator[CommitLogEntry | CommitLogError]:
+    """:func:`iter_entries` over a segment file, checking the id in its name.
+
+    Only the bytes up to ``limit`` are read for an uncompressed segment; a compressed one
+    is read whole, since its idx offset counts uncompressed bytes.
+    """
+    parsed = parse_segment_name(path.name)
+    with path.open("rb") as handle:
+        head = handle.read(_HEADER_FIXED.size)
+        if len(head) == _HEADER_FIXED.size:
+            head += handle.read(_HEADER_FIXED.unpack(head)[2] + 4)
+        descriptor = read_descriptor(head)
+        whole = limit is None or descriptor.compression is not None
+        data = head + handle.read(-1 if whole else max(0, (limit or 0) - len(head)))
+    return iter_entries(data, limit=limit, start=start, expected_id=parsed[1] if parsed else None)
