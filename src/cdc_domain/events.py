@@ -127,10 +127,6 @@ def _list_order(element: CollectionElement) -> tuple[int, int]:
     return (0, key.int if isinstance(key, uuid.UUID) else 0)
 
 
-def _ordered_dict(value: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(value)
-
-
 @attrs.frozen(slots=True)
 class ChangeEvent:
     """One change to one Cassandra row, partition, static row or clustering range.
@@ -146,9 +142,9 @@ class ChangeEvent:
     operation: Operation
     keyspace: str
     table: str
-    partition_key: dict[str, Any] = attrs.field(converter=_ordered_dict)
-    clustering_key: dict[str, Any] = attrs.field(converter=_ordered_dict)
-    columns: dict[str, Any] = attrs.field(converter=_ordered_dict)
+    partition_key: dict[str, Any]
+    clustering_key: dict[str, Any]
+    columns: dict[str, Any]
     deleted_columns: tuple[str, ...]
     collections: dict[str, CollectionDelta]
     counters: dict[str, int]
@@ -213,41 +209,45 @@ class ChangeEvent:
         The expiry is computed from ``timestamp_micros`` + ``ttl_seconds`` unless the
         source knows Cassandra's own local expiry time, which wins when given.
         """
-        _check_names(keyspace, table, partition_key)
+        if not keyspace or not table or not partition_key:
+            _check_names(keyspace, table, partition_key)
         if captured_at.tzinfo is None:
             raise EventValidationError("captured_at must be timezone-aware")
-        if ttl_seconds is not None and ttl_seconds <= 0:
-            raise EventValidationError(f"ttl_seconds must be positive, got {ttl_seconds}")
-        if operation is Operation.DELETE and scope is None:
-            raise EventValidationError("a DELETE needs a deletion scope")
-        if operation is not Operation.DELETE and scope is not None:
-            raise EventValidationError(f"{operation.value} cannot have a deletion scope")
+        if (operation is Operation.DELETE) != (scope is not None):
+            raise EventValidationError(
+                "a DELETE needs a deletion scope"
+                if scope is None
+                else f"{operation.value} cannot have a deletion scope"
+            )
+        expires_at = local_expiry
+        if ttl_seconds is not None:
+            if ttl_seconds <= 0:
+                raise EventValidationError(f"ttl_seconds must be positive, got {ttl_seconds}")
+            if expires_at is None:
+                expires_at = _expiry(timestamp_micros, ttl_seconds)
         if scope is DeletionScope.RANGE and clustering_range is None:
             raise EventValidationError("a RANGE delete needs its clustering range")
         if scope is DeletionScope.CELL and not deleted_columns and not collections:
             raise EventValidationError("a CELL delete needs the columns it deleted")
-        expires_at = local_expiry
-        if expires_at is None and ttl_seconds is not None:
-            expires_at = _micros_to_datetime(timestamp_micros) + dt.timedelta(seconds=ttl_seconds)
         return cls(
-            event_id=event_id or str(uuid.uuid4()),
-            operation=operation,
-            keyspace=keyspace,
-            table=table,
-            partition_key=dict(partition_key),
-            clustering_key=dict(clustering_key or {}),
-            columns=dict(columns or {}),
-            deleted_columns=tuple(deleted_columns),
-            collections=dict(collections or {}),
-            counters=dict(counters or {}),
-            scope=scope,
-            clustering_range=clustering_range,
-            static=static,
-            timestamp_micros=timestamp_micros,
-            ttl_seconds=ttl_seconds,
-            expires_at=expires_at,
-            captured_at=captured_at,
-            position=position,
+            event_id or str(uuid.uuid4()),
+            operation,
+            keyspace,
+            table,
+            dict(partition_key),
+            dict(clustering_key) if clustering_key else {},
+            dict(columns) if columns else {},
+            tuple(deleted_columns),
+            dict(collections) if collections else {},
+            dict(counters) if counters else {},
+            scope,
+            clustering_range,
+            static,
+            timestamp_micros,
+            ttl_seconds,
+            expires_at,
+            captured_at,
+            position,
         )
 
 
@@ -258,5 +258,13 @@ def _check_names(keyspace: str, table: str, partition_key: Mapping[str, Any]) ->
         raise EventValidationError(f"{keyspace}.{table}: an event needs its partition key")
 
 
-def _micros_to_datetime(micros: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _expiry(micros: int, ttl_seconds: int) -> dt.datetime | None:
+    """Write time + TTL; None when outside what a datetime holds (``USING TIMESTAMP``
+    accepts any 64-bit value, so a client can write one centuries away)."""
+    try:
+        return _EPOCH + dt.timedelta(microseconds=micros, seconds=ttl_seconds)
+    except OverflowError:
+        return None

@@ -152,3 +152,9 @@ def test_collection_delta_values_keep_their_shape():
         {1}
     )
     assert CollectionDelta("map", elements=(CollectionElement("k", 2, 1),)).value() == {"k": 2}
+
+
+def test_an_expiry_past_what_a_datetime_holds_is_none_not_a_crash():
+    far = event(ts=2**62, ttl_seconds=60)
+    assert far.ttl_seconds == 60
+    assert far.expires_at is None
