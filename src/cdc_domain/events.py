@@ -78,8 +78,40 @@ class ClusteringBound:
 
 @attrs.frozen(slots=True)
 class ClusteringRange:
+    """Rows from ``start`` to ``end`` in the table's clustering order.
+
+    ``descending`` names the clustering columns declared ``DESC``: along those, ``start``
+    holds the larger value, as Cassandra orders them. :meth:`contains` applies it.
+    """
+
     start: ClusteringBound = attrs.field(factory=ClusteringBound)
     end: ClusteringBound = attrs.field(factory=ClusteringBound)
+    descending: tuple[str, ...] = ()
+
+    def contains(self, clustering: Mapping[str, Any]) -> bool:
+        """Whether a row with these clustering values lies inside the range."""
+        return self._after_start(clustering) and self._before_end(clustering)
+
+    def _compare(self, bound: Mapping[str, Any], row: Mapping[str, Any]) -> int:
+        """Where the row sits relative to a bound prefix, in clustering order."""
+        for name, value in bound.items():
+            mine = row.get(name)
+            if mine != value:
+                after = mine > value
+                return (-1 if after else 1) if name in self.descending else (1 if after else -1)
+        return 0
+
+    def _after_start(self, row: Mapping[str, Any]) -> bool:
+        if not self.start.values:
+            return True
+        order = self._compare(self.start.values, row)
+        return order > 0 or (order == 0 and self.start.inclusive)
+
+    def _before_end(self, row: Mapping[str, Any]) -> bool:
+        if not self.end.values:
+            return True
+        order = self._compare(self.end.values, row)
+        return order < 0 or (order == 0 and self.end.inclusive)
 
 
 @attrs.frozen(slots=True)

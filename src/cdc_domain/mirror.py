@@ -190,26 +190,4 @@ def _visible(row: _Row, floor: int) -> dict[str, Any] | None:
 
 
 def _covers(rng: ClusteringRange, names: tuple[str, ...], clustering: tuple[Any, ...]) -> bool:
-    row = dict(zip(names, clustering, strict=False))
-    return _after_start(rng, row) and _before_end(rng, row)
-
-
-def _compare_prefix(bound: dict[str, Any], row: dict[str, Any]) -> int:
-    for name, value in bound.items():
-        if row.get(name) != value:
-            return -1 if row.get(name) < value else 1
-    return 0
-
-
-def _after_start(rng: ClusteringRange, row: dict[str, Any]) -> bool:
-    if not rng.start.values:
-        return True
-    order = _compare_prefix(dict(rng.start.values), row)
-    return order > 0 or (order == 0 and rng.start.inclusive)
-
-
-def _before_end(rng: ClusteringRange, row: dict[str, Any]) -> bool:
-    if not rng.end.values:
-        return True
-    order = _compare_prefix(dict(rng.end.values), row)
-    return order < 0 or (order == 0 and rng.end.inclusive)
+    return rng.contains(dict(zip(names, clustering, strict=False)))

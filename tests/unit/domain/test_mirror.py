@@ -195,3 +195,18 @@ history = [
 @given(st.permutations(history), st.lists(st.sampled_from(history), max_size=6))
 def test_any_order_with_duplicates_gives_the_in_order_state(order, duplicates):
     assert state_of(*order, *duplicates) == state_of(*history)
+
+
+def test_range_delete_follows_a_descending_clustering_order():
+    rows = state_of(
+        *(event(ts=1, clustering_key={"day": d}, columns={"a": d}) for d in range(1, 6)),
+        event(
+            Operation.DELETE,
+            ts=2,
+            scope=DeletionScope.RANGE,
+            clustering_range=ClusteringRange(
+                ClusteringBound({"day": 4}), ClusteringBound({"day": 2}), descending=("day",)
+            ),
+        ),
+    )
+    assert sorted(k[1] for k in rows) == [(1,), (5,)]
