@@ -1,26 +1,37 @@
 """The ``cdc-app`` command.
 
-Exit codes: 0 done, 1 the pipeline failed, 2 the command line or configuration is
-wrong. A configuration problem is one line on stderr naming the key, never a
-traceback: it is for the person who wrote the file, who needs the key, not the stack.
+Exit codes: 0 done, 1 the pipeline failed (or, for ``dlq show``/``dlq replay``, an
+entry was not found or failed again), 2 the command line or configuration is wrong.
+``cdc-app health`` exits 0 up, 1 degraded, 2 down. A configuration problem is one line
+on stderr naming the key, never a traceback: it is for the person who wrote the file,
+who needs the key, not the stack.
+
+``run`` exits 0 after a stop that finished its batches in flight, 1 when the stop had
+to abandon some (they are read again at the next start) or a loop crashed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import structlog
+from aiohttp import web
 
+from cdc_app import commands
 from cdc_app.config import ConfigError, load_settings, render_settings
 from cdc_app.container import Container, running
+from cdc_app.endpoint import health_app, serving
 from cdc_app.logs import configure_logging
 from cdc_app.masking_rules import masking_policy
-from cdc_app.runner import install_stop_signals, replicate_until_stopped
+from cdc_app.runner import Runner, describe_error
 from cdc_app.settings import Settings
+from cdc_app.shutdown import install_stop_signals
+from cdc_domain.dead_letters import FailureReason
 
 __all__ = ["main"]
 
@@ -37,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args.file)
-        return _run(args.config, once=args.once)
+        settings = load_settings(args.config)
+        if args.command == "run":
+            configure_logging(settings.logging)
+            return asyncio.run(_replicate(settings, once=args.once))
+        return asyncio.run(_inspect(args, settings))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return _USAGE
@@ -49,9 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     version = importlib.metadata.version("cassandra-cdc")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
-    commands = parser.add_subparsers(title="commands")
+    commands_ = parser.add_subparsers(title="commands")
+    configured = argparse.ArgumentParser(add_help=False)
+    configured.add_argument("--config", required=True, help="the YAML configuration file")
 
-    config = commands.add_parser("config", help="work with configuration files")
+    config = commands_.add_parser("config", help="work with configuration files")
     config_commands = config.add_subparsers(title="config commands", required=True)
     check = config_commands.add_parser(
         "check", help="validate a file and print the resolved configuration, secrets masked"
@@ -59,10 +76,47 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="the YAML configuration file")
     check.set_defaults(command="check")
 
-    run = commands.add_parser("run", help="replicate changes until SIGINT or SIGTERM")
-    run.add_argument("--config", required=True, help="the YAML configuration file")
+    run = commands_.add_parser(
+        "run", parents=[configured], help="replicate changes until SIGINT or SIGTERM"
+    )
     run.add_argument("--once", action="store_true", help="run a single batch, then exit")
     run.set_defaults(command="run")
+
+    health = commands_.add_parser(
+        "health",
+        parents=[configured],
+        help="check every dependency; exit 0 up, 1 degraded, 2 down",
+    )
+    health.set_defaults(command="health")
+    status = commands_.add_parser(
+        "status",
+        parents=[configured],
+        help="each destination's offset, lag, events processed and pending dead letters",
+    )
+    status.set_defaults(command="status")
+
+    dlq = commands_.add_parser("dlq", help="inspect and replay dead letters")
+    dlq_commands = dlq.add_subparsers(title="dlq commands", required=True)
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--destination", help="only this destination's entries")
+    filters.add_argument(
+        "--reason", type=FailureReason, metavar="REASON", help="only entries failed for REASON"
+    )
+    listing = dlq_commands.add_parser(
+        "list", parents=[configured, filters], help="list pending dead letters"
+    )
+    listing.add_argument("--all", action="store_true", help="include replayed entries")
+    listing.add_argument("--limit", type=int, help="at most this many entries")
+    listing.set_defaults(command="dlq list")
+    show = dlq_commands.add_parser("show", parents=[configured], help="print one entry in full")
+    show.add_argument("id", help="the entry's id, or an unambiguous prefix of it")
+    show.set_defaults(command="dlq show")
+    replay = dlq_commands.add_parser(
+        "replay",
+        parents=[configured, filters],
+        help="write pending entries to their destination again; those that fail stay pending",
+    )
+    replay.set_defaults(command="dlq replay")
     return parser
 
 
@@ -73,30 +127,85 @@ def _check(path: str) -> int:
     return _OK
 
 
-def _run(path: str, *, once: bool) -> int:
-    settings = load_settings(path)
-    configure_logging(settings.logging)
-    return asyncio.run(_replicate(settings, once=once))
+async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
+    container = Container(settings=settings)
+    out = sys.stdout
+    if args.command == "health":
+        return await commands.health(settings, container, out)
+    if args.command == "status":
+        return await commands.status(settings, container, out)
+    if args.command == "dlq list":
+        return await commands.dlq_list(
+            container,
+            out,
+            destination=args.destination,
+            reason=args.reason,
+            include_replayed=args.all,
+            limit=args.limit,
+        )
+    if args.command == "dlq show":
+        return await commands.dlq_show(container, out, sys.stderr, args.id)
+    return await commands.dlq_replay(
+        container, out, destination=args.destination, reason=args.reason
+    )
 
 
 async def _replicate(settings: Settings, *, once: bool) -> int:
     log = structlog.get_logger("cdc_app")
     stop = asyncio.Event()
-    install_stop_signals(stop, log)
+    install_stop_signals(stop, settings.pipeline.shutdown_timeout_s, log)
     container = Container(settings=settings)
     try:
-        async with running(container) as replicate:
-            log.info(
-                "started",
-                source=settings.source.TYPE,
-                partition=settings.source.partition_id,
-                destinations=[d.name for d in settings.destinations],
-            )
-            ok = await replicate_until_stopped(replicate, settings.pipeline, stop, log, once=once)
+        async with running(container) as components:
+            if once:
+                _started(log, settings)
+                outcomes = await components.replicate(settings.pipeline.max_batch_events)
+                for outcome in outcomes:
+                    if outcome.error is not None:
+                        log.warning(
+                            "destination failed",
+                            destination=outcome.destination,
+                            error=describe_error(outcome.error),
+                        )
+                clean = all(outcome.ok for outcome in outcomes)
+            else:
+                runner = Runner(
+                    replicate=components.replicate,
+                    destinations=components.destinations,
+                    progress=components.progress,
+                    metrics=components.metrics,
+                    pipeline=settings.pipeline,
+                    log=log,
+                )
+                async with _endpoint(settings, health_app(components, stop), log):
+                    _started(log, settings)
+                    clean = await runner.run(stop)
     except ConfigError:
         raise
     except Exception as exc:
-        log.error("stopped on an error", error=f"{type(exc).__name__}: {exc}")
+        log.error("stopped on an error", error=describe_error(exc))
         return _FAILED
-    log.info("stopped")
-    return _OK if ok else _FAILED
+    log.info("stopped", clean=clean)
+    return _OK if clean else _FAILED
+
+
+@contextlib.asynccontextmanager
+async def _endpoint(
+    settings: Settings, app: web.Application, log: structlog.typing.FilteringBoundLogger
+) -> AsyncIterator[None]:
+    port = settings.health.port
+    if port is None:
+        yield
+        return
+    async with serving(app, settings.health.host, port) as url:
+        log.info("endpoint listening", url=url)
+        yield
+
+
+def _started(log: structlog.typing.FilteringBoundLogger, settings: Settings) -> None:
+    log.info(
+        "started",
+        source=settings.source.TYPE,
+        partition=settings.source.partition_id,
+        destinations=[d.name for d in settings.destinations],
+    )

@@ -35,6 +35,7 @@ from cdc_app.settings import (
     DeadLetters,
     Destination,
     Offsets,
+    SchemaHistory,
     SettingError,
     Settings,
     Source,
@@ -209,7 +210,7 @@ def _expected(expected: Any) -> str:
         return "one of: " + ", ".join(str(m.value) for m in expected)
     if typing.get_origin(expected) is tuple:
         return "a list"
-    names = {str: "a string", int: "an integer"}
+    names = {str: "a string", int: "an integer", float: "a number"}
     args = [a for a in typing.get_args(expected) if a is not type(None)]
     if args and all(a in names for a in args):
         return names[args[0]]
@@ -223,11 +224,13 @@ def _converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(float, _structure_float)
     for label, union in (
         ("source", Source),
         ("destination", Destination),
         ("offsets", Offsets),
         ("dead letter", DeadLetters),
+        ("schema history", SchemaHistory),
     ):
         converter.register_structure_hook(union, _tagged(converter, label))
     for sequence in (tuple[str, ...], tuple[Destination, ...]):
@@ -254,6 +257,14 @@ def _structure_int(value: Any, _: type) -> int:
     if isinstance(value, str):
         return int(value)
     raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
 
 
 def _list_only(structure: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -300,7 +311,8 @@ def _printable(value: Any, field: attrs.Attribute[Any] | None = None) -> Any:
         printed: dict[str, Any] = {"type": tag} if tag else {}
         for attribute in attrs.fields(type(value)):
             item = getattr(value, attribute.name)
-            if item is not None:
+            # None is printed only where it is a choice (``health.port: null``), not a default.
+            if item is not None or attribute.default is not None:
                 printed[attribute.name] = _printable(item, attribute)
         return printed
     if isinstance(value, tuple):

@@ -2,35 +2,47 @@
 
 Each adapter is a ``Resource`` whose shutdown awaits its ``aclose``, so
 ``shutdown_resources`` releases every connection and file in one place. Tests give the
-container their settings and override the providers with in-memory adapters.
+container their settings and override the providers with in-memory adapters. Commands
+that need a few adapters only (``dlq list``) open just those with :func:`opened`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import attrs
 from dependency_injector import containers, providers
 
 from cdc_adapters.local import SystemClock
+from cdc_app.components import Components, assemble
 from cdc_app.masking_rules import masking_policy
+from cdc_app.metrics import Metrics
 from cdc_app.registry import (
     CHANGE_SOURCES,
     DEAD_LETTER_QUEUES,
     OFFSET_STORES,
+    SCHEMA_HISTORIES,
     SCHEMA_SOURCES,
     SINKS,
     AdapterRef,
     adapter_class,
 )
+from cdc_app.replay import DeadLetterReplay
 from cdc_app.settings import Settings
-from cdc_domain.ports import ChangeSource, Clock, DeadLetterQueue, OffsetStore, SchemaSource, Sink
-from cdc_domain.replication import Destination, ReplicateBatch
+from cdc_domain.ports import (
+    ChangeSource,
+    Clock,
+    DeadLetterQueue,
+    OffsetStore,
+    SchemaHistory,
+    SchemaSource,
+    Sink,
+)
 
-__all__ = ["Container", "running"]
+__all__ = ["Container", "opened", "running"]
 
 
 @contextlib.asynccontextmanager
@@ -81,6 +93,13 @@ async def _dead_letters(settings: Settings) -> AsyncIterator[DeadLetterQueue]:
         yield adapter
 
 
+async def _history(settings: Settings) -> AsyncIterator[SchemaHistory]:
+    history = settings.schema_history
+    kwargs = _arguments(settings, history)
+    async with _opened(SchemaHistory, SCHEMA_HISTORIES, history.TYPE, kwargs) as adapter:
+        yield adapter
+
+
 async def _sinks(settings: Settings) -> AsyncIterator[list[Sink]]:
     """All the sinks, closed together; one that fails to open closes those before it."""
     async with contextlib.AsyncExitStack() as stack:
@@ -89,10 +108,6 @@ async def _sinks(settings: Settings) -> AsyncIterator[list[Sink]]:
             opened = _opened(Sink, SINKS, destination.TYPE, _arguments(settings, destination))
             sinks.append(await stack.enter_async_context(opened))
         yield sinks
-
-
-def _destinations(sinks: Sequence[Sink], offsets: OffsetStore) -> list[Destination]:
-    return [Destination(sink, offsets) for sink in sinks]
 
 
 class Container(containers.DeclarativeContainer):
@@ -105,26 +120,54 @@ class Container(containers.DeclarativeContainer):
     schemas = providers.Resource(_schemas, settings)
     offsets = providers.Resource(_offsets, settings, clock)
     dead_letters = providers.Resource(_dead_letters, settings)
+    history = providers.Resource(_history, settings)
     sinks = providers.Resource(_sinks, settings)
 
-    destinations = providers.Factory(_destinations, sinks, offsets)
-    replicate = providers.Factory(
-        ReplicateBatch,
-        source=source,
-        schemas=schemas,
-        destinations=destinations,
-        dead_letters=dead_letters,
+    metrics = providers.Singleton(Metrics)
+
+    components = providers.Factory(
+        assemble,
+        settings=settings,
         clock=clock,
         masking=masking,
+        metrics=metrics,
+        source=source,
+        schemas=schemas,
+        sinks=sinks,
+        offsets=offsets,
+        dead_letters=dead_letters,
+        history=history,
+    )
+    replay = providers.Factory(
+        DeadLetterReplay,
+        dead_letters=dead_letters,
+        schemas=schemas,
+        sinks=sinks,
+        clock=clock,
+        masking=masking,
+        partition_id=settings.provided.source.partition_id,
     )
 
 
 @contextlib.asynccontextmanager
-async def running(container: Container) -> AsyncIterator[ReplicateBatch]:
-    """Open every resource, hand out the use case, and close them all on the way out."""
+async def running(container: Container) -> AsyncIterator[Components]:
+    """Open every resource, hand out the assembled pipeline, and close them all on the
+    way out."""
     try:
         await _settled(container.init_resources())
-        yield await _settled(container.replicate())
+        yield await _settled(container.components())
+    finally:
+        await _settled(container.shutdown_resources())
+
+
+@contextlib.asynccontextmanager
+async def opened(
+    container: Container, *wanted: providers.Provider[Any]
+) -> AsyncIterator[tuple[Any, ...]]:
+    """What each of ``wanted`` gives, with only the resources they need opened, and
+    closed on the way out."""
+    try:
+        yield tuple([await _settled(provider()) for provider in wanted])
     finally:
         await _settled(container.shutdown_resources())
 

@@ -25,6 +25,7 @@ __all__ = [
     "CHANGE_SOURCES",
     "DEAD_LETTER_QUEUES",
     "OFFSET_STORES",
+    "SCHEMA_HISTORIES",
     "SCHEMA_SOURCES",
     "SINKS",
     "AdapterRef",
@@ -94,6 +95,13 @@ DEAD_LETTER_QUEUES = MappingProxyType(
     }
 )
 
+SCHEMA_HISTORIES = MappingProxyType(
+    {
+        "jsonl": AdapterRef("cdc_adapters.local:JsonLinesSchemaHistory"),
+        "memory": AdapterRef("cdc_adapters.memory:MemorySchemaHistory"),
+    }
+)
+
 
 def adapter_class(table: Mapping[str, AdapterRef], adapter_type: str) -> type[Any]:
     ref = table.get(adapter_type)
@@ -110,3 +118,4 @@ def adapters_in_use(settings: Settings) -> Iterator[tuple[str, Mapping[str, Adap
         yield f"destinations[{index}].type", SINKS, destination.TYPE
     yield "offsets.type", OFFSET_STORES, settings.offsets.TYPE
     yield "dead_letters.type", DEAD_LETTER_QUEUES, settings.dead_letters.TYPE
+    yield "schema_history.type", SCHEMA_HISTORIES, settings.schema_history.TYPE

@@ -25,8 +25,10 @@ __all__ = [
     "ClickHouseSettings",
     "DeadLetters",
     "Destination",
+    "HealthSettings",
     "JsonlDeadLetters",
     "JsonlDestination",
+    "JsonlSchemaHistory",
     "LogFormat",
     "LogLevel",
     "LoggingSettings",
@@ -34,11 +36,13 @@ __all__ = [
     "MemoryDeadLetters",
     "MemoryDestination",
     "MemoryOffsets",
+    "MemorySchemaHistory",
     "MemorySource",
     "Offsets",
     "PipelineSettings",
     "PostgresDestination",
     "PostgresSettings",
+    "SchemaHistory",
     "SettingError",
     "Settings",
     "Source",
@@ -101,12 +105,25 @@ def _at_least(minimum: int) -> Callable[[object, attrs.Attribute[int], int], Non
     return check
 
 
+_NOT_CONNECTION = "not_connection"
+"""Field metadata key: the field configures the app, not an adapter's connection."""
+
+
 @attrs.frozen(kw_only=True)
 class CassandraSettings:
+    """``cdc_total_space_mb`` is the node's ``cdc_total_space``, which ``cdc_raw`` usage
+    is measured against; None means Cassandra's default, the smaller of 4096 MiB and
+    an eighth of the volume holding ``cdc_raw_dir``."""
+
     hosts: tuple[str, ...] = ("127.0.0.1:9042",)
     cdc_raw_dir: str
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=_hidden, metadata=_HIDDEN)
+    cdc_total_space_mb: int | None = attrs.field(
+        default=None,
+        metadata={_NOT_CONNECTION: True},
+        validator=attrs.validators.optional(_at_least(1)),
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -225,6 +242,24 @@ class MemoryDeadLetters:
 
 DeadLetters = JsonlDeadLetters | MemoryDeadLetters
 
+
+@attrs.frozen(kw_only=True)
+class JsonlSchemaHistory:
+    """Every schema change applied to each destination, one JSON object per line."""
+
+    TYPE: ClassVar[str] = "jsonl"
+    path: str = "./.cdc/schema_history.jsonl"
+
+
+@attrs.frozen(kw_only=True)
+class MemorySchemaHistory:
+    """Forgotten at exit: every run re-applies each table's schema once, idempotently."""
+
+    TYPE: ClassVar[str] = "memory"
+
+
+SchemaHistory = JsonlSchemaHistory | MemorySchemaHistory
+
 TAGGED: dict[str, tuple[type[Any], ...]] = {
     "source": (MemorySource, CassandraSource),
     "destination": (
@@ -236,6 +271,7 @@ TAGGED: dict[str, tuple[type[Any], ...]] = {
     ),
     "offsets": (SqliteOffsets, MemoryOffsets),
     "dead letter": (JsonlDeadLetters, MemoryDeadLetters),
+    "schema history": (JsonlSchemaHistory, MemorySchemaHistory),
 }
 """The members of each union by label, as its ``type`` error names them."""
 
@@ -251,8 +287,40 @@ class MaskingSettings:
 
 @attrs.frozen(kw_only=True)
 class PipelineSettings:
+    """``max_batch_delay_ms`` is how long a destination that found less than a full
+    batch waits before reading again, so it bounds a trickle's latency. A destination
+    whose batch fails retries from its own offset after ``retry_initial_ms``, doubling
+    up to ``retry_max_ms``. ``shutdown_timeout_s`` bounds how long a stop waits for
+    in-flight batches."""
+
     max_batch_events: int = attrs.field(default=1000, validator=_at_least(1))
     max_batch_delay_ms: int = attrs.field(default=200, validator=_at_least(0))
+    retry_initial_ms: int = attrs.field(default=500, validator=_at_least(1))
+    retry_max_ms: int = attrs.field(default=30_000, validator=_at_least(1))
+    acknowledge_interval_ms: int = attrs.field(default=1000, validator=_at_least(1))
+    shutdown_timeout_s: int = attrs.field(default=30, validator=_at_least(1))
+
+
+def _ratio(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 < value <= 1:
+        raise SettingError(f"{attribute.name} must be above 0 and at most 1, got {value}")
+
+
+def _port(_: object, attribute: attrs.Attribute[int], value: int | None) -> None:
+    if value is not None and not 0 <= value <= 65535:
+        raise SettingError(f"{attribute.name} must be a TCP port (0-65535), got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class HealthSettings:
+    """The health and metrics endpoint; a null ``port`` turns it off, 0 picks a free
+    one. It listens on loopback unless told otherwise: it is unauthenticated.
+    ``cdc_raw_warn_ratio`` is the share of ``cdc_total_space`` above which health is
+    degraded, well before a full ``cdc_raw`` makes Cassandra reject writes."""
+
+    host: str = "127.0.0.1"
+    port: int | None = attrs.field(default=8080, validator=_port)
+    cdc_raw_warn_ratio: float = attrs.field(default=0.8, validator=_ratio)
 
 
 class LogFormat(enum.Enum):
@@ -279,8 +347,10 @@ class Settings:
     destinations: tuple[Destination, ...]
     offsets: Offsets = SqliteOffsets()
     dead_letters: DeadLetters = JsonlDeadLetters()
+    schema_history: SchemaHistory = JsonlSchemaHistory()
     masking: MaskingSettings = MaskingSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    health: HealthSettings = HealthSettings()
     logging: LoggingSettings = LoggingSettings()
     cassandra: CassandraSettings | None = None
     postgres: PostgresSettings | None = None
@@ -298,4 +368,6 @@ class Settings:
             raise SettingError(
                 f"{adapter_type} needs the '{adapter_type}' section (or {prefix}* variables)"
             )
-        return attrs.asdict(section, recurse=False)
+        return attrs.asdict(
+            section, recurse=False, filter=lambda field, _: not field.metadata.get(_NOT_CONNECTION)
+        )

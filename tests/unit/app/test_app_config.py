@@ -113,7 +113,7 @@ def test_a_section_from_variables_is_still_validated():
         (
             {"pipeline": {"max_batch_event": 5}},
             "pipeline: unknown key 'max_batch_event' "
-            "(expected one of: max_batch_events, max_batch_delay_ms)",
+            "(expected one of: max_batch_events, max_batch_delay_ms, retry_initial_ms",
         ),
         ({"sink": {}}, "unknown key 'sink' (expected one of: source, destinations, offsets"),
         (

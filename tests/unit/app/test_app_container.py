@@ -9,6 +9,7 @@ from cdc_adapters.memory import (
     MemoryChangeSource,
     MemoryDeadLetterQueue,
     MemoryOffsetStore,
+    MemorySchemaHistory,
     MemorySchemaSource,
     MemorySink,
 )
@@ -27,6 +28,7 @@ def memory_settings(**sections: object) -> Settings:
         "destinations": [{"name": "mirror", "type": "memory"}],
         "offsets": {"type": "memory"},
         "dead_letters": {"type": "memory"},
+        "schema_history": {"type": "memory"},
         **sections,
     }
     return settings_from(document, {})
@@ -50,9 +52,10 @@ async def test_one_batch_runs_end_to_end_through_overridden_adapters():
     container.sinks.override(providers.Object([sink]))
     container.offsets.override(providers.Object(offsets))
     container.dead_letters.override(providers.Object(dead_letters))
+    container.history.override(providers.Object(MemorySchemaHistory()))
 
-    async with running(container) as replicate:
-        outcomes = await replicate(100)
+    async with running(container) as components:
+        outcomes = await components.replicate(100)
 
     assert [(o.destination, o.delivered, o.dead_lettered, o.ok) for o in outcomes] == [
         ("mirror", 2, 1, True)
@@ -77,10 +80,10 @@ async def test_resources_are_built_from_settings_and_closed_on_exit(tmp_path):
     )
     container = Container(settings=settings)
 
-    async with running(container) as replicate:
-        mirror, audit = await container.sinks.async_()
-        source = await container.source.async_()
-        outcomes = await replicate(10)
+    async with running(container) as components:
+        mirror, audit = components.sinks
+        source = components.source
+        outcomes = await components.replicate(10)
 
     assert [(o.destination, o.ok, o.delivered) for o in outcomes] == [
         ("mirror", True, 0),
@@ -103,12 +106,12 @@ async def test_jsonl_destination_and_sqlite_offsets_from_settings(tmp_path):
     container.source.override(providers.Object(source))
     container.schemas.override(providers.Object(MemorySchemaSource([CUSTOMERS])))
 
-    async with running(container) as replicate:
-        outcomes = await replicate(10)
-        offsets = await container.offsets.async_()
-        record = await offsets.load("audit", "node1")
+    async with running(container) as components:
+        outcomes = await components.replicate(10)
+        record = await components.offsets.load("audit", "node1")
 
     assert [o.delivered for o in outcomes] == [1]
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [line["columns"] for line in lines] == [{"email": REDACTED}]
+    assert [line.get("type") for line in lines] == ["schema_change", None]
+    assert lines[1]["columns"] == {"email": REDACTED}
     assert record.position == source.acknowledged

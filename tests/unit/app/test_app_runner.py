@@ -1,106 +1,158 @@
+"""The long-running pipeline: independent destinations, batching, bounded memory."""
+
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
+import contextlib
+import time
+from collections.abc import AsyncIterator
 
-import pytest
-import structlog
+from dependency_injector import providers
 
-from cdc_app.runner import replicate_until_stopped
-from cdc_app.settings import PipelineSettings
-from cdc_domain.replication import DeliveryOutcome
+from cdc_adapters.memory import MemoryChangeSource, MemorySink
+from cdc_app.container import running
+from cdc_domain.events import SourcePosition
+from cdc_domain.ports import ChangeBatch, SinkBatch
+from tests.factories import event
+from tests.unit.app.wiring import MemoryWiring, eventually, written
 
-LOG = structlog.get_logger("test")
-FAST = PipelineSettings(max_batch_events=5, max_batch_delay_ms=1)
+FAST_RETRIES = {"retry_initial_ms": 10, "retry_max_ms": 20}
 
 
-class Batches:
-    """Returns the given outcomes batch by batch, then sets ``stop``."""
+def customers(count: int, start: int = 0) -> list:
+    return [
+        event(table="customers", key=start + i, columns={"name": f"n{i}"}, ts=1_000 + i)
+        for i in range(count)
+    ]
 
-    def __init__(self, stop: asyncio.Event, *batches: list[DeliveryOutcome] | Exception):
-        self.stop = stop
-        self.batches = list(batches)
-        self.sizes: list[int] = []
 
-    async def __call__(self, max_events: int) -> list[DeliveryOutcome]:
-        self.sizes.append(max_events)
-        batch = self.batches.pop(0)
-        if not self.batches:
-            self.stop.set()
-        if isinstance(batch, Exception):
-            raise batch
+@contextlib.asynccontextmanager
+async def pipeline(wiring: MemoryWiring) -> AsyncIterator[tuple[asyncio.Event, dict]]:
+    """The runner going in the background; stopped (and checked clean) on the way out."""
+    stop = asyncio.Event()
+    async with running(wiring.container) as components:
+        task = asyncio.create_task(wiring.runner(components).run(stop))
+        try:
+            yield stop, components.progress
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 10) is True
+
+
+async def test_a_failing_destination_blocks_no_other_and_catches_up_afterwards():
+    fast, flaky = MemorySink("fast"), MemorySink("flaky")
+    flaky.fail_next = 1_000_000
+    wiring = MemoryWiring(
+        [fast, flaky], pipeline={"max_batch_events": 10, "max_batch_delay_ms": 5, **FAST_RETRIES}
+    )
+    wiring.source.append(*customers(30))
+
+    async with pipeline(wiring) as (_, progress):
+        await eventually(lambda: len(written(fast)) == 30)
+        await eventually(lambda: progress["flaky"].consecutive_failures >= 3)
+        assert written(flaky) == []
+        assert await wiring.offsets.load("flaky", "node1") is None
+        assert wiring.source.acknowledged is None  # flaky still needs everything
+
+        flaky.fail_next = 0
+        await eventually(lambda: len(written(flaky)) == 30)
+        await eventually(lambda: wiring.source.acknowledged is not None)
+
+    assert written(flaky) == written(fast) == list(range(30))
+    assert progress["flaky"].consecutive_failures == 0
+    assert progress["flaky"].caught_up
+    assert wiring.source.acknowledged == (await wiring.offsets.load("flaky", "node1")).position
+
+
+async def test_a_flood_goes_through_in_full_batches_without_waiting():
+    sink = MemorySink("mirror")
+    wiring = MemoryWiring([sink], pipeline={"max_batch_events": 10, "max_batch_delay_ms": 60_000})
+    wiring.source.append(*customers(95))
+
+    async with pipeline(wiring):
+        took = await eventually(lambda: len(written(sink)) == 95)
+
+    assert [len(batch.events) for batch in sink.batches] == [10] * 9 + [5]
+    assert took < 5  # nine full batches never waited for the 60 s delay
+
+
+async def test_a_trickle_is_delivered_within_the_delay_in_one_batch():
+    sink = MemorySink("mirror")
+    delay_ms = 300
+    wiring = MemoryWiring(
+        [sink], pipeline={"max_batch_events": 100, "max_batch_delay_ms": delay_ms}
+    )
+
+    async with pipeline(wiring) as (_, progress):
+        await eventually(lambda: progress["mirror"].batches >= 1)  # found nothing, waits
+        appended = time.monotonic()
+        for trickled in customers(5):
+            wiring.source.append(trickled)
+            await asyncio.sleep(0.01)
+        await eventually(lambda: len(written(sink)) == 5)
+        latency = time.monotonic() - appended
+
+    assert latency < delay_ms / 1000 + 0.5
+    assert [len(batch.events) for batch in sink.batches] == [5]
+
+
+class CountingHeld:
+    """A source and sink pair that counts events read and not yet handed to a write."""
+
+    def __init__(self, source: MemoryChangeSource) -> None:
+        self.source = source
+        self.held = 0
+        self.most_held = 0
+        self.largest_read = 0
+
+    @property
+    def partition_id(self) -> str:
+        return self.source.partition_id
+
+    async def read(self, after: SourcePosition | None, max_events: int) -> ChangeBatch:
+        batch = await self.source.read(after, max_events)
+        self.held += len(batch.events)
+        self.most_held = max(self.most_held, self.held)
+        self.largest_read = max(self.largest_read, len(batch.events))
         return batch
 
+    async def acknowledge(self, position: SourcePosition) -> None:
+        await self.source.acknowledge(position)
 
-async def test_once_runs_a_single_batch_and_reports_failure():
-    stop = asyncio.Event()
-    failed = Batches(stop, [DeliveryOutcome("a", error=RuntimeError("down"))], [])
+    async def aclose(self) -> None:
+        await self.source.aclose()
 
-    assert await replicate_until_stopped(failed, FAST, stop, LOG, once=True) is False
-    assert failed.sizes == [5]
+    def released(self, count: int) -> None:
+        self.held -= count
 
 
-async def test_batches_continue_until_stopped_and_survive_errors():
-    stop = asyncio.Event()
-    batches = Batches(
-        stop,
-        [DeliveryOutcome("a", delivered=5)],
-        ConnectionError("offsets unavailable"),
-        [],
-        [DeliveryOutcome("a", delivered=1)],
+class SlowSink(MemorySink):
+    def __init__(self, name: str, held: CountingHeld, seconds: float) -> None:
+        super().__init__(name)
+        self.held = held
+        self.seconds = seconds
+
+    async def write(self, batch: SinkBatch) -> None:
+        try:
+            await asyncio.sleep(self.seconds)
+            await super().write(batch)
+        finally:
+            self.held.released(len(batch.events))
+
+
+async def test_memory_stays_bounded_however_far_a_destination_lags():
+    max_events = 50
+    counting = CountingHeld(MemoryChangeSource("node1", customers(5_000)))
+    fast, slow = SlowSink("fast", counting, 0), SlowSink("slow", counting, 0.02)
+    wiring = MemoryWiring(
+        [fast, slow], pipeline={"max_batch_events": max_events, "max_batch_delay_ms": 5}
     )
+    wiring.container.source.override(providers.Object(counting))
 
-    assert await replicate_until_stopped(batches, FAST, stop, LOG) is True
-    assert batches.sizes == [5, 5, 5, 5]
+    async with pipeline(wiring):
+        await eventually(lambda: len(written(fast)) == 5_000, within=30)
+        behind = 5_000 - len(written(slow))
 
-
-async def test_a_stop_ends_the_idle_wait_at_once():
-    stop = asyncio.Event()
-    idle = PipelineSettings(max_batch_delay_ms=60_000)
-
-    async def nothing(max_events: int) -> list[DeliveryOutcome]:
-        asyncio.get_running_loop().call_later(0.05, stop.set)
-        return []
-
-    await asyncio.wait_for(replicate_until_stopped(nothing, idle, stop, LOG), timeout=5)
-
-
-HANGING_BATCH = """
-import asyncio, structlog
-from cdc_app.runner import install_stop_signals, replicate_until_stopped
-from cdc_app.settings import PipelineSettings
-
-async def main():
-    stop = asyncio.Event()
-    install_stop_signals(stop, structlog.get_logger())
-
-    async def hang(max_events):
-        print("batch started", flush=True)
-        await asyncio.sleep(3600)
-
-    await replicate_until_stopped(hang, PipelineSettings(), stop, structlog.get_logger())
-
-asyncio.run(main())
-"""
-
-
-def test_a_second_signal_exits_at_once_when_a_batch_hangs():
-    process = subprocess.Popen(
-        [sys.executable, "-c", HANGING_BATCH],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline() == "batch started\n"
-        process.send_signal(signal.SIGTERM)
-        with pytest.raises(subprocess.TimeoutExpired):
-            process.wait(timeout=0.5)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 128 + signal.SIGTERM
-    finally:
-        process.kill()
-        process.communicate()
+    assert behind > 4_000  # the slow one is far behind ...
+    assert counting.largest_read <= max_events  # ... yet nothing reads more than a batch
+    assert counting.most_held <= max_events * 2  # one batch in hand per destination

@@ -1,0 +1,179 @@
+"""The operator commands: ``health``, ``status`` and ``dlq list|show|replay``.
+
+Each takes validated settings, writes its answer to ``out`` and returns the exit code
+(see :mod:`cdc_app.cli`). Dead letters are printed as stored, which is after masking:
+an operator sees what destinations would have received, never more.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+from cdc_app.container import Container, opened, running
+from cdc_app.health_checks import check_health
+from cdc_app.replay import DeadLetterReplay
+from cdc_app.running_pipeline import ask_running_pipeline
+from cdc_app.settings import Settings
+from cdc_app.status import destination_statuses
+from cdc_app.tables import render_table
+from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
+from cdc_domain.health import HealthStatus
+from cdc_domain.serialization import make_converter
+
+__all__ = ["dlq_list", "dlq_replay", "dlq_show", "health", "status"]
+
+HEALTH_EXIT = {HealthStatus.UP: 0, HealthStatus.DEGRADED: 1, HealthStatus.DOWN: 2}
+"""``cdc-app health`` exits 0 up, 1 degraded, 2 down (and 2 for a configuration error)."""
+
+_ERROR_WIDTH = 60
+
+
+async def health(settings: Settings, container: Container, out: IO[str]) -> int:
+    report = await ask_running_pipeline(settings.health, "/health")
+    source = "reported by the running pipeline"
+    if report is None:
+        source = "checked by this command: no pipeline answered"
+        async with running(container) as components:
+            report = (await check_health(components)).to_json()
+    rows = [
+        (
+            check["kind"],
+            check["name"],
+            check["status"],
+            "-" if check["latency_ms"] is None else f"{check['latency_ms']:.1f} ms",
+            check["message"],
+        )
+        for check in report["checks"]
+    ]
+    out.write(render_table(("KIND", "NAME", "STATUS", "LATENCY", "MESSAGE"), rows))
+    out.write(f"\nstatus: {report['status']} ({source})\n")
+    return HEALTH_EXIT[HealthStatus(report["status"])]
+
+
+async def status(settings: Settings, container: Container, out: IO[str]) -> int:
+    answer = await ask_running_pipeline(settings.health, "/status")
+    if answer is not None:
+        statuses: list[dict[str, Any]] = answer["destinations"]
+    else:
+        async with opened(
+            container, container.offsets, container.dead_letters, container.clock
+        ) as (offsets, dead_letters, clock):
+            found = await destination_statuses(
+                names=[d.name for d in settings.destinations],
+                partition_id=settings.source.partition_id,
+                offsets=offsets,
+                dead_letters=dead_letters,
+                clock=clock,
+            )
+        statuses = [s.to_json() for s in found]
+    rows = [
+        (
+            s["name"],
+            s["partition_id"],
+            s["position"] or "not started",
+            "-" if s["lag_seconds"] is None else f"{s['lag_seconds']:.1f} s",
+            s["events_processed"],
+            s["dead_letters_pending"],
+        )
+        for s in statuses
+    ]
+    headers = ("DESTINATION", "PARTITION", "OFFSET", "LAG", "EVENTS", "DLQ PENDING")
+    out.write(render_table(headers, rows))
+    if answer is None:
+        out.write("\nno pipeline answered: lag is only known while one runs\n")
+    return 0
+
+
+async def dlq_list(
+    container: Container,
+    out: IO[str],
+    *,
+    destination: str | None,
+    reason: FailureReason | None,
+    include_replayed: bool,
+    limit: int | None,
+) -> int:
+    async with opened(container, container.dead_letters) as (queue,):
+        entries = await queue.list(
+            destination=destination, reason=reason, include_replayed=include_replayed, limit=limit
+        )
+    rows = [
+        (
+            e.dlq_id,
+            e.failed_at.isoformat(timespec="seconds"),
+            e.reason.value,
+            e.destination,
+            e.table,
+            str(e.position) if e.position else None,
+            e.retry_count,
+            e.status.value,
+            _shortened(e.error),
+        )
+        for e in entries
+    ]
+    headers = (
+        "ID",
+        "FAILED AT",
+        "REASON",
+        "DESTINATION",
+        "TABLE",
+        "POSITION",
+        "RETRIES",
+        "STATUS",
+        "ERROR",
+    )
+    out.write(render_table(headers, rows))
+    return 0
+
+
+async def dlq_show(container: Container, out: IO[str], err: IO[str], dlq_id: str) -> int:
+    """One entry in full, as JSON; ``dlq_id`` may be any unambiguous prefix."""
+    async with opened(container, container.dead_letters) as (queue,):
+        entries = await queue.list(include_replayed=True)
+    found = [e for e in entries if e.dlq_id.startswith(dlq_id)]
+    if len(found) != 1:
+        problem = "no dead letter" if not found else f"{len(found)} dead letters match"
+        err.write(f"{problem} {dlq_id!r}\n")
+        return 1
+    out.write(json.dumps(_printable(found[0]), indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+async def dlq_replay(
+    container: Container,
+    out: IO[str],
+    *,
+    destination: str | None,
+    reason: FailureReason | None,
+) -> int:
+    """Exits 1 when some entries failed again (they stay pending), else 0."""
+    async with opened(container, container.replay) as (replay,):
+        assert isinstance(replay, DeadLetterReplay)
+        report = await replay(destination=destination, reason=reason)
+    out.write(
+        f"replayed {report.replayed}, failed again {len(report.failed)}, "
+        f"skipped {len(report.skipped)}\n"
+    )
+    for entry in report.failed:
+        out.write(f"failed again  {entry.dlq_id}  {_shortened(entry.error)}\n")
+    for entry in report.skipped:
+        out.write(f"skipped       {entry.dlq_id}  {_unreplayable(entry)}\n")
+    return 1 if report.failed else 0
+
+
+def _unreplayable(entry: DeadLetterEvent) -> str:
+    if entry.event is None:
+        return "raw bytes that never became an event"
+    if entry.destination is None:
+        return "it belongs to no destination"
+    return f"destination {entry.destination!r} is not configured"
+
+
+def _printable(entry: DeadLetterEvent) -> Any:
+    return make_converter().unstructure(entry)
+
+
+def _shortened(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _ERROR_WIDTH else line[: _ERROR_WIDTH - 1] + "…"

@@ -1,0 +1,99 @@
+"""Every Prometheus metric the pipeline exports, defined in one place.
+
+The metrics live in a registry of their own, not prometheus_client's global one, so
+two pipelines in one process (tests, an embedding service) never share counters and
+nothing is registered at import time. Labels are table, destination and reason names
+only, never a value from an event.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from cdc_app.cdc_raw import CdcRawUsage
+
+__all__ = ["Metrics"]
+
+_BATCH_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The pipeline's metrics and the registry that exposes them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.events_read = Counter(
+            "cdc_events_read",
+            "Events read from the source (each event once, however many destinations read it).",
+            ["table"],
+            registry=registry,
+        )
+        self.events_written = Counter(
+            "cdc_events_written",
+            "Events a destination confirmed writing.",
+            ["table", "destination"],
+            registry=registry,
+        )
+        self.events_dead_lettered = Counter(
+            "cdc_events_dead_lettered",
+            "Events (or undecodable entries) sent to the dead letter queue.",
+            ["table", "destination", "reason"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "cdc_batch_duration_seconds",
+            "Time to read, route, write and commit one batch for one destination.",
+            ["destination"],
+            buckets=_BATCH_SECONDS,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "cdc_batch_retries",
+            "Batches retried after a destination failed.",
+            ["destination"],
+            registry=registry,
+        )
+        self.lag_seconds = Gauge(
+            "cdc_lag_seconds",
+            "End-to-end lag: now minus the write time of the last event delivered, "
+            "0 when the destination has delivered everything the source had.",
+            ["destination"],
+            registry=registry,
+        )
+        self.destination_failing = Gauge(
+            "cdc_destination_failing_batches",
+            "Consecutive failed batches of a destination (0 when its last batch succeeded).",
+            ["destination"],
+            registry=registry,
+        )
+        self.schema_changes = Counter(
+            "cdc_schema_changes_applied",
+            "Schema changes a destination applied.",
+            ["destination", "table", "kind"],
+            registry=registry,
+        )
+        self.cdc_raw_segments = Gauge(
+            "cdc_raw_segments_pending",
+            "Commit log segments in cdc_raw not yet freed by every destination.",
+            registry=registry,
+        )
+        self.cdc_raw_bytes = Gauge(
+            "cdc_raw_bytes",
+            "Bytes used in cdc_raw; Cassandra rejects writes to CDC tables once it is full.",
+            registry=registry,
+        )
+        self.cdc_raw_capacity_bytes = Gauge(
+            "cdc_raw_capacity_bytes",
+            "The node's cdc_total_space, which cdc_raw_bytes is measured against.",
+            registry=registry,
+        )
+
+    def record_cdc_raw(self, usage: CdcRawUsage) -> None:
+        self.cdc_raw_segments.set(usage.segments)
+        self.cdc_raw_bytes.set(usage.used_bytes)
+        self.cdc_raw_capacity_bytes.set(usage.total_bytes)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

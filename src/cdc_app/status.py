@@ -1,0 +1,58 @@
+"""Where each configured destination stands: its offset, lag, events and dead letters.
+
+Offsets and dead letters come from their stores, so the status is known whether the
+pipeline runs or not; lag is only known to a running pipeline (it is measured on
+delivered events), and is None otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from cdc_app.progress import DestinationProgress
+from cdc_domain.ports import Clock, DeadLetterQueue, OffsetStore
+
+__all__ = ["DestinationStatus", "destination_statuses"]
+
+
+@attrs.frozen
+class DestinationStatus:
+    name: str
+    partition_id: str
+    position: str | None
+    lag_seconds: float | None
+    events_processed: int
+    dead_letters_pending: int
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+async def destination_statuses(
+    *,
+    names: Sequence[str],
+    partition_id: str,
+    offsets: OffsetStore,
+    dead_letters: DeadLetterQueue,
+    clock: Clock,
+    progress: Mapping[str, DestinationProgress] | None = None,
+) -> list[DestinationStatus]:
+    statuses = []
+    for name in names:
+        record = await offsets.load(name, partition_id)
+        pending = await dead_letters.list(destination=name)
+        running = (progress or {}).get(name)
+        statuses.append(
+            DestinationStatus(
+                name=name,
+                partition_id=partition_id,
+                position=str(record.position) if record else None,
+                lag_seconds=running.lag_seconds(clock.now()) if running else None,
+                events_processed=record.events_processed if record else 0,
+                dead_letters_pending=len(pending),
+            )
+        )
+    return statuses

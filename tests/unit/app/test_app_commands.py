@@ -1,0 +1,183 @@
+"""The operator commands run in process, against a container wired with test adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+from dependency_injector import providers
+
+from cdc_adapters.local import JsonLinesDeadLetterQueue, SqliteOffsetStore
+from cdc_adapters.memory import ManualClock, MemorySchemaSource, MemorySink
+from cdc_app import commands
+from cdc_app.container import Container, running
+from cdc_app.endpoint import health_app, serving
+from cdc_app.settings import Settings
+from cdc_domain.dead_letters import DeadLetterEvent, DeadLetterStatus, FailureReason
+from cdc_domain.events import SourcePosition
+from cdc_domain.masking import REDACTED
+from cdc_domain.offsets import Checkpoint
+from tests.factories import event
+from tests.unit.app.wiring import CUSTOMERS, MemoryWiring, eventually, free_port, memory_settings
+
+NOW = ManualClock().now()
+
+
+def jsonl_settings(tmp_path: Path, **sections: object) -> Settings:
+    return memory_settings(
+        destinations=[{"name": "audit", "type": "jsonl", "path": str(tmp_path / "audit.jsonl")}],
+        dead_letters={"type": "jsonl", "path": str(tmp_path / "dead.jsonl")},
+        offsets={"type": "sqlite", "path": str(tmp_path / "offsets.db")},
+        **sections,
+    )
+
+
+def jsonl_container(settings: Settings) -> Container:
+    container = Container(settings=settings)
+    container.schemas.override(providers.Object(MemorySchemaSource([CUSTOMERS])))
+    return container
+
+
+def letter(reason: FailureReason, key: int, table: str = "customers", **columns: object):
+    return DeadLetterEvent.for_event(
+        event(table=table, key=key, columns=dict(columns) or {"name": "n"}),
+        reason=reason,
+        error=f"{reason.value} of {key}",
+        failed_at=NOW,
+        destination="audit",
+    )
+
+
+async def stored(tmp_path: Path) -> dict[str, DeadLetterEvent]:
+    queue = JsonLinesDeadLetterQueue(str(tmp_path / "dead.jsonl"))
+    return {e.dlq_id: e for e in await queue.list(include_replayed=True)}
+
+
+async def replay(settings: Settings) -> tuple[int, str]:
+    out = io.StringIO()
+    code = await commands.dlq_replay(jsonl_container(settings), out, destination=None, reason=None)
+    return code, out.getvalue()
+
+
+async def test_replay_redrives_what_it_can_and_a_second_replay_changes_nothing(tmp_path):
+    valid = letter(FailureReason.VALIDATION_ERROR, 1)
+    unmasked = letter(FailureReason.MASKING_ERROR, 2, email="ada@example.com")
+    unknown = letter(FailureReason.UNKNOWN_TABLE, 3, table="unknown")
+    raw = DeadLetterEvent.for_raw(
+        b"\x00", reason=FailureReason.DECODE_ERROR, error="bad", failed_at=NOW,
+        position=SourcePosition(1, 1),
+    )  # fmt: skip
+    await JsonLinesDeadLetterQueue(str(tmp_path / "dead.jsonl")).write(
+        [valid, unmasked, unknown, raw]
+    )
+    settings = jsonl_settings(tmp_path)
+
+    code, printed = await replay(settings)
+
+    assert code == 1
+    assert printed.splitlines()[0] == "replayed 2, failed again 1, skipped 1"
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    delivered = [line for line in lines if line.get("type") != "schema_change"]
+    assert [line["partition_key"] for line in delivered] == [{"id": 1}, {"id": 2}]
+    assert delivered[1]["columns"]["email"] == REDACTED  # masked before it left the DLQ
+    after = await stored(tmp_path)
+    assert after[valid.dlq_id].status is DeadLetterStatus.REPLAYED
+    assert after[unmasked.dlq_id].status is DeadLetterStatus.REPLAYED
+    assert after[unknown.dlq_id].status is DeadLetterStatus.PENDING
+    assert after[unknown.dlq_id].retry_count == 1
+    assert after[unknown.dlq_id].error == "no schema is known for shop.unknown"
+    assert after[raw.dlq_id] == raw
+
+    sink_before = (tmp_path / "audit.jsonl").read_bytes()
+    code, printed = await replay(settings)
+
+    assert printed.splitlines()[0] == "replayed 0, failed again 1, skipped 1"
+    assert (tmp_path / "audit.jsonl").read_bytes() == sink_before
+    again = await stored(tmp_path)
+    assert again[valid.dlq_id] == after[valid.dlq_id]
+    assert again[unmasked.dlq_id] == after[unmasked.dlq_id]
+    assert again[unknown.dlq_id].retry_count == 2
+
+
+async def test_replay_takes_only_the_filtered_entries(tmp_path):
+    validation = letter(FailureReason.VALIDATION_ERROR, 1)
+    incompatible = letter(FailureReason.SCHEMA_INCOMPATIBLE, 2)
+    await JsonLinesDeadLetterQueue(str(tmp_path / "dead.jsonl")).write([validation, incompatible])
+    out = io.StringIO()
+
+    code = await commands.dlq_replay(
+        jsonl_container(jsonl_settings(tmp_path)),
+        out,
+        destination="audit",
+        reason=FailureReason.SCHEMA_INCOMPATIBLE,
+    )
+
+    assert (code, out.getvalue()) == (0, "replayed 1, failed again 0, skipped 0\n")
+    after = await stored(tmp_path)
+    assert after[validation.dlq_id].status is DeadLetterStatus.PENDING
+    assert after[incompatible.dlq_id].status is DeadLetterStatus.REPLAYED
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
+async def test_status_reads_offsets_and_dead_letters_when_no_pipeline_runs(tmp_path):
+    settings = jsonl_settings(tmp_path)
+    offsets = SqliteOffsetStore(str(tmp_path / "offsets.db"), ManualClock())
+    await offsets.commit("audit", Checkpoint("node1", SourcePosition(3, 40, 1), 5))
+    await offsets.aclose()
+    await JsonLinesDeadLetterQueue(str(tmp_path / "dead.jsonl")).write(
+        [letter(FailureReason.VALIDATION_ERROR, 1), letter(FailureReason.VALIDATION_ERROR, 2)]
+    )
+    out = io.StringIO()
+
+    assert await commands.status(settings, jsonl_container(settings), out) == 0
+
+    rows = table_rows(out.getvalue())
+    assert rows[0] == ["DESTINATION", "PARTITION", "OFFSET", "LAG", "EVENTS", "DLQ", "PENDING"]
+    assert rows[1] == ["audit", "node1", "3:40:1", "-", "5", "2"]
+    assert "lag is only known while one runs" in out.getvalue()
+
+
+async def test_status_and_health_ask_the_running_pipeline_first():
+    port = free_port()
+    mirror = MemorySink("mirror")
+    wiring = MemoryWiring([mirror], health={"port": port}, pipeline={"max_batch_delay_ms": 5})
+    wiring.source.append(event(table="customers", key=1))
+    stop = asyncio.Event()
+    status_out, health_out = io.StringIO(), io.StringIO()
+    async with running(wiring.container) as components:
+        task = asyncio.create_task(wiring.runner(components).run(stop))
+        async with serving(health_app(components, stop), "127.0.0.1", port):
+            await eventually(lambda: components.progress["mirror"].caught_up)
+            # Another container for the commands: were it opened, its sink would be new.
+            other = Container(settings=wiring.settings)
+            assert await commands.status(wiring.settings, other, status_out) == 0
+            assert await commands.health(wiring.settings, other, health_out) == 0
+        stop.set()
+        await task
+
+    rows = table_rows(status_out.getvalue())
+    assert rows[1] == ["mirror", "node1", str(components.progress["mirror"].position), "0.0",
+                       "s", "1", "0"]  # fmt: skip
+    assert health_out.getvalue().endswith("status: up (reported by the running pipeline)\n")
+
+
+async def test_health_checks_the_databases_itself_when_no_pipeline_answers():
+    up, down = MemorySink("up"), MemorySink("down")
+    down.fail_next = 1
+    wiring = MemoryWiring([up, down])
+    out = io.StringIO()
+
+    code = await commands.health(wiring.settings, wiring.container, out)
+
+    assert code == 1
+    rows = table_rows(out.getvalue())
+    assert rows[0] == ["KIND", "NAME", "STATUS", "LATENCY", "MESSAGE"]
+    assert rows[2][:3] == ["destination", "down", "down"]
+    assert out.getvalue().endswith(
+        "status: degraded (checked by this command: no pipeline answered)\n"
+    )
