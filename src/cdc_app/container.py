@@ -144,8 +144,6 @@ class Container(containers.DeclarativeContainer):
         schemas=schemas,
         sinks=sinks,
         clock=clock,
-        masking=masking,
-        partition_id=settings.provided.source.partition_id,
     )
 
 

@@ -5,30 +5,28 @@ through their destination's sink, the way a batch is; what goes through is marke
 replayed, so a second replay finds nothing to do. What fails again stays pending, with
 its retry count raised and the new error, written back under the same ``dlq_id``.
 
-Events reach the DLQ masked, except where masking had not run yet: a MASKING_ERROR (it
-failed) or an UNKNOWN_TABLE (routed out before masking). Those are masked here, so a
-replay never writes a value masking exists to keep out of destinations.
+Events reach the DLQ already masked; a replay writes them as stored, since masking twice
+would hash a hash. A MASKING_ERROR entry holds every classified value redacted (the
+policy could not mask it), so it is never replayed: writing it would replace real data
+with redactions. Its row is replicated again by its next change once the rules are fixed.
+Replayed events do not move the destination's offset: their batch carries no checkpoint.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent, SourcePosition
-from cdc_domain.masking import MaskingConfigError, MaskingPolicy
-from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import Clock, DeadLetterQueue, SchemaSource, Sink, SinkBatch
 from cdc_domain.schema import TableSchema
 from cdc_domain.validation import EventValidator
 
 __all__ = ["DeadLetterReplay", "ReplayReport"]
-
-_STORED_UNMASKED = frozenset({FailureReason.MASKING_ERROR, FailureReason.UNKNOWN_TABLE})
 
 
 @attrs.frozen
@@ -49,16 +47,12 @@ class DeadLetterReplay:
         schemas: SchemaSource,
         sinks: Sequence[Sink],
         clock: Clock,
-        masking: MaskingPolicy,
-        partition_id: str,
         validator: EventValidator | None = None,
     ) -> None:
         self._dlq = dead_letters
         self._schemas = schemas
         self._sinks = {sink.name: sink for sink in sinks}
         self._clock = clock
-        self._masking = masking
-        self._partition_id = partition_id
         self._validator = validator or EventValidator()
 
     async def __call__(
@@ -83,7 +77,11 @@ class DeadLetterReplay:
         return ReplayReport(len(replayed), tuple(failed), tuple(skipped))
 
     def _replayable(self, entry: DeadLetterEvent) -> bool:
-        return entry.event is not None and entry.destination in self._sinks
+        return (
+            entry.event is not None
+            and entry.destination in self._sinks
+            and entry.reason is not FailureReason.MASKING_ERROR
+        )
 
     async def _replay(
         self, sink: Sink, entries: list[DeadLetterEvent]
@@ -103,7 +101,7 @@ class DeadLetterReplay:
                 events.append(event)
         while events:
             try:
-                await sink.write(SinkBatch(tuple(events), schemas, self._checkpoint(events)))
+                await sink.write(SinkBatch(tuple(events), schemas, None))
                 break
             except SchemaIncompatibleError as exc:
                 bad = {e.event_id for e in events if e.qualified_table == exc.table}
@@ -126,11 +124,6 @@ class DeadLetterReplay:
         """The event as it would be written now, or the reason it still cannot be."""
         event = entry.event
         assert event is not None
-        if entry.reason in _STORED_UNMASKED:
-            try:
-                event = self._masking.apply(event)
-            except MaskingConfigError as exc:
-                return event, str(exc)
         name = event.qualified_table
         schema = schemas.get(name) or await self._schemas.table(event.keyspace, event.table)
         if schema is None:
@@ -140,10 +133,6 @@ class DeadLetterReplay:
             return event, result.message
         schemas[name] = schema
         return event, None
-
-    def _checkpoint(self, events: Iterable[ChangeEvent]) -> Checkpoint:
-        ordered = list(events)
-        return Checkpoint(self._partition_id, max(e.position for e in ordered), len(ordered))
 
     def _failed_again(self, entry: DeadLetterEvent, error: str) -> DeadLetterEvent:
         return attrs.evolve(

@@ -209,6 +209,33 @@ class MaskingPolicy:
             clustering_key=clustering_key,
         )
 
+    def redact_classified(self, event: ChangeEvent) -> ChangeEvent:
+        """A copy with every classified value redacted, key columns included, whatever
+        the configured actions: the safe form of an event the policy cannot mask."""
+        table = event.qualified_table
+
+        def redact(values: Mapping[str, Any]) -> dict[str, Any]:
+            return {
+                name: value
+                if self.classify(table, name)[0] is DataClass.NONE
+                else self._mask_value(MaskAction.REDACT, value)
+                for name, value in values.items()
+            }
+
+        collections = {
+            name: delta
+            if self.classify(table, name)[0] is DataClass.NONE
+            else attrs.evolve(delta, elements=(), removed=())
+            for name, delta in event.collections.items()
+        }
+        return attrs.evolve(
+            event,
+            partition_key=redact(event.partition_key),
+            clustering_key=redact(event.clustering_key),
+            columns=redact(event.columns),
+            collections=collections,
+        )
+
     def _mask_mapping(self, table: str, values: Mapping[str, Any]) -> dict[str, Any]:
         masked = {}
         for name, value in values.items():

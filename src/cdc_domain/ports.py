@@ -54,11 +54,15 @@ class ChangeBatch:
 @attrs.frozen(slots=True)
 class SinkBatch:
     """What a sink writes at once: events, the schemas they were decoded with, and the
-    checkpoint to record with them where the sink can do so atomically."""
+    checkpoint to record with them where the sink can do so atomically.
+
+    ``checkpoint`` is None when the events do not move the destination's position (a
+    dead letter replay re-drives old events); the sink then writes no offset.
+    """
 
     events: tuple[ChangeEvent, ...]
     schemas: Mapping[str, TableSchema]
-    checkpoint: Checkpoint
+    checkpoint: Checkpoint | None
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ from cdc_domain.ports import (
     Sink,
     SinkBatch,
 )
-from cdc_domain.routing import RoutedBatch, dead_letter_events, route_events
+from cdc_domain.routing import RoutedBatch, dead_letter_events, mask_events, route_events
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_evolution import BlockedTable, SchemaEvolution
 from cdc_domain.validation import EventValidator
@@ -113,15 +113,17 @@ class ReplicateBatch:
         if batch.end is None:
             return DeliveryOutcome(destination.name, position=record.position if record else None)
         now = self._clock.now()
+        masked, dead = mask_events(
+            batch.events, masking=self._masking, destination=destination.name, now=now
+        )
+        dead.extend(batch.failures)
         schemas = await self._schemas_for(batch)
         applied, blocked = await self._evolution.prepare(destination.sink, schemas, now)
         self._blocked[destination.name] = blocked
-        events = [e for e in batch.events if e.qualified_table not in blocked]
-        dead = [*batch.failures, *self._blocked_letters(batch.events, blocked, now)]
+        dead.extend(self._blocked_letters(masked, blocked, now))
         routed = route_events(
-            events,
+            [e for e in masked if e.qualified_table not in blocked],
             schemas=schemas,
-            masking=self._masking,
             validator=self._validator,
             destination=destination.name,
             kind=destination.sink.kind,

@@ -15,7 +15,7 @@ from cdc_domain.masking import MaskingConfigError, MaskingPolicy
 from cdc_domain.schema import TableSchema
 from cdc_domain.validation import EventValidator
 
-__all__ = ["RoutedBatch", "dead_letter_events", "route_events"]
+__all__ = ["RoutedBatch", "dead_letter_events", "mask_events", "route_events"]
 
 
 @attrs.frozen(slots=True)
@@ -25,17 +25,47 @@ class RoutedBatch:
     schemas: Mapping[str, TableSchema]
 
 
+def mask_events(
+    events: Iterable[ChangeEvent],
+    *,
+    masking: MaskingPolicy,
+    destination: str,
+    now: dt.datetime,
+) -> tuple[list[ChangeEvent], list[DeadLetterEvent]]:
+    """Mask every event before anything else sees it, dead letters included.
+
+    An event the policy refuses to mask (a key column configured with an action that
+    would merge rows) is dead-lettered with every classified value redacted, keys too:
+    a dead letter queue must not become the one place unmasked data is kept.
+    """
+    masked: list[ChangeEvent] = []
+    dead: list[DeadLetterEvent] = []
+    for event in events:
+        try:
+            masked.append(masking.apply(event))
+        except MaskingConfigError as exc:
+            dead.append(
+                DeadLetterEvent.for_event(
+                    masking.redact_classified(event),
+                    reason=FailureReason.MASKING_ERROR,
+                    error=str(exc),
+                    failed_at=now,
+                    destination=destination,
+                )
+            )
+    return masked, dead
+
+
 def route_events(
     events: Iterable[ChangeEvent],
     *,
     schemas: Mapping[str, TableSchema],
-    masking: MaskingPolicy,
     validator: EventValidator,
     destination: str,
     kind: DestinationKind,
     now: dt.datetime,
 ) -> RoutedBatch:
-    """Mask every event, then keep those ``kind`` can hold; the rest become dead letters
+    """Keep the (already masked) events ``kind`` can hold; the rest become dead letters
     for ``destination``, carrying the column details a user needs to fix the cause."""
     valid: list[ChangeEvent] = []
     dead: list[DeadLetterEvent] = []
@@ -53,29 +83,16 @@ def route_events(
                 )
             )
             continue
-        try:
-            masked = masking.apply(event)
-        except MaskingConfigError as exc:
-            dead.append(
-                DeadLetterEvent.for_event(
-                    event,
-                    reason=FailureReason.MASKING_ERROR,
-                    error=str(exc),
-                    failed_at=now,
-                    destination=destination,
-                )
-            )
-            continue
-        result = validator.validate(masked, schema, kind)
+        result = validator.validate(event, schema, kind)
         if result.valid:
-            valid.append(masked)
+            valid.append(event)
             used[event.qualified_table] = schema
             continue
         details = {"table": schema.qualified_name, "schema_version": schema.version}
         details.update(result.details)
         dead.append(
             DeadLetterEvent.for_event(
-                masked,
+                event,
                 reason=result.reason or FailureReason.VALIDATION_ERROR,
                 error=result.message,
                 failed_at=now,

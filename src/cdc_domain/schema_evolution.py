@@ -61,6 +61,11 @@ class SchemaEvolution:
             changes = self._changes(applied.get(name), schema)
             refused = self._first_incompatible(sink, changes)
             if refused is not None:
+                # An operator may have accepted the schema from another process since.
+                applied = await self._reload(sink.name)
+                changes = self._changes(applied.get(name), schema)
+                refused = self._first_incompatible(sink, changes)
+            if refused is not None:
                 blocked[name] = refused
                 continue
             try:
@@ -88,6 +93,10 @@ class SchemaEvolution:
             known = dict(await self._history.applied(destination))
             self._applied[destination] = known
         return known
+
+    async def _reload(self, destination: str) -> dict[str, TableSchema]:
+        self._applied.pop(destination, None)
+        return await self._known(destination)
 
     def _changes(self, known: TableSchema | None, schema: TableSchema) -> list[SchemaChange]:
         if known is None or known.table_id != schema.table_id:

@@ -122,3 +122,26 @@ class TestJsonLinesSchemaHistory(SchemaHistoryContract):
             return JsonLinesSchemaHistory(path)
 
         return again
+
+
+async def test_a_jsonl_dead_letter_queue_sees_another_process_replay(tmp_path):
+    from tests.contract.dead_letter_contract import dead
+
+    path = str(tmp_path / "dlq.jsonl")
+    pipeline, operator = JsonLinesDeadLetterQueue(path), JsonLinesDeadLetterQueue(path)
+    entry = dead(1)
+    await pipeline.write([entry])
+    assert len(await pipeline.list()) == 1
+    await operator.mark_replayed([entry.dlq_id])
+    assert await pipeline.list() == []
+
+
+async def test_a_jsonl_schema_history_sees_another_process_record(tmp_path):
+    from cdc_domain.schema_changes import SchemaDiff
+    from tests.contract.schema_history_contract import AT, ORDERS
+
+    path = str(tmp_path / "history.jsonl")
+    pipeline, operator = JsonLinesSchemaHistory(path), JsonLinesSchemaHistory(path)
+    assert await pipeline.applied("pg") == {}
+    await operator.record("pg", SchemaDiff().created(ORDERS), AT)
+    assert await pipeline.applied("pg") == {"shop.orders": ORDERS}

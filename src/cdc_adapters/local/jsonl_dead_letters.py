@@ -9,6 +9,7 @@ from pathlib import Path
 
 import attrs
 
+from cdc_adapters.local.file_stamps import FileStamp, file_stamp
 from cdc_domain.dead_letters import DeadLetterEvent, DeadLetterStatus, FailureReason
 from cdc_domain.serialization import make_converter
 
@@ -24,6 +25,7 @@ class JsonLinesDeadLetterQueue:
         self._path = Path(path)
         self._converter = make_converter()
         self._entries: dict[str, DeadLetterEvent] | None = None
+        self._stamp: FileStamp = None
         self._lock = asyncio.Lock()
 
     async def write(self, entries: Sequence[DeadLetterEvent]) -> None:
@@ -74,15 +76,18 @@ class JsonLinesDeadLetterQueue:
         return None
 
     async def _load(self) -> dict[str, DeadLetterEvent]:
-        if self._entries is None:
+        """The entries, re-read when another process (``dlq replay``) changed the file."""
+        stamp = await asyncio.to_thread(file_stamp, self._path)
+        if self._entries is None or stamp != self._stamp:
             self._entries = await asyncio.to_thread(self._read)
+            self._stamp = stamp
         return self._entries
 
     async def _append(self, entries: builtins.list[DeadLetterEvent]) -> None:
         if not entries:
             return
         lines = [json.dumps(self._converter.unstructure(e), ensure_ascii=False) for e in entries]
-        await asyncio.to_thread(self._write_lines, lines)
+        self._stamp = await asyncio.to_thread(self._write_lines, lines)
         assert self._entries is not None
         for entry in entries:
             self._entries[entry.dlq_id] = entry
@@ -98,9 +103,10 @@ class JsonLinesDeadLetterQueue:
                 entries[entry.dlq_id] = entry
         return entries
 
-    def _write_lines(self, lines: builtins.list[str]) -> None:
+    def _write_lines(self, lines: builtins.list[str]) -> FileStamp:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         with self._path.open("a", encoding="utf-8") as handle:
             handle.write("".join(line + "\n" for line in lines))
             handle.flush()
             os.fsync(handle.fileno())
+        return file_stamp(self._path)

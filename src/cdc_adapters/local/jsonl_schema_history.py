@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from cdc_adapters.local.file_stamps import FileStamp, file_stamp
 from cdc_adapters.memory.schema_history import latest_schemas
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_changes import AppliedChange, SchemaChange
@@ -20,6 +21,7 @@ class JsonLinesSchemaHistory:
         self._path = Path(path)
         self._converter = make_converter()
         self._changes: list[AppliedChange] | None = None
+        self._stamp: FileStamp = None
         self._lock = asyncio.Lock()
 
     async def applied(self, destination: str) -> dict[str, TableSchema]:
@@ -30,7 +32,7 @@ class JsonLinesSchemaHistory:
         line = json.dumps(self._converter.unstructure(entry), ensure_ascii=False)
         async with self._lock:
             changes = await self._load_locked()
-            await asyncio.to_thread(self._append, line)
+            self._stamp = await asyncio.to_thread(self._append, line)
             changes.append(entry)
 
     async def changes(self, destination: str | None = None) -> builtins.list[AppliedChange]:
@@ -46,8 +48,11 @@ class JsonLinesSchemaHistory:
             return list(await self._load_locked())
 
     async def _load_locked(self) -> list[AppliedChange]:
-        if self._changes is None:
+        """The history, re-read when another process (``schema accept``) appended to it."""
+        stamp = await asyncio.to_thread(file_stamp, self._path)
+        if self._changes is None or stamp != self._stamp:
             self._changes = await asyncio.to_thread(self._read)
+            self._stamp = stamp
         return self._changes
 
     def _read(self) -> list[AppliedChange]:
@@ -60,9 +65,10 @@ class JsonLinesSchemaHistory:
             if line.strip()
         ]
 
-    def _append(self, line: str) -> None:
+    def _append(self, line: str) -> FileStamp:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         with self._path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        return file_stamp(self._path)

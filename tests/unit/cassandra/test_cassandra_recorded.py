@@ -208,21 +208,31 @@ def test_damaged_mutation_is_a_decode_error(v7_basic: RecordedSegment) -> None:
         decoder.decode(entry.mutation, 11)
 
 
-def test_counter_tracker_ignores_replayed_shards() -> None:
+def _counter_context(shard: bytes, clock: int, total: int) -> bytes:
+    return (
+        (1).to_bytes(2, "big")
+        + (-32768).to_bytes(2, "big", signed=True)
+        + shard
+        + clock.to_bytes(8, "big")
+        + total.to_bytes(8, "big", signed=True)
+    )
+
+
+def test_counter_tracker_gives_the_same_increment_on_every_read() -> None:
     tracker = CounterTracker(capacity=1)
     shard = uuid.uuid4().bytes
+    assert tracker.increment(("k",), _counter_context(shard, 10, 5)) == 5
+    assert tracker.increment(("k",), _counter_context(shard, 20, 3)) == -2
+    assert tracker.increment(("k",), _counter_context(shard, 20, 3)) == -2
+    assert tracker.increment(("k",), _counter_context(shard, 10, 5)) == 5
+    assert tracker.increment(("other",), _counter_context(shard, 10, 4)) == 4
+    # "k" was evicted: its previous total is unknown again.
+    late = _counter_context(shard, 30, 10)
+    assert tracker.increment(("k",), late, first_sight_is_new=False) is None
 
-    def context(clock: int, total: int) -> bytes:
-        return (
-            (1).to_bytes(2, "big")
-            + (-32768).to_bytes(2, "big", signed=True)
-            + shard
-            + clock.to_bytes(8, "big")
-            + total.to_bytes(8, "big", signed=True)
-        )
 
-    assert tracker.increment(("k",), context(1, 5)) == 5
-    assert tracker.increment(("k",), context(2, 3)) == -2
-    assert tracker.increment(("k",), context(2, 3)) == 0
-    assert tracker.increment(("other",), context(1, 4)) == 4
-    assert tracker.increment(("k",), context(3, 10)) == 10  # evicted: total taken as is
+def test_counter_tracker_never_guesses_after_a_restart() -> None:
+    tracker = CounterTracker()
+    shard = uuid.uuid4().bytes
+    assert tracker.increment(("k",), _counter_context(shard, 10, 5), first_sight_is_new=False) is None
+    assert tracker.increment(("k",), _counter_context(shard, 20, 8), first_sight_is_new=False) == 3

@@ -13,7 +13,7 @@ from cdc_adapters.memory import (
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
-from cdc_domain.events import SourcePosition
+from cdc_domain.events import Operation, SourcePosition
 from cdc_domain.masking import REDACTED, MaskingPolicy
 from cdc_domain.replication import Destination, ReplicateBatch
 from cdc_domain.schema_changes import ChangeKind
@@ -284,3 +284,43 @@ async def test_an_incompatible_change_blocks_only_that_table_for_that_destinatio
     assert dead[0].schema_details["new_type"] == "int"
     assert "shop.items" in pg.tables
     assert [(b.destination, b.table) for b in use_case.blocked] == [("pg", "shop.orders")]
+
+
+async def test_dead_letters_never_hold_unmasked_values(world):
+    pg = MemorySink("pg", DestinationKind.POSTGRES)
+    world["source"].append(
+        event(key=1, table="ghost", columns={"email": "a@b.c"}),
+        event(key=2, columns={"email": "a@b.c"}, counters={"hits": 1}),
+    )
+    await replicate(world, pg)(max_events=10)
+    letters = await world["dlq"].list()
+    assert {d.reason for d in letters} == {
+        FailureReason.UNKNOWN_TABLE,
+        FailureReason.SCHEMA_INCOMPATIBLE,
+    }
+    assert all(d.event.columns["email"] == REDACTED for d in letters)
+
+
+async def test_an_event_the_policy_cannot_mask_is_dead_lettered_redacted(world):
+    sink = MemorySink("a")
+    keyed = event(columns={"email": "a@b.c", "status": "x"}).create(
+        operation=Operation.UPDATE,
+        keyspace="shop",
+        table="orders",
+        partition_key={"id": 7},
+        columns={"email": "a@b.c", "status": "x"},
+        timestamp_micros=1,
+        captured_at=world["clock"].now(),
+        position=SourcePosition(3, 1),
+    )
+    world["source"].append(keyed)
+    policy = MaskingPolicy.from_config(
+        {"rules": [{"field": "id", "class": "pii"}], "mask_key_columns": ["shop.orders.id"]},
+        hmac_key=None,
+    )
+    (outcome,) = await replicate(world, sink, masking=policy)(max_events=10)
+    assert outcome.dead_lettered == 1
+    (dead,) = await world["dlq"].list()
+    assert dead.reason is FailureReason.MASKING_ERROR
+    assert dead.event.columns == {"email": REDACTED, "status": "x"}
+    assert dead.event.partition_key == {"id": None}
