@@ -117,6 +117,22 @@ def _parser() -> argparse.ArgumentParser:
         help="write pending entries to their destination again; those that fail stay pending",
     )
     replay.set_defaults(command="dlq replay")
+
+    schema = commands_.add_parser("schema", help="the schema each destination holds")
+    schema_commands = schema.add_subparsers(title="schema commands", required=True)
+    accept = schema_commands.add_parser(
+        "accept",
+        parents=[configured],
+        help="after fixing a destination by hand, record the table's current schema as applied",
+    )
+    accept.add_argument("--destination", required=True, help="the destination's name")
+    accept.add_argument("--table", required=True, help="keyspace.table")
+    accept.set_defaults(command="schema accept")
+    history = schema_commands.add_parser(
+        "history", parents=[configured], help="every schema change applied, oldest first"
+    )
+    history.add_argument("--destination", help="only this destination's changes")
+    history.set_defaults(command="schema history")
     return parser
 
 
@@ -145,6 +161,12 @@ async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.command == "dlq show":
         return await commands.dlq_show(container, out, sys.stderr, args.id)
+    if args.command == "schema accept":
+        return await commands.schema_accept(
+            container, out, sys.stderr, destination=args.destination, table=args.table
+        )
+    if args.command == "schema history":
+        return await commands.schema_history(container, out, destination=args.destination)
     return await commands.dlq_replay(
         container, out, destination=args.destination, reason=args.reason
     )

@@ -1,4 +1,5 @@
-"""The operator commands: ``health``, ``status`` and ``dlq list|show|replay``.
+"""The operator commands: ``health``, ``status``, ``dlq list|show|replay`` and
+``schema accept|history``.
 
 Each takes validated settings, writes its answer to ``out`` and returns the exit code
 (see :mod:`cdc_app.cli`). Dead letters are printed as stored, which is after masking:
@@ -19,9 +20,19 @@ from cdc_app.status import destination_statuses
 from cdc_app.tables import render_table
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.health import HealthStatus
+from cdc_domain.ports import Clock, SchemaHistory, SchemaSource
+from cdc_domain.schema_evolution import SchemaEvolution
 from cdc_domain.serialization import make_converter
 
-__all__ = ["dlq_list", "dlq_replay", "dlq_show", "health", "status"]
+__all__ = [
+    "dlq_list",
+    "dlq_replay",
+    "dlq_show",
+    "health",
+    "schema_accept",
+    "schema_history",
+    "status",
+]
 
 HEALTH_EXIT = {HealthStatus.UP: 0, HealthStatus.DEGRADED: 1, HealthStatus.DOWN: 2}
 """``cdc-app health`` exits 0 up, 1 degraded, 2 down (and 2 for a configuration error)."""
@@ -160,6 +171,46 @@ async def dlq_replay(
     for entry in report.skipped:
         out.write(f"skipped       {entry.dlq_id}  {_unreplayable(entry)}\n")
     return 1 if report.failed else 0
+
+
+async def schema_accept(
+    container: Container, out: IO[str], err: IO[str], *, destination: str, table: str
+) -> int:
+    """Record the table's current schema as what ``destination`` holds, once an operator
+    has changed the destination by hand; the pipeline then unblocks the table. Exits 2
+    when the table or destination is unknown."""
+    keyspace, _, name = table.partition(".")
+    async with opened(container, container.schemas, container.history, container.clock) as (
+        schemas,
+        history,
+        clock,
+    ):
+        assert isinstance(schemas, SchemaSource)
+        assert isinstance(history, SchemaHistory)
+        assert isinstance(clock, Clock)
+        if destination not in {d.name for d in container.settings().destinations}:
+            err.write(f"no destination named {destination!r} is configured\n")
+            return 2
+        schema = await schemas.table(keyspace, name)
+        if schema is None:
+            err.write(f"no table {table!r} is known to the schema source\n")
+            return 2
+        change = await SchemaEvolution(history).accept(destination, schema, clock.now())
+    out.write(f"{destination}: accepted {change.qualified_table} (schema {schema.version})\n")
+    return 0
+
+
+async def schema_history(container: Container, out: IO[str], *, destination: str | None) -> int:
+    """Every schema change applied, oldest first: the audit trail of each destination."""
+    async with opened(container, container.history) as (history,):
+        assert isinstance(history, SchemaHistory)
+        applied = await history.changes(destination)
+    rows = [
+        [entry.applied_at.isoformat(timespec="seconds"), entry.destination, entry.change.describe()]
+        for entry in applied
+    ]
+    out.write(render_table(["applied at", "destination", "change"], rows))
+    return 0
 
 
 def _unreplayable(entry: DeadLetterEvent) -> str:

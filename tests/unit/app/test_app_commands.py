@@ -180,3 +180,33 @@ async def test_health_checks_the_databases_itself_when_no_pipeline_answers():
     assert out.getvalue().endswith(
         "status: degraded (checked by this command: no pipeline answered)\n"
     )
+
+
+async def test_schema_accept_records_the_current_schema_for_the_destination(tmp_path):
+    settings = jsonl_settings(
+        tmp_path, schema_history={"type": "jsonl", "path": str(tmp_path / "history.jsonl")}
+    )
+    out, err = io.StringIO(), io.StringIO()
+    code = await commands.schema_accept(
+        jsonl_container(settings), out, err, destination="audit", table="shop.customers"
+    )
+    assert (code, err.getvalue()) == (0, "")
+    assert out.getvalue().startswith("audit: accepted shop.customers")
+    history = io.StringIO()
+    await commands.schema_history(jsonl_container(settings), history, destination="audit")
+    assert "CREATE_TABLE shop.customers" in history.getvalue()
+
+
+async def test_schema_accept_refuses_unknown_tables_and_destinations(tmp_path):
+    settings = jsonl_settings(tmp_path)
+    err = io.StringIO()
+    code = await commands.schema_accept(
+        jsonl_container(settings), io.StringIO(), err, destination="audit", table="shop.nope"
+    )
+    assert code == 2
+    assert "shop.nope" in err.getvalue()
+    code = await commands.schema_accept(
+        jsonl_container(settings), io.StringIO(), err, destination="nope", table="shop.customers"
+    )
+    assert code == 2
+    assert "'nope'" in err.getvalue()
