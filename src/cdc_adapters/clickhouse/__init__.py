@@ -1,0 +1,17 @@
+"""ClickHouse adapters: the analytics mirror sink and an offset store (extra ``[clickhouse]``).
+
+See ADR 0006 for how a ReplacingMergeTree table becomes a faithful last-write-wins
+mirror, and which types fall back on servers older than ClickHouse 21.9.
+"""
+
+from cdc_adapters.clickhouse.client import ClickHouseClient, RetryPolicy
+from cdc_adapters.clickhouse.offsets import ClickHouseOffsetStore
+from cdc_adapters.clickhouse.sink import ClickHouseSink, DropPolicy
+
+__all__ = [
+    "ClickHouseClient",
+    "ClickHouseOffsetStore",
+    "ClickHouseSink",
+    "DropPolicy",
+    "RetryPolicy",
+]
