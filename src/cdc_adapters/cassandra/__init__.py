@@ -1,5 +1,11 @@
 """Cassandra adapters: the commit log reader (segments, mutations, values, change events).
 
 Pure Python over the files Cassandra hard-links into ``cdc_raw``; cassandra-driver is needed
-only by ``schema_reader``, and the compression libraries only for compressed segments.
+only to read schemas from a node (imported when first connecting), and the compression
+libraries only for compressed segments.
 """
+
+from cdc_adapters.cassandra.change_source import CassandraChangeSource, SourceStats
+from cdc_adapters.cassandra.schema_source import CassandraSchemaSource
+
+__all__ = ["CassandraChangeSource", "CassandraSchemaSource", "SourceStats"]

@@ -18,11 +18,13 @@ look the same here. The mapping follows the effects:
 * The static row is its own event with ``static=True`` and no clustering key.
 * Counter cells hold this node's running total, not the increment (checked on a live
   5.0 node), so :class:`CounterTracker` turns totals into the increments ``counters``
-  carries; see its docstring for the limits.
+  carries; an increment it cannot know is left out (and counted in
+  ``EventMapper.unknown_increments``) rather than guessed. See its docstring.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -64,36 +66,59 @@ def _expiry(local_expiration_time: int | None) -> dt.datetime | None:
 
 
 class CounterTracker:
-    """Turns the running totals counter cells hold into increments.
+    """Turns the running totals counter cells hold into increments, alike on every read.
 
-    A counter cell in the commit log is the writing node's shard with its new total. The
-    increment is the difference from the previous total of the same shard, which only
-    state can know. On first sight of a shard its total is taken as the increment: exact
-    for counters created while CDC runs, too high for older ones (after a restart of the
-    pipeline, state is empty again). Entries seen again (same or older clock) count as 0.
-    Memory is bounded by ``capacity`` shards, least recently used dropped first.
+    A counter cell in the commit log is the writing node's shard: a clock that grows with
+    every update (it follows the write time in micros) and the shard's new total. The
+    increment is that total minus the total at the shard's previous clock. The tracker
+    keeps the last ``history`` readings of each shard, so an entry read again (by another
+    destination, or a retry) gives the same increment.
+
+    Without an earlier reading the previous total is unknown. When ``first_sight_is_new``
+    the shard is taken as created since CDC started and its total is the increment (exact
+    for such counters, too high for older ones: the behaviour of a pipeline reading the
+    log from its start). Otherwise — a pipeline resuming from a committed position, whose
+    memory of earlier totals is gone — the increment is None, never a guess. Memory is
+    bounded by ``capacity`` shards, least recently used dropped first.
     """
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = 1_000_000, history: int = 64) -> None:
         self._capacity = capacity
-        self._shards: OrderedDict[tuple[Any, ...], tuple[int, int]] = OrderedDict()
+        self._history = history
+        self._shards: OrderedDict[tuple[Any, ...], tuple[list[int], list[int]]] = OrderedDict()
 
-    def increment(self, cell_key: tuple[Any, ...], raw_totals: bytes) -> int:
-        delta = 0
+    def increment(
+        self, cell_key: tuple[Any, ...], raw_totals: bytes, *, first_sight_is_new: bool = True
+    ) -> int | None:
+        delta: int | None = 0
         for counter_id, clock, total in counter_shards(raw_totals):
-            key = (*cell_key, counter_id)
-            previous = self._shards.get(key)
+            previous = self._record((*cell_key, counter_id), clock, total)
             if previous is None:
-                delta += total
-            elif clock > previous[0]:
-                delta += total - previous[1]
+                previous = 0 if first_sight_is_new else None
+            if previous is None or delta is None:
+                delta = None
             else:
-                continue
-            self._shards[key] = (clock, total)
-            self._shards.move_to_end(key)
-        while len(self._shards) > self._capacity:
-            self._shards.popitem(last=False)
+                delta += total - previous
         return delta
+
+    def _record(self, key: tuple[Any, ...], clock: int, total: int) -> int | None:
+        """Store the reading; return the total at the clock before it, if known."""
+        readings = self._shards.get(key)
+        if readings is None:
+            readings = self._shards[key] = ([], [])
+            while len(self._shards) > self._capacity:
+                self._shards.popitem(last=False)
+        else:
+            self._shards.move_to_end(key)
+        clocks, totals = readings
+        index = bisect.bisect_left(clocks, clock)
+        previous = totals[index - 1] if index else None
+        if index == len(clocks) or clocks[index] != clock:
+            clocks.insert(index, clock)
+            totals.insert(index, total)
+            if len(clocks) > self._history:
+                del clocks[0], totals[0]
+        return previous
 
 
 class EventMapper:
@@ -108,6 +133,7 @@ class EventMapper:
         self._prefix = event_prefix
         self._counters = counters or CounterTracker()
         self._counter_names: dict[int, tuple[TableSchema, frozenset[str]]] = {}
+        self.unknown_increments = 0
 
     def _counter_columns(self, table: TableSchema) -> frozenset[str]:
         cached = self._counter_names.get(id(table))
@@ -122,9 +148,12 @@ class EventMapper:
         segment_id: int,
         offset: int,
         captured_at: dt.datetime,
+        *,
+        first_sight_is_new: bool = True,
     ) -> list[ChangeEvent]:
+        """The events of one entry; ``first_sight_is_new`` as for :class:`CounterTracker`."""
         events: list[ChangeEvent] = []
-        context = _EntryContext(self, segment_id, offset, captured_at, events)
+        context = _EntryContext(self, segment_id, offset, captured_at, events, first_sight_is_new)
         for update in updates:
             context.partition(update)
         return events
@@ -133,7 +162,7 @@ class EventMapper:
 class _EntryContext:
     """The running state while mapping one entry: position index and output list."""
 
-    __slots__ = ("captured_at", "events", "mapper", "offset", "segment_id")
+    __slots__ = ("captured_at", "events", "first_sight_is_new", "mapper", "offset", "segment_id")
 
     def __init__(
         self,
@@ -142,7 +171,9 @@ class _EntryContext:
         offset: int,
         captured_at: dt.datetime,
         events: list[ChangeEvent],
+        first_sight_is_new: bool,
     ) -> None:
+        self.first_sight_is_new = first_sight_is_new
         self.mapper = mapper
         self.segment_id = segment_id
         self.offset = offset
@@ -240,7 +271,11 @@ class _EntryContext:
             if cell_ttl is not None and ttl is None:
                 ttl, expiry = cell_ttl, cell_ldt
             if name in counter_columns:
-                counters[name] = self.counter_increment(update, row, name, value)
+                increment = self.counter_increment(update, row, name, value)
+                if increment is None:
+                    self.mapper.unknown_increments += 1
+                else:
+                    counters[name] = increment
             else:
                 columns[name] = value
         collections: dict[str, CollectionDelta] = {}
@@ -290,9 +325,11 @@ class _EntryContext:
                 timestamp_micros=timestamp,
             )
 
-    def counter_increment(self, update: PartitionUpdate, row: Row, name: str, raw: bytes) -> int:
+    def counter_increment(
+        self, update: PartitionUpdate, row: Row, name: str, raw: bytes
+    ) -> int | None:
         key = (update.table.table_id, *update.partition_key.values(), *row.clustering, name)
-        return self.mapper._counters.increment(key, raw)
+        return self.mapper._counters.increment(key, raw, first_sight_is_new=self.first_sight_is_new)
 
 
 def _collection_delta(

@@ -38,10 +38,12 @@ __all__ = [
     "Row",
     "SimpleCell",
     "TableLookup",
+    "UnknownColumnError",
     "UnknownTableError",
 ]
 
 TableLookup = Callable[[uuid.UUID], TableSchema | None]
+CapturePredicate = Callable[[TableSchema], bool]
 
 # Partition flags.
 _IS_EMPTY = 0x01
@@ -72,6 +74,7 @@ _SIGN64 = 1 << 63
 _MASK32 = 0xFFFFFFFF
 _LONG_MIN = -(1 << 63)
 _LIVE_LDT = {12: 0x7FFFFFFF, 13: 0xFFFFFFFF, 14: 0xFFFFFFFF}
+_NONE_DROPPED: frozenset[str] = frozenset()
 
 # Range tombstone bound kinds (ClusteringPrefix.Kind ordinals).
 EXCL_END_BOUND = 0
@@ -98,6 +101,19 @@ class UnknownTableError(MutationDecodeError):
     def __init__(self, table_id: uuid.UUID, raw: bytes = b"") -> None:
         super().__init__(f"unknown table id {table_id}", raw)
         self.table_id = table_id
+
+
+class UnknownColumnError(MutationDecodeError):
+    """A column the table's schema does not have: the schema is older than the mutation
+    (an ``ALTER TABLE ... ADD`` the reader has not seen yet)."""
+
+    def __init__(self, table: TableSchema, column: str, raw: bytes = b"") -> None:
+        super().__init__(
+            f"{table.qualified_name} has no column {column!r} (schema older than the mutation?)",
+            raw,
+        )
+        self.table_id = table.table_id
+        self.column = column
 
 
 class DeletionTime(NamedTuple):
@@ -191,9 +207,21 @@ class RangeTombstoneMarker(NamedTuple):
 
 
 class PartitionUpdate:
-    """What one mutation did to one partition of one table."""
+    """What one mutation did to one partition of one table.
 
-    __slots__ = ("markers", "partition_deletion", "partition_key", "rows", "static_row", "table")
+    ``dropped_columns`` names the columns with cells here that ``table`` lists as dropped:
+    the mutation was written before the drop, under an older version of the table.
+    """
+
+    __slots__ = (
+        "dropped_columns",
+        "markers",
+        "partition_deletion",
+        "partition_key",
+        "rows",
+        "static_row",
+        "table",
+    )
 
     def __init__(
         self,
@@ -203,6 +231,7 @@ class PartitionUpdate:
         static_row: Row | None,
         rows: list[Row],
         markers: list[RangeTombstoneMarker],
+        dropped_columns: frozenset[str] = frozenset(),
     ) -> None:
         self.table = table
         self.partition_key = partition_key
@@ -210,13 +239,15 @@ class PartitionUpdate:
         self.static_row = static_row
         self.rows = rows
         self.markers = markers
+        self.dropped_columns = dropped_columns
 
     def __repr__(self) -> str:
         return (
             f"PartitionUpdate(table={self.table.qualified_name}, "
             f"partition_key={self.partition_key!r}, "
             f"partition_deletion={self.partition_deletion!r}, static_row={self.static_row!r}, "
-            f"rows={self.rows!r}, markers={self.markers!r})"
+            f"rows={self.rows!r}, markers={self.markers!r},"
+            f" dropped_columns={sorted(self.dropped_columns)!r})"
         )
 
 
@@ -328,18 +359,23 @@ def _partition_key_decoder(schema: TableSchema) -> Callable[[bytes], dict[str, A
     return decode_composite
 
 
+def _is_cdc(schema: TableSchema) -> bool:
+    return schema.cdc
+
+
 class MutationDecoder:
     """Decodes commit log mutations, caching a plan per table and schema version.
 
     ``lookup`` should know every table whose mutations can appear in the commit log,
     system and non-CDC ones included: an update of an unknown table cannot be skipped
     (there are no lengths to skip by), so the whole entry fails with
-    :class:`UnknownTableError`, while a known non-CDC table costs almost nothing.
+    :class:`UnknownTableError`, while a table ``capture`` rejects (by default, those
+    without ``cdc = true``) costs almost nothing.
     """
 
-    def __init__(self, lookup: TableLookup, *, cdc_only: bool = True) -> None:
+    def __init__(self, lookup: TableLookup, *, capture: CapturePredicate = _is_cdc) -> None:
         self._lookup = lookup
-        self._cdc_only = cdc_only
+        self._capture = capture
         self._plans: dict[uuid.UUID, _TablePlan] = {}
         # Raw id bytes -> UUID: building a UUID costs more than decoding a small cell.
         self._ids: dict[bytes, uuid.UUID] = {}
@@ -363,7 +399,7 @@ class MutationDecoder:
         return plan
 
     def decode(self, data: bytes, messaging_version: int) -> list[PartitionUpdate]:
-        """The partition updates of one mutation (those of CDC tables, if ``cdc_only``)."""
+        """The partition updates of one mutation, of the tables ``capture`` accepts."""
         live_ldt = _LIVE_LDT.get(messaging_version)
         if live_ldt is None:
             raise MutationDecodeError(f"messaging version {messaging_version}", data)
@@ -374,11 +410,12 @@ class MutationDecoder:
                 table_id, schema = self._table(data, pos)
                 if schema is None:
                     raise UnknownTableError(table_id, data)
-                if count == 1 and self._cdc_only and not schema.cdc:
-                    return []  # the common non-CDC case: no need to read it through
+                captured = self._capture(schema)
+                if count == 1 and not captured:
+                    return []  # the common uncaptured case: no need to read it through
                 plan = self._plan(table_id, schema)
                 update, pos = _Reader(data, pos + 16, plan, live_ldt).partition()
-                if schema.cdc or not self._cdc_only:
+                if captured:
                     updates.append(update)
         except MutationDecodeError:
             raise
@@ -392,7 +429,7 @@ class MutationDecoder:
 class _Reader:
     """Reads one partition update; a cursor over the mutation with the encoding stats."""
 
-    __slots__ = ("data", "live_ldt", "min_ldt", "min_ts", "min_ttl", "plan", "pos")
+    __slots__ = ("data", "dropped", "live_ldt", "min_ldt", "min_ts", "min_ttl", "plan", "pos")
 
     def __init__(self, data: bytes, pos: int, plan: _TablePlan, live_ldt: int) -> None:
         self.data = data
@@ -402,6 +439,7 @@ class _Reader:
         self.min_ts = 0
         self.min_ldt = 0
         self.min_ttl = 0
+        self.dropped = _NONE_DROPPED
 
     def vint(self) -> int:
         value, self.pos = read_unsigned_vint(self.data, self.pos)
@@ -447,11 +485,7 @@ class _Reader:
         for name in names:
             plan = self.plan.columns.get(name)
             if plan is None:
-                raise MutationDecodeError(
-                    f"{self.plan.schema.qualified_name} has no column {name.decode()!r}"
-                    " (schema older than the mutation?)",
-                    self.data,
-                )
+                raise UnknownColumnError(self.plan.schema, name.decode(), self.data)
             plans.append(plan)
         result = tuple(plans)
         if len(self.plan.header_cache) < 16:
@@ -496,7 +530,15 @@ class _Reader:
                 markers.append(self.marker())
             else:
                 rows.append(self.row(row_flags, regulars))
-        update = PartitionUpdate(plan.schema, key, partition_deletion, static_row, rows, markers)
+        update = PartitionUpdate(
+            plan.schema,
+            key,
+            partition_deletion,
+            static_row,
+            rows,
+            markers,
+            self.dropped,
+        )
         return update, self.pos
 
     def clustering_values(self, count: int) -> tuple[Any, ...]:
@@ -571,10 +613,11 @@ class _Reader:
                 column_cells = [
                     self.complex_cell(column, row_ts, row_ttl, row_ldt) for _ in range(cell_count)
                 ]
-                if not column.dropped:
-                    complex_columns.append(
-                        ComplexColumn(column.name, column.kind, complex_deletion, column_cells)
-                    )
+                if column.dropped:
+                    self.dropped |= {column.name}
+                complex_columns.append(
+                    ComplexColumn(column.name, column.kind, complex_deletion, column_cells)
+                )
                 continue
             # Simple cell, inlined: this loop is the decoder's hot path.
             cell_flags = data[self.pos]
@@ -617,7 +660,7 @@ class _Reader:
                 pos += size
             self.pos = pos
             if column.dropped:
-                continue
+                self.dropped |= {column.name}
             if cell_flags & _CELL_DELETED:
                 cells.append((column.name, None, timestamp, None, ldt, True))
             else:

@@ -14,6 +14,7 @@ entry or section it can trust, so one flipped bit costs one entry, not a segment
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import struct
@@ -21,7 +22,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import attrs
 
@@ -32,6 +33,7 @@ __all__ = [
     "CorruptEntryError",
     "CorruptSegmentError",
     "SegmentDescriptor",
+    "SegmentReader",
     "UnsupportedSegmentError",
     "iter_entries",
     "parse_segment_name",
@@ -214,12 +216,18 @@ def _decompressor(name: str) -> Callable[[bytes, int], bytes]:
 
 
 class _Section(NamedTuple):
-    """Entries' bytes and where they sit in the uncompressed stream."""
+    """Entries' bytes, where they sit in the uncompressed stream, and where the section ends.
+
+    ``logical_end``/``physical_end`` are the next marker's stream and file positions: a
+    boundary a later read can start from without walking the chain again.
+    """
 
     data: bytes | memoryview
     data_start: int  # index in ``data`` of the first entry
     data_end: int
     logical_start: int  # stream position of data[data_start]
+    logical_end: int
+    physical_end: int
 
 
 def _marker_crc(segment_id: int, position: int) -> int:
@@ -227,44 +235,53 @@ def _marker_crc(segment_id: int, position: int) -> int:
 
 
 def _find_next_marker(
-    data: bytes | memoryview, segment_id: int, start: int, limit: int
+    data: bytes | memoryview, origin: int, segment_id: int, start: int, limit: int
 ) -> int | None:
-    """The first position after ``start`` holding a valid sync marker, if any.
+    """The first file position after ``start`` holding a valid sync marker, if any.
 
     A marker's CRC covers its own position, so a match at a wrong place is a 1 in 2**32
     accident; that makes it safe to scan past a damaged marker for the next good one.
     """
     for pos in range(start + 1, limit - SYNC_MARKER_SIZE + 1):
-        next_pos, crc = _MARKER.unpack_from(data, pos)
+        next_pos, crc = _MARKER.unpack_from(data, pos - origin)
         if pos < next_pos <= limit and crc == _marker_crc(segment_id, pos):
             return pos
     return None
 
 
 def _sections(
-    data: bytes | memoryview, descriptor: SegmentDescriptor, limit: int | None
+    data: bytes | memoryview,
+    descriptor: SegmentDescriptor,
+    limit: int | None,
+    origin: int = 0,
+    boundary: tuple[int, int] | None = None,
 ) -> Iterator[_Section | CommitLogError]:
-    """The sync sections that end at or before ``limit`` (a stream position)."""
+    """The sync sections that end at or before ``limit`` (a stream position).
+
+    ``data`` holds the file from position ``origin`` on; ``boundary`` is the (stream, file)
+    position of the marker to start from, by default the one after the header.
+    """
     segment_id = descriptor.segment_id
     decompress = _decompressor(descriptor.compression) if descriptor.compression else None
     stream_end = sys.maxsize if limit is None else limit
-    physical_end = len(data) if decompress else min(len(data), stream_end)
-    pos = descriptor.header_size  # physical position of the current marker
-    logical = pos
+    file_end = origin + len(data)
+    physical_end = file_end if decompress else min(file_end, stream_end)
+    # pos: file position of the current marker; logical: its stream position.
+    logical, pos = boundary or (descriptor.header_size, descriptor.header_size)
     while logical < stream_end:
         remaining = physical_end - pos
         if remaining < SYNC_MARKER_SIZE:
             if remaining > 0 or limit is not None:
                 yield CorruptSegmentError(
-                    f"segment ends at {len(data)}, before the idx offset {limit}",
+                    f"segment ends at {file_end}, before the idx offset {limit}",
                     segment_id=segment_id,
                     offset=logical,
                     truncated=True,
                 )
             return
-        next_pos, crc = _MARKER.unpack_from(data, pos)
+        next_pos, crc = _MARKER.unpack_from(data, pos - origin)
         if crc == _marker_crc(segment_id, pos) and next_pos > pos:
-            if next_pos > len(data):
+            if next_pos > file_end:
                 if decompress is None and next_pos > stream_end:
                     return  # the section is still being written; idx has not reached it
                 yield CorruptSegmentError(
@@ -277,14 +294,17 @@ def _sections(
             if decompress is None:
                 if next_pos > stream_end:
                     return
-                yield _Section(data, pos + SYNC_MARKER_SIZE, next_pos, pos + SYNC_MARKER_SIZE)
+                body = pos + SYNC_MARKER_SIZE
+                yield _Section(data, body - origin, next_pos - origin, body, next_pos, next_pos)
                 pos = logical = next_pos
                 continue
-            section = _decompress_section(data, pos, next_pos, logical, decompress, segment_id)
+            section = _decompress_section(
+                data, origin, pos, next_pos, logical, decompress, segment_id
+            )
             if isinstance(section, CommitLogError):
                 yield section
                 return  # stream positions after this section are unknown
-            logical = section.logical_start + section.data_end
+            logical = section.logical_end
             if logical > stream_end:
                 return
             yield section
@@ -297,7 +317,7 @@ def _sections(
         )
         if decompress is not None:
             return
-        found = _find_next_marker(data, segment_id, pos, physical_end)
+        found = _find_next_marker(data, origin, segment_id, pos, physical_end)
         if found is None:
             return
         pos = logical = found
@@ -305,6 +325,7 @@ def _sections(
 
 def _decompress_section(
     data: bytes | memoryview,
+    origin: int,
     pos: int,
     next_pos: int,
     logical: int,
@@ -316,9 +337,9 @@ def _decompress_section(
         return CorruptSegmentError(
             f"compressed section at {pos} too short", segment_id=segment_id, offset=logical
         )
-    length = _INT.unpack_from(data, body)[0]
+    length = _INT.unpack_from(data, body - origin)[0]
     try:
-        plain = decompress(bytes(data[body + 4 : next_pos]), length)
+        plain = decompress(bytes(data[body + 4 - origin : next_pos - origin]), length)
     except Exception as exc:  # each codec has its own error types; all mean the same here
         return CorruptSegmentError(
             f"section at {pos} does not decompress: {exc}", segment_id=segment_id, offset=logical
@@ -329,13 +350,14 @@ def _decompress_section(
             segment_id=segment_id,
             offset=logical,
         )
-    return _Section(plain, 0, length, logical + SYNC_MARKER_SIZE)
+    start = logical + SYNC_MARKER_SIZE
+    return _Section(plain, 0, length, start, start + length, next_pos)
 
 
 def _section_entries(
     section: _Section, segment_id: int, messaging_version: int, start: int
 ) -> Iterator[CommitLogEntry | CommitLogError]:
-    data, pos, end, _ = section
+    data, pos, end = section.data, section.data_start, section.data_end
     shift = section.logical_start - section.data_start
     unpack_int = _INT.unpack_from
     unpack_uint = _UINT.unpack_from
@@ -419,7 +441,7 @@ def _entries(
         if isinstance(section, CommitLogError):
             yield section
             continue
-        if section.logical_start + (section.data_end - section.data_start) <= start:
+        if section.logical_end <= start:
             continue
         yield from _section_entries(section, descriptor.segment_id, version, start)
 
@@ -434,10 +456,88 @@ def read_segment_file(
     """
     parsed = parse_segment_name(path.name)
     with path.open("rb") as handle:
-        head = handle.read(_HEADER_FIXED.size)
-        if len(head) == _HEADER_FIXED.size:
-            head += handle.read(_HEADER_FIXED.unpack(head)[2] + 4)
+        head = _read_header(handle)
         descriptor = read_descriptor(head)
         whole = limit is None or descriptor.compression is not None
         data = head + handle.read(-1 if whole else max(0, (limit or 0) - len(head)))
     return iter_entries(data, limit=limit, start=start, expected_id=parsed[1] if parsed else None)
+
+
+def _read_header(handle: BinaryIO) -> bytes:
+    head = handle.read(_HEADER_FIXED.size)
+    if len(head) == _HEADER_FIXED.size:
+        head += handle.read(_HEADER_FIXED.unpack(head)[2] + 4)
+    return head
+
+
+class SegmentReader:
+    """One segment file read incrementally, remembering where its sections start.
+
+    A consumer following a growing segment asks for the entries from where it stopped up
+    to the new idx offset; only the bytes from the section holding that position are read
+    from disk (never past the offset, for an uncompressed segment), and the marker chain is
+    not walked again from the header. The memory kept is two integers per section.
+    """
+
+    def __init__(self, path: Path) -> None:
+        parsed = parse_segment_name(path.name)
+        self.path = path
+        self.expected_id = parsed[1] if parsed else None
+        self._descriptor: SegmentDescriptor | None = None
+        self._logical: list[int] = []  # stream positions of known markers, ascending
+        self._physical: list[int] = []  # their file positions
+
+    def descriptor(self) -> SegmentDescriptor:
+        """The checked header (read once); raises :class:`CommitLogError` or ``OSError``."""
+        if self._descriptor is None:
+            with self.path.open("rb") as handle:
+                descriptor = read_descriptor(_read_header(handle))
+            if self.expected_id is not None and descriptor.segment_id != self.expected_id:
+                raise CorruptSegmentError(
+                    f"header says segment {descriptor.segment_id},"
+                    f" file name says {self.expected_id}",
+                    segment_id=self.expected_id,
+                )
+            if descriptor.encrypted:
+                raise UnsupportedSegmentError(
+                    "encrypted commit log segments", segment_id=descriptor.segment_id
+                )
+            if descriptor.compression:
+                _decompressor(descriptor.compression)
+            self._descriptor = descriptor
+            self._logical.append(descriptor.header_size)
+            self._physical.append(descriptor.header_size)
+        return self._descriptor
+
+    def entries(self, start: int, limit: int) -> Iterator[CommitLogEntry | CommitLogError]:
+        """Entries at stream positions ``>= start`` in the sections ending by ``limit``.
+
+        Raises like :meth:`descriptor` before the first item; the file is read when the
+        iteration starts.
+        """
+        descriptor = self.descriptor()
+        known = max(0, bisect.bisect_right(self._logical, start) - 1)
+        boundary = (self._logical[known], self._physical[known])
+        return self._entries(descriptor, boundary, start, limit)
+
+    def _entries(
+        self, descriptor: SegmentDescriptor, boundary: tuple[int, int], start: int, limit: int
+    ) -> Iterator[CommitLogEntry | CommitLogError]:
+        origin = boundary[1]
+        with self.path.open("rb") as handle:
+            handle.seek(origin)
+            data = handle.read(-1 if descriptor.compression else max(0, limit - origin))
+        version = descriptor.messaging_version
+        for section in _sections(data, descriptor, limit, origin, boundary):
+            if isinstance(section, CommitLogError):
+                yield section
+                continue
+            self._remember(section.logical_end, section.physical_end)
+            if section.logical_end <= start:
+                continue
+            yield from _section_entries(section, descriptor.segment_id, version, start)
+
+    def _remember(self, logical: int, physical: int) -> None:
+        if logical > self._logical[-1]:
+            self._logical.append(logical)
+            self._physical.append(physical)

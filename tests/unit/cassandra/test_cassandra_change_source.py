@@ -125,7 +125,8 @@ async def test_reads_every_segment_in_id_order(
     assert [e.position.segment_id for e in events[:3]] == [FIRST] * 3
     assert {e.position.segment_id for e in events[3:]} == {FIRST + 1}
     positions = [e.position for e in events]
-    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions)
     assert end == SourcePosition(FIRST + 1, end.offset, BOUNDARY)
     assert (await source.read(end, 10)).end is None
     assert source.stats.entries_read == len(mutations)
@@ -189,7 +190,8 @@ async def test_corrupt_entries_are_dead_letters_and_later_ones_still_arrive(
     assert {e.position.offset for e in events} >= {boundaries[1] + 8}
     assert source.stats.decode_errors == 0  # framing errors are not mutation decode errors
     again, refailed, _, _ = await _drain(source, failure.position)
-    assert not refailed and again
+    assert not refailed
+    assert again
 
 
 async def test_truncated_and_garbage_segments_do_not_stop_the_next_ones(
@@ -219,10 +221,12 @@ async def test_an_unknown_table_is_a_dead_letter_with_its_bytes(
     known = [s for s in v7_basic.schemas.values() if s.table_id != all_types.table_id]
     source = _source(v7_basic, cdc_raw, known)
     events, failures, _, _ = await _drain(source)
-    assert failures and all(f.reason is FailureReason.UNKNOWN_TABLE for f in failures)
+    assert failures
+    assert all(f.reason is FailureReason.UNKNOWN_TABLE for f in failures)
     assert {f.schema_details["table_id"] for f in failures} == {str(all_types.table_id)}
     assert all(f.raw in mutations for f in failures)
-    assert events and all(e.table != "all_types" for e in events)
+    assert events
+    assert all(e.table != "all_types" for e in events)
     assert source.stats.unknown_tables == len(failures)
 
 
@@ -232,7 +236,8 @@ async def test_tables_narrow_what_is_captured(
     cdc_raw.write(FIRST, [mutations])
     source = _source(v7_basic, cdc_raw, tables=["fx_v7_basic.rows"])
     events, _, _, batches = await _drain(source)
-    assert events and {e.table for e in events} == {"rows"}
+    assert events
+    assert {e.table for e in events} == {"rows"}
     assert all(set(b.schemas) <= {"fx_v7_basic.rows"} for b in batches)
 
 
@@ -260,9 +265,7 @@ async def test_a_batch_never_mixes_two_versions_of_a_table(
             schema = batch.schemas[event.qualified_table]
             assert set(event.touched_columns) <= set(schema.column_names)
     assert any(b.schemas.get("fx_v7_basic.rows") == dropped for b in batches)
-    assert any(
-        b.schemas.get("fx_v7_basic.rows", dropped).column("w") is not None for b in batches
-    )
+    assert any(b.schemas.get("fx_v7_basic.rows", dropped).column("w") is not None for b in batches)
 
 
 async def test_an_idx_caught_empty_is_waited_for(
@@ -291,7 +294,8 @@ async def test_acknowledge_frees_completed_segments_every_destination_passed(
     events, _, end, _ = await _drain(source)
     inside_second = next(e.position for e in events if e.position.segment_id == FIRST + 1)
     await source.acknowledge(inside_second)
-    assert not cdc_raw.log(FIRST).exists() and not cdc_raw.idx(FIRST).exists()
+    assert not cdc_raw.log(FIRST).exists()
+    assert not cdc_raw.idx(FIRST).exists()
     assert (archive / cdc_raw.log(FIRST).name).exists()
     assert cdc_raw.log(FIRST + 1).exists()
     assert end is not None
@@ -341,7 +345,8 @@ def test_catalog_restores_a_dropped_column_for_older_mutations(
     assert seen_both.written_under(after_drop, {"w", "v"}) == rows
     fresh = SchemaCatalog(schemas=[after_drop])
     restored = fresh.written_under(after_drop, {"w"})
-    assert restored.column("w") is not None and restored.dropped_columns == ()
+    assert restored.column("w") is not None
+    assert restored.dropped_columns == ()
     assert fresh.lookup(rows.table_id) == after_drop
     fresh.replace([])
     assert fresh.lookup(rows.table_id) == after_drop  # a dropped table still decodes

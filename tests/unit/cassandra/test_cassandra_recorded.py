@@ -234,5 +234,7 @@ def test_counter_tracker_gives_the_same_increment_on_every_read() -> None:
 def test_counter_tracker_never_guesses_after_a_restart() -> None:
     tracker = CounterTracker()
     shard = uuid.uuid4().bytes
-    assert tracker.increment(("k",), _counter_context(shard, 10, 5), first_sight_is_new=False) is None
+    assert (
+        tracker.increment(("k",), _counter_context(shard, 10, 5), first_sight_is_new=False) is None
+    )
     assert tracker.increment(("k",), _counter_context(shard, 20, 8), first_sight_is_new=False) == 3

@@ -1,0 +1,121 @@
+"""The cassandra-driver session to the node whose ``cdc_raw`` is read, opened lazily.
+
+The commit log belongs to one node, and so does the schema it was written under: every
+request goes to the first of ``hosts`` (the others are only contact points). The calls
+here block; the adapters run them in a worker thread. Driver errors become the domain's
+:class:`~cdc_domain.errors.TransientError` here, so none leaks through a port.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from cdc_adapters.cassandra.schema_reader import read_table_schemas
+from cdc_domain.errors import TransientError
+from cdc_domain.schema import TableSchema
+
+__all__ = ["CassandraConnection", "parse_host"]
+
+T = TypeVar("T")
+_DEFAULT_PORT = 9042
+
+
+def parse_host(host: str) -> tuple[str, int]:
+    """``host[:port]`` (IPv6 as ``[addr]:port``) as (address, port)."""
+    if host.startswith("["):
+        address, _, rest = host[1:].partition("]")
+        return address, int(rest.lstrip(":") or _DEFAULT_PORT)
+    if host.count(":") == 1:
+        address, _, port = host.partition(":")
+        return address, int(port)
+    return host, _DEFAULT_PORT
+
+
+class CassandraConnection:
+    """One cluster connection, made on first use and shared by the callers in a process."""
+
+    def __init__(
+        self,
+        hosts: Sequence[str],
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        request_timeout: float = 30.0,
+    ) -> None:
+        if not hosts:
+            raise ValueError("at least one Cassandra host is needed")
+        self._address, self._port = parse_host(hosts[0])
+        self._contact_points = [parse_host(h)[0] for h in hosts]
+        self._username = username
+        self._password = password
+        self._timeout = request_timeout
+        self._cluster: Any = None
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def node(self) -> str:
+        return f"{self._address}:{self._port}"
+
+    def _connect(self) -> Any:
+        from cassandra.auth import PlainTextAuthProvider
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import WhiteListRoundRobinPolicy
+
+        profile = ExecutionProfile(
+            load_balancing_policy=WhiteListRoundRobinPolicy([self._address]),
+            request_timeout=self._timeout,
+        )
+        auth = (
+            PlainTextAuthProvider(self._username, self._password or "") if self._username else None
+        )
+        self._cluster = Cluster(
+            self._contact_points,
+            port=self._port,
+            auth_provider=auth,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            protocol_version=5,  # Cassandra 4.0+; spares the driver's downgrade dance
+        )
+        return self._cluster.connect()
+
+    def session(self) -> Any:
+        """The connected ``cassandra.cluster.Session`` (blocking on first use)."""
+        with self._lock:
+            if self._session is None:
+                self._session = self._call(self._connect)
+            return self._session
+
+    def _call(self, work: Callable[[], T]) -> T:
+        from cassandra import DriverException, OperationTimedOut, RequestExecutionException
+        from cassandra.cluster import NoHostAvailable
+
+        try:
+            return work()
+        except (
+            DriverException,
+            NoHostAvailable,
+            OperationTimedOut,
+            RequestExecutionException,
+            OSError,
+        ) as exc:
+            raise TransientError(f"cassandra at {self.node}: {exc}") from exc
+
+    def load_schemas(self, keyspaces: Sequence[str] | None = None) -> list[TableSchema]:
+        """Every table's schema from ``system_schema`` (of ``keyspaces``, default all)."""
+        session = self.session()
+        return self._call(lambda: read_table_schemas(session, keyspaces))
+
+    def schema_version(self) -> uuid.UUID:
+        """The node's schema version: it changes with every DDL the node has applied."""
+        session = self.session()
+        row = self._call(lambda: session.execute("SELECT schema_version FROM system.local").one())
+        return uuid.UUID(str(row[0]))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.shutdown()
+            self._cluster = self._session = None

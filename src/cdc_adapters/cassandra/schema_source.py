@@ -1,0 +1,76 @@
+"""The SchemaSource port over a live node's ``system_schema``.
+
+The driver's calls block, so each refresh runs in a worker thread. ``tables`` lists the
+user tables (system keyspaces are left out: nothing replicates them); the catalog keeps
+every table, system ones included, because the commit log holds their mutations too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+
+from cdc_adapters.cassandra.driver import CassandraConnection
+from cdc_adapters.cassandra.schema_catalog import SYSTEM_KEYSPACES, SchemaCatalog
+from cdc_domain.schema import TableSchema
+from cdc_domain.schema_changes import SchemaChange, SchemaDiff
+
+__all__ = ["CassandraSchemaSource"]
+
+Tables = dict[tuple[str, str], TableSchema]
+
+
+def _user_tables(catalog: SchemaCatalog) -> Tables:
+    return {
+        (s.keyspace, s.table): s
+        for s in catalog.current().values()
+        if s.keyspace not in SYSTEM_KEYSPACES
+    }
+
+
+class CassandraSchemaSource:
+    """Table schemas of the node at ``hosts[0]``, and what changed between refreshes.
+
+    It takes the ``cassandra`` section's keys; ``cdc_raw_dir`` is one of them and is not
+    needed to read schemas.
+    """
+
+    def __init__(
+        self,
+        *,
+        hosts: Sequence[str],
+        username: str | None = None,
+        password: str | None = None,
+        cdc_raw_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._connection = CassandraConnection(hosts, username=username, password=password)
+        self._catalog = SchemaCatalog(self._connection.load_schemas)
+        self._diff = SchemaDiff()
+        self._seen: Tables | None = None
+        self._lock = asyncio.Lock()
+
+    async def _loaded(self) -> Tables:
+        async with self._lock:
+            if self._seen is None:
+                await asyncio.to_thread(self._catalog.refresh)
+                self._seen = _user_tables(self._catalog)
+            return self._seen
+
+    async def table(self, keyspace: str, table: str) -> TableSchema | None:
+        return (await self._loaded()).get((keyspace, table))
+
+    async def tables(self) -> Mapping[tuple[str, str], TableSchema]:
+        return dict(await self._loaded())
+
+    async def refresh(self) -> list[SchemaChange]:
+        """Reload from the node and return the changes since the previous load (none
+        at the first load, which is the baseline)."""
+        async with self._lock:
+            before = self._seen
+            await asyncio.to_thread(self._catalog.refresh)
+            self._seen = _user_tables(self._catalog)
+            return [] if before is None else self._diff.keyspaces(before, self._seen)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._connection.close)
