@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from cdc_app import commands
+from cdc_app.commitlog_cli import add_commitlog_commands
 from cdc_app.config import ConfigError, load_settings, render_settings
 from cdc_app.container import Container, running
 from cdc_app.endpoint import health_app, serving
@@ -45,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "command"):
         parser.print_help(sys.stderr)
         return _USAGE
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        code: int = handler(args)
+        return code
     try:
         if args.command == "check":
             return _check(args.file)
@@ -118,7 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(command="dlq replay")
 
-    schema = commands_.add_parser("schema", help="the schema each destination holds")
+    schema = commands_.add_parser(
+        "schema", help="table schemas, as nodes and destinations hold them"
+    )
     schema_commands = schema.add_subparsers(title="schema commands", required=True)
     accept = schema_commands.add_parser(
         "accept",
@@ -133,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--destination", help="only this destination's changes")
     history.set_defaults(command="schema history")
+    add_commitlog_commands(commands_, schema_commands)
     return parser
 
 

@@ -50,8 +50,9 @@ _EVENT_FIELDS = (
 )
 
 
-def add_commitlog_commands(subparsers: Any) -> None:
-    """Add ``commitlog decode`` and ``schema export`` to the ``cdc-app`` subparsers.
+def add_commitlog_commands(subparsers: Any, schema_commands: Any) -> None:
+    """Add ``commitlog decode`` to the ``cdc-app`` subparsers and ``export`` to the
+    ``schema`` command's.
 
     Each parser sets ``command`` and ``handler``; ``handler(args)`` returns the exit code.
     """
@@ -82,8 +83,6 @@ def add_commitlog_commands(subparsers: Any) -> None:
     )
     decode.set_defaults(command="commitlog decode", handler=decode_command)
 
-    schema = subparsers.add_parser("schema", help="work with table schemas")
-    schema_commands = schema.add_subparsers(title="schema commands", required=True)
     export = schema_commands.add_parser(
         "export", parents=[connection], help="write a node's table schemas as JSON to stdout"
     )

@@ -69,17 +69,20 @@ class AdapterRef:
 CHANGE_SOURCES = MappingProxyType(
     {
         "memory": AdapterRef("cdc_adapters.memory:MemoryChangeSource"),
+        "cassandra": AdapterRef("cdc_adapters.cassandra:CassandraChangeSource", "cassandra"),
     }
 )
 SCHEMA_SOURCES = MappingProxyType(
     {
         "memory": AdapterRef("cdc_adapters.memory:MemorySchemaSource"),
+        "cassandra": AdapterRef("cdc_adapters.cassandra:CassandraSchemaSource", "cassandra"),
     }
 )
 SINKS = MappingProxyType(
     {
         "jsonl": AdapterRef("cdc_adapters.local:JsonLinesSink"),
         "memory": AdapterRef("cdc_adapters.memory:MemorySink"),
+        "clickhouse": AdapterRef("cdc_adapters.clickhouse:ClickHouseSink", "clickhouse"),
     }
 )
 OFFSET_STORES = MappingProxyType(

@@ -168,6 +168,8 @@ class CassandraSource:
     TYPE: ClassVar[str] = "cassandra"
     partition_id: str
     tables: tuple[str, ...] = ()
+    archive_dir: str | None = None
+    schema_refresh_s: float = 60.0
 
 
 Source = MemorySource | CassandraSource
@@ -194,8 +196,15 @@ class PostgresDestination:
 
 @attrs.frozen(kw_only=True)
 class ClickHouseDestination:
+    """``database_prefix`` is put before each keyspace's database name; ``drop_policy``
+    says what a dropped Cassandra column does (``keep``: data is never destroyed by
+    default); ``cached_rows`` bounds the rows kept to merge partial updates."""
+
     TYPE: ClassVar[str] = "clickhouse"
     name: str
+    database_prefix: str = ""
+    drop_policy: str = attrs.field(default="keep", validator=attrs.validators.in_(("keep", "drop")))
+    cached_rows: int = attrs.field(default=100_000, validator=_at_least(0))
 
 
 @attrs.frozen(kw_only=True)

@@ -113,7 +113,7 @@ def test_the_example_configuration_is_valid():
         ),
         (
             "source: {type: memory}\ndestinations: [{name: a, type: clickhouse}]\n",
-            "config error: destinations[0].type: clickhouse is not available in this build yet",
+            "config error: destinations[0].type: clickhouse needs the 'clickhouse' section",
         ),
         (
             "source: {type: memory}\ndestinations: [{name: a, type: memory}]\npipelne: {}\n",

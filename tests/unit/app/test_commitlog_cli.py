@@ -35,7 +35,9 @@ FIELDS = {
 
 def _run(*argv: str) -> tuple[int, list[dict], list[dict]]:
     parser = argparse.ArgumentParser()
-    add_commitlog_commands(parser.add_subparsers())
+    commands = parser.add_subparsers()
+    schema_commands = commands.add_parser("schema").add_subparsers()
+    add_commitlog_commands(commands, schema_commands)
     args = parser.parse_args(argv)
     out, err = io.StringIO(), io.StringIO()
     code = args.handler(args, out, err)
@@ -112,7 +114,9 @@ def test_schema_file_round_trip() -> None:
 
 def test_subcommands_need_a_schema_source() -> None:
     parser = argparse.ArgumentParser()
-    add_commitlog_commands(parser.add_subparsers())
+    commands = parser.add_subparsers()
+    schema_commands = commands.add_parser("schema").add_subparsers()
+    add_commitlog_commands(commands, schema_commands)
     with pytest.raises(SystemExit):
         parser.parse_args(["commitlog", "decode", "x.log"])
     args = parser.parse_args(["schema", "export", "--from", "h:9042", "--keyspace", "k"])
