@@ -95,6 +95,7 @@ def change_events(draw: st.DrawFn) -> ChangeEvent:
         deleted_columns=deleted if scope is DeletionScope.CELL else (),
         collections=draw(st.dictionaries(names, deltas, max_size=2)),
         counters=draw(st.dictionaries(names, st.integers(), max_size=2)),
+        counter_totals=draw(st.dictionaries(names, st.integers(), max_size=2)),
         scope=scope,
         clustering_range=draw(st.builds(ClusteringRange, bounds, bounds))
         if scope is DeletionScope.RANGE

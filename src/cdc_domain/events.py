@@ -51,8 +51,10 @@ class SourcePosition:
     """Where an event came from, totally ordered within one source partition (node).
 
     ``offset`` is the byte offset of the commit log entry in segment ``segment_id``, and
-    ``index`` the event's rank among those one entry produced. Snapshot rows use
-    ``segment_id`` -1 and name their snapshot, so they sort before any commit log event.
+    ``index`` the event's rank among those one entry produced; index -1 marks a section
+    boundary, "everything before ``offset``", which a reader reports as how far it got.
+    Snapshot rows use ``segment_id`` -1 and name their snapshot, so they sort before any
+    commit log event.
     """
 
     segment_id: int
@@ -166,8 +168,10 @@ class ChangeEvent:
     ``columns`` holds the simple (and frozen) columns the mutation set, None meaning
     "set to null"; ``deleted_columns`` those it removed by a cell tombstone;
     ``collections`` the element-level effect on non-frozen collections; ``counters``
-    the increments of counter columns. Build events with :meth:`create`, which checks
-    that these agree with each other.
+    the increments of counter columns, when known, and ``counter_totals`` this node's
+    shard total after the write (what the commit log holds: an increment is the
+    difference from the shard's previous total, unknown to a reader that resumed past
+    it). Build events with :meth:`create`, which checks that these agree with each other.
     """
 
     event_id: str
@@ -180,6 +184,7 @@ class ChangeEvent:
     deleted_columns: tuple[str, ...]
     collections: dict[str, CollectionDelta]
     counters: dict[str, int]
+    counter_totals: dict[str, int]
     scope: DeletionScope | None
     clustering_range: ClusteringRange | None
     static: bool
@@ -209,7 +214,13 @@ class ChangeEvent:
     def touched_columns(self) -> tuple[str, ...]:
         """Every non-key column this event writes, deletes or increments."""
         seen = dict.fromkeys(
-            [*self.columns, *self.deleted_columns, *self.collections, *self.counters]
+            [
+                *self.columns,
+                *self.deleted_columns,
+                *self.collections,
+                *self.counters,
+                *self.counter_totals,
+            ]
         )
         return tuple(seen)
 
@@ -229,6 +240,7 @@ class ChangeEvent:
         deleted_columns: tuple[str, ...] = (),
         collections: Mapping[str, CollectionDelta] | None = None,
         counters: Mapping[str, int] | None = None,
+        counter_totals: Mapping[str, int] | None = None,
         scope: DeletionScope | None = None,
         clustering_range: ClusteringRange | None = None,
         static: bool = False,
@@ -272,6 +284,7 @@ class ChangeEvent:
             tuple(deleted_columns),
             dict(collections) if collections else {},
             dict(counters) if counters else {},
+            dict(counter_totals) if counter_totals else {},
             scope,
             clustering_range,
             static,

@@ -260,6 +260,7 @@ class _EntryContext:
         columns: dict[str, Any] = {}
         deleted: list[str] = []
         counters: dict[str, int] = {}
+        counter_totals: dict[str, int] = {}
         counter_columns = self.mapper._counter_columns(table)
         for name, value, cell_ts, cell_ttl, cell_ldt, tombstone in row.cells:
             if cell_ts > max_timestamp:
@@ -271,6 +272,7 @@ class _EntryContext:
             if cell_ttl is not None and ttl is None:
                 ttl, expiry = cell_ttl, cell_ldt
             if name in counter_columns:
+                counter_totals[name] = sum(total for _, _, total in counter_shards(value))
                 increment = self.counter_increment(update, row, name, value)
                 if increment is None:
                     self.mapper.unknown_increments += 1
@@ -307,6 +309,7 @@ class _EntryContext:
                 columns=columns,
                 collections=collections,
                 counters=counters,
+                counter_totals=counter_totals,
                 static=row.is_static,
                 timestamp_micros=timestamp,
                 ttl_seconds=ttl or None,

@@ -159,6 +159,7 @@ def test_counters(capture: CdcCapture, keyspace: str) -> None:
     )
     # The log holds running totals (7 and -1); the events carry the increments.
     assert second.counters == {"hits": 2, "misses": -1}
+    assert second.counter_totals == {"hits": 7, "misses": -1}
     (deleted,) = capture.run(f"DELETE FROM {keyspace}.counts WHERE pk = 1")
     assert deleted.scope is DeletionScope.ROW or deleted.scope is DeletionScope.PARTITION
 

@@ -154,6 +154,7 @@ def test_deletes(events: list[ChangeEvent]) -> None:
 
 def test_counters_are_increments(events: list[ChangeEvent]) -> None:
     assert [e.counters for e in _of(events, "counts")] == [{"n": 5}, {"n": 3}]
+    assert [e.counter_totals for e in _of(events, "counts")] == [{"n": 5}, {"n": 8}]
 
 
 def test_non_cdc_table_is_skipped(events: list[ChangeEvent]) -> None:
