@@ -163,7 +163,10 @@ class MirrorSinkContract(SinkContract):
     @settings(
         max_examples=15,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(
         order=st.permutations(range(len(HISTORY))), repeats=st.lists(st.integers(0, 7), max_size=4)

@@ -1,0 +1,106 @@
+"""Connection pools: created on first use, with the codecs this adapter relies on.
+
+jsonb travels in binary form (it must: composite row types containing jsonb can only
+be sent in binary) and ``interval`` as (months, days, microseconds), which keeps a CQL
+duration's months and days apart instead of folding them into a ``timedelta``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+
+__all__ = ["PoolHandle", "create_pool"]
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+async def _init_connection(connection: Any) -> None:
+    await connection.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
+    await connection.set_type_codec(
+        "interval", schema="pg_catalog", encoder=_identity, decoder=_identity, format="tuple"
+    )
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    connect_timeout: float = 10.0,
+    command_timeout: float | None = 120.0,
+) -> Any:
+    """An asyncpg pool whose connections carry this adapter's codecs.
+
+    For the WASM TimescaleDB server (a single backend that serves one connection at a
+    time) use ``min_size=max_size=1``.
+    """
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=connect_timeout,
+        command_timeout=command_timeout,
+        init=_init_connection,
+    )
+
+
+class PoolHandle:
+    """A pool made on first use (constructing an adapter does no I/O), or one the caller
+    owns and shares (several adapters on one database, or a one-connection server)."""
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: Any = None,
+        min_size: int = 1,
+        max_size: int = 4,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if (dsn is None) == (pool is None):
+            raise ValueError("give either a dsn or a pool")
+        self._dsn = dsn
+        self._pool = pool
+        self._owned = pool is None
+        self._sizes = (min_size, max_size)
+        self._connect_timeout = connect_timeout
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        async with self._lock:
+            if self._pool is None:
+                assert self._dsn is not None
+                self._pool = await create_pool(
+                    self._dsn,
+                    min_size=self._sizes[0],
+                    max_size=self._sizes[1],
+                    connect_timeout=self._connect_timeout,
+                )
+        return self._pool
+
+    async def aclose(self) -> None:
+        if self._owned and self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()

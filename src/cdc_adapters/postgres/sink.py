@@ -1,0 +1,488 @@
+"""The PostgreSQL sink: a current-state mirror of Cassandra tables (ADR 0004).
+
+A batch is folded per row in Python (:mod:`.collapse`), then written in one
+transaction per batch together with the destination's offset row: deletions first
+(recorded in the tombstone table and applied to stored rows), then one upsert per
+table of every changed row, then element changes of non-frozen collections. The
+statements apply Cassandra's rules themselves (:mod:`.statements`), so batches can
+arrive in any order, twice, or from several writers at once, and converge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from cdc_adapters.postgres.collapse import (
+    RowWrite,
+    TableWrites,
+    Tombstone,
+    collapse,
+    delta_fields,
+)
+from cdc_adapters.postgres.ddl import ensure_statements, lock_statement, view_statements
+from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
+from cdc_adapters.postgres.identifiers import derived_name, qualified, quote
+from cdc_adapters.postgres.layout import RowTarget, TableLayout
+from cdc_adapters.postgres.naming import Naming
+from cdc_adapters.postgres.offsets import commit_offset, ensure_offsets_table
+from cdc_adapters.postgres.poison import find_poison
+from cdc_adapters.postgres.pool import PoolHandle
+from cdc_adapters.postgres.read_back import mirror_rows
+from cdc_adapters.postgres.statements import (
+    delta_sql,
+    insert_tombstones_sql,
+    refresh_deleted_sql,
+    tombstone_sql,
+    upsert_sql,
+)
+from cdc_domain.destinations import DestinationKind
+from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, SinkError
+from cdc_domain.events import ChangeEvent
+from cdc_domain.health import HealthReport, HealthStatus
+from cdc_domain.mirror import RowKey
+from cdc_domain.offsets import Checkpoint
+from cdc_domain.ports import Clock, SinkBatch
+from cdc_domain.schema import TableSchema
+from cdc_domain.schema_changes import ChangeKind, SchemaChange
+
+__all__ = ["DROP_COLUMN_POLICIES", "PostgresSink"]
+
+DROP_COLUMN_POLICIES = ("keep", "drop")
+
+
+class _Rollback(Exception):
+    """Ends a trial write (used to find poison events) without committing it."""
+
+
+@attrs.define
+class _Prepared:
+    """A layout with its statements, generated once per schema version."""
+
+    layout: TableLayout
+    upserts: dict[bool, str]
+    deltas: dict[bool, tuple[str, str]]
+    tombstone_insert: str
+    tombstone_updates: dict[tuple[bool, int, bool, int, bool], str] = attrs.field(factory=dict)
+
+    @classmethod
+    def of(cls, layout: TableLayout) -> _Prepared:
+        upserts, deltas = {}, {}
+        for target in _targets(layout):
+            upserts[target.static] = upsert_sql(layout, target)
+            if target.collections:
+                deltas[target.static] = (delta_sql(target), refresh_deleted_sql(target))
+        return cls(layout, upserts, deltas, insert_tombstones_sql(layout))
+
+    def tombstone_update(self, target: RowTarget, tombstone: Tombstone) -> str:
+        shape = (
+            target.static,
+            len(tombstone.start),
+            tombstone.start_inclusive,
+            len(tombstone.end),
+            tombstone.end_inclusive,
+        )
+        sql = self.tombstone_updates.get(shape)
+        if sql is None:
+            sql = self.tombstone_updates[shape] = tombstone_sql(
+                self.layout, target, shape[1:3], shape[3:5]
+            )
+        return sql
+
+
+def _targets(layout: TableLayout) -> list[RowTarget]:
+    return [layout.main] if layout.static is None else [layout.main, layout.static]
+
+
+def _row_tuple(target: RowTarget, row: RowWrite) -> tuple[Any, ...]:
+    values: list[Any] = list(row.key)
+    for column in target.values:
+        cell = row.cells.get(column.name)
+        values += [cell.value, cell.ts] if cell else [None, None]
+        if column.keys is not None:
+            values.append(cell.keys if cell else None)
+    return (*values, row.live, row.rowdel, row.writetime)
+
+
+def _delta_tuple(target: RowTarget, row: RowWrite) -> tuple[Any, ...]:
+    values: list[Any] = list(row.key)
+    for column in target.collections:
+        writes = row.deltas.get(column.name)
+        if writes is None:
+            values += [None, None, None, None]
+        else:
+            added, removed, keys, newest = delta_fields(column, writes)
+            values += [added, removed, keys, newest]
+    return tuple(values)
+
+
+def _tombstone_tuple(layout: TableLayout, tombstone: Tombstone) -> tuple[Any, ...]:
+    width = len(layout.clustering)
+    start = list(tombstone.start) + [None] * (width - len(tombstone.start))
+    end = list(tombstone.end) + [None] * (width - len(tombstone.end))
+    return (
+        *tombstone.partition_key,
+        tombstone.identity,
+        tombstone.ts,
+        tombstone.partition,
+        len(tombstone.start),
+        tombstone.start_inclusive,
+        len(tombstone.end),
+        tombstone.end_inclusive,
+        *start,
+        *end,
+    )
+
+
+class PostgresSink:
+    """Mirrors Cassandra tables into PostgreSQL with column-level last-write-wins.
+
+    ``schema``/``table`` name where each Cassandra table lands (templates over
+    ``{keyspace}`` and ``{table}``); ``metadata_schema`` holds ``cdc_offsets``.
+    ``drop_columns`` is ``keep`` (default: a dropped column stays, no longer written,
+    so no data is destroyed) or ``drop``. Give ``pool`` (an asyncpg pool or a
+    :class:`PoolHandle`) to share one (then the caller closes it), else the sink makes
+    its own from ``dsn`` on first use.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        dsn: str | None = None,
+        pool: Any = None,
+        schema: str = "{keyspace}",
+        table: str = "{table}",
+        metadata_schema: str = "public",
+        drop_columns: str = "keep",
+        pool_min_size: int = 1,
+        pool_max_size: int = 4,
+        retry: RetryPolicy | None = None,
+        health_timeout: float = 5.0,
+        clock: Clock | None = None,
+        kind: DestinationKind = DestinationKind.POSTGRES,
+    ) -> None:
+        if drop_columns not in DROP_COLUMN_POLICIES:
+            raise ValueError(f"drop_columns must be one of {DROP_COLUMN_POLICIES}")
+        self._name = name
+        self._kind = kind
+        self._naming = Naming(schema, table, metadata_schema)
+        self._drop_columns = drop_columns
+        self._owns_pool = not isinstance(pool, PoolHandle)
+        self._pool = (
+            pool
+            if isinstance(pool, PoolHandle)
+            else PoolHandle(dsn, pool=pool, min_size=pool_min_size, max_size=pool_max_size)
+        )
+        self._retry = retry or RetryPolicy()
+        self._health_timeout = health_timeout
+        self._clock = clock
+        self._prepared: dict[tuple[str, str], _Prepared] = {}
+        self._ensured: set[tuple[str, str]] = set()
+        self._latest: dict[str, TableLayout] = {}
+        self._offsets_ready = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def kind(self) -> DestinationKind:
+        return self._kind
+
+    @property
+    def commits_offsets(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------------ writing
+
+    def _prepare(self, schema: TableSchema) -> _Prepared:
+        key = (schema.qualified_name, schema.version)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            layout = TableLayout.build(schema, self._naming, self._kind)
+            prepared = self._prepared[key] = _Prepared.of(layout)
+        self._latest[schema.qualified_name] = prepared.layout
+        return prepared
+
+    def _prepare_batch(self, batch: SinkBatch) -> dict[str, _Prepared]:
+        prepared: dict[str, _Prepared] = {}
+        for table in dict.fromkeys(e.qualified_table for e in batch.events):
+            schema = batch.schemas.get(table)
+            if schema is None:
+                raise SchemaIncompatibleError(
+                    f"{self._name}: no schema for {table} in the batch", table=table
+                )
+            prepared[table] = self._prepare(schema)
+        return prepared
+
+    async def write(self, batch: SinkBatch) -> None:
+        """Write the batch and its checkpoint in one transaction (see the module doc).
+
+        Raises TransientError when the database stays unreachable through the retries,
+        EventsRejectedError naming the poison events (nothing written), or
+        SchemaIncompatibleError for a table this destination cannot hold.
+        """
+        prepared = self._prepare_batch(batch)
+        layouts = {name: p.layout for name, p in prepared.items()}
+        writes, rejected = collapse(batch.events, layouts)
+        if rejected:
+            raise EventsRejectedError(
+                f"{self._name}: " + "; ".join(sorted(set(rejected.values()))[:5]),
+                list(rejected),
+            )
+        try:
+            await self._transaction(prepared, writes, batch.checkpoint)
+        except Exception as exc:
+            if not is_poison(exc):
+                raise self._translate(exc) from exc
+            bad = await self._find_poison(prepared, batch.events)
+            raise EventsRejectedError(f"{self._name}: {exc}", bad) from exc
+
+    def _translate(self, exc: Exception) -> Exception:
+        if isinstance(exc, SinkError) or not hasattr(exc, "sqlstate"):
+            return exc
+        return SinkError(f"{self._name}: {type(exc).__name__}: {exc}")
+
+    async def _transaction(
+        self,
+        prepared: Mapping[str, _Prepared],
+        writes: Mapping[str, TableWrites],
+        checkpoint: Checkpoint | None,
+        trial: bool = False,
+    ) -> None:
+        async def attempt() -> None:
+            pool = await self._pool.get()
+            async with pool.acquire() as connection:
+                await self._ensure(connection, prepared.values())
+                try:
+                    async with connection.transaction():
+                        for table in sorted(writes):
+                            await self._apply(connection, prepared[table], writes[table])
+                        if checkpoint is not None:
+                            await commit_offset(
+                                connection,
+                                self._naming.metadata_schema,
+                                self._name,
+                                checkpoint,
+                                self._clock,
+                            )
+                        if trial:
+                            raise _Rollback
+                except _Rollback:
+                    return
+
+        await with_retries(self._retry, attempt, f"{self._name} write")
+
+    async def _find_poison(
+        self, prepared: Mapping[str, _Prepared], events: Sequence[ChangeEvent]
+    ) -> list[str]:
+        """The events that fail alone, by bisecting the batch with trial transactions."""
+        layouts = {name: p.layout for name, p in prepared.items()}
+
+        async def fails(subset: Sequence[ChangeEvent]) -> bool:
+            writes, _ = collapse(subset, layouts)
+            try:
+                await self._transaction(prepared, writes, None, trial=True)
+            except Exception as exc:
+                if is_poison(exc):
+                    return True
+                raise
+            return False
+
+        return await find_poison(events, fails)
+
+    async def _ensure(self, connection: Any, prepared: Iterable[_Prepared]) -> None:
+        if not self._offsets_ready:
+            async with connection.transaction():
+                await connection.execute(lock_statement(), "cdc:offsets")
+                await ensure_offsets_table(connection, self._naming.metadata_schema)
+            self._offsets_ready = True
+        for item in prepared:
+            source = item.layout.source
+            key = (source.qualified_name, source.version)
+            if key in self._ensured:
+                continue
+            await self._run_ddl(connection, item.layout, ensure_statements(item.layout))
+            self._ensured.add(key)
+
+    async def _run_ddl(self, connection: Any, layout: TableLayout, statements: list[str]) -> None:
+        async with connection.transaction():
+            await connection.execute(lock_statement(), f"cdc:{layout.schema}.{layout.table}")
+            for statement in statements:
+                await connection.execute(statement)
+
+    async def _apply(self, connection: Any, prepared: _Prepared, writes: TableWrites) -> None:
+        layout = prepared.layout
+        if writes.tombstones:
+            await self._apply_tombstones(connection, prepared, writes.tombstones.values())
+        for target in _targets(layout):
+            rows = writes.sorted_rows(target.static)
+            if not rows:
+                continue
+            await connection.execute(
+                prepared.upserts[target.static], [_row_tuple(target, r) for r in rows]
+            )
+            with_deltas = [_delta_tuple(target, r) for r in rows if r.deltas]
+            if with_deltas:
+                update, refresh = prepared.deltas[target.static]
+                await connection.execute(update, with_deltas)
+                await connection.execute(refresh, with_deltas)
+
+    async def _apply_tombstones(
+        self, connection: Any, prepared: _Prepared, tombstones: Iterable[Tombstone]
+    ) -> None:
+        """Record deletions and apply them to stored rows.
+
+        The table lock makes concurrent writers of the same table wait, so none of them
+        can commit a row this deletion should have covered but did not see.
+        """
+        layout = prepared.layout
+        tables = ", ".join(qualified(t.schema, t.table) for t in _targets(layout))
+        await connection.execute(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
+        ordered = sorted(tombstones, key=lambda t: t.identity)
+        await connection.execute(
+            prepared.tombstone_insert, [_tombstone_tuple(layout, t) for t in ordered]
+        )
+        for tombstone in ordered:
+            for target in _targets(layout):
+                if target.static and not tombstone.partition:
+                    continue
+                await connection.execute(
+                    prepared.tombstone_update(target, tombstone),
+                    tombstone.ts,
+                    *tombstone.partition_key,
+                    *tombstone.start,
+                    *tombstone.end,
+                )
+
+    # ------------------------------------------------------------------ schema changes
+
+    async def apply_schema_change(self, change: SchemaChange) -> None:
+        """Follow a Cassandra schema change; every step is idempotent (see ADR 0004)."""
+        change.require_compatible(self._kind, self._name)
+        if change.kind is ChangeKind.DROP_TABLE:
+            # Data is never destroyed by default: the table stays, nothing writes to it.
+            self._latest.pop(change.qualified_table, None)
+            return
+        layout = self._prepare(change.schema).layout
+        statements: list[str] = []
+        if change.kind is ChangeKind.DROP_COLUMN and self._drop_columns == "drop":
+            statements = self._drop_column(layout, change)
+        elif change.kind is ChangeKind.ALTER_TYPE:
+            statements = self._alter_type(layout, change)
+        statements = [*view_statements(layout)[:1], *statements, *ensure_statements(layout)]
+
+        async def attempt() -> None:
+            pool = await self._pool.get()
+            async with pool.acquire() as connection:
+                await self._run_ddl(connection, layout, statements)
+
+        try:
+            await with_retries(self._retry, attempt, f"{self._name} schema change")
+        except Exception as exc:
+            if hasattr(exc, "sqlstate"):
+                raise SchemaIncompatibleError(
+                    f"{self._name} cannot apply {change.describe()}: {exc}",
+                    table=change.qualified_table,
+                    details={"change": change.describe(), "error": str(exc)},
+                ) from exc
+            raise
+        self._ensured.add((change.schema.qualified_name, change.schema.version))
+
+    def _drop_column(self, layout: TableLayout, change: SchemaChange) -> list[str]:
+        assert change.column is not None
+        names = [change.column, *_side_names(change.column)]
+        drops = ", ".join(f"DROP COLUMN IF EXISTS {quote(n)}" for n in names)
+        return [f"ALTER TABLE IF EXISTS {table} {drops}" for table in _table_names(layout)]
+
+    def _alter_type(self, layout: TableLayout, change: SchemaChange) -> list[str]:
+        assert change.column is not None
+        for target in _targets(layout):
+            column = target.value(change.column)
+            if column is not None:
+                table = qualified(target.schema, target.table)
+                name = quote(column.name)
+                return [
+                    f"ALTER TABLE {table} ALTER COLUMN {name} TYPE {column.sql_type} "
+                    f"USING {name}::{column.sql_type}"
+                ]
+        return []
+
+    # ------------------------------------------------------------------ reading, health
+
+    async def rows(self, table: str | TableSchema) -> dict[RowKey, dict[str, Any]]:
+        """The mirror of a table as a reader of its live view sees it; name the table
+        (``keyspace.table``, as this sink last saw it) or give its schema."""
+        layout = self._latest.get(table) if isinstance(table, str) else self._prepare(table).layout
+        if layout is None:
+            return {}
+        pool = await self._pool.get()
+        async with pool.acquire() as connection:
+            exists = await connection.fetchval(
+                "SELECT to_regclass($1)", qualified(layout.schema, layout.view)
+            )
+            if exists is None:
+                return {}
+            return await mirror_rows(connection, layout)
+
+    async def purge_tombstones(self, table: str, before: dt.datetime) -> int:
+        """Forget deletions older than ``before``; returns how many rows went.
+
+        After this a change older than ``before`` arriving late could resurrect data,
+        so ``before`` should lie beyond any delay the pipeline can have (Cassandra's
+        own ``gc_grace_seconds`` is the natural bound: ADR 0004).
+        """
+        layout = self._latest.get(table)
+        if layout is None:
+            return 0
+        cutoff = int((before - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds() * 1e6)
+        pool = await self._pool.get()
+        removed = 0
+        async with pool.acquire() as connection, connection.transaction():
+            for target in _targets(layout):
+                status = await connection.execute(
+                    f"DELETE FROM {qualified(target.schema, target.table)} "
+                    'WHERE "_cdc_deleted" AND "_cdc_deleted_at" < $1',
+                    cutoff,
+                )
+                removed += int(status.split()[-1])
+            status = await connection.execute(
+                f'DELETE FROM {qualified(layout.schema, layout.tombstones)} WHERE "_cdc_ts" < $1',
+                cutoff,
+            )
+            removed += int(status.split()[-1])
+        return removed
+
+    async def health(self) -> HealthReport:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._health_timeout):
+                pool = await self._pool.get()
+                async with pool.acquire() as connection:
+                    await connection.fetchval("SELECT 1")
+        except Exception as exc:
+            return HealthReport(self._name, HealthStatus.DOWN, None, f"{type(exc).__name__}: {exc}")
+        return HealthReport(
+            self._name, HealthStatus.UP, round((time.perf_counter() - started) * 1000, 3)
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_pool:
+            await self._pool.aclose()
+
+
+def _side_names(column: str) -> list[str]:
+    return [derived_name(p, column) for p in ("_cdc_ts_", "_cdc_dts_", "_cdc_keys_")]
+
+
+def _table_names(layout: TableLayout) -> list[str]:
+    return [
+        qualified(layout.schema, layout.table),
+        qualified(layout.schema, derived_name("", layout.table, "__static")),
+    ]

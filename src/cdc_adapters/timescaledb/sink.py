@@ -1,0 +1,350 @@
+"""The TimescaleDB sink: the history of every change, or a mirror (ADR 0005).
+
+``mode: history`` (default) appends one row per change event to a hypertable per
+Cassandra table, partitioned on the change's write time; re-delivered events are
+skipped by the unique (event id, time) index. ``mode: mirror`` is the PostgreSQL
+mirror sink on this database. Either way the batch and the destination's offset row
+commit in one transaction.
+
+The sink checks for the ``timescaledb`` extension before its first write and refuses
+to go on without it, unless ``fallback_to_plain_tables`` allows ordinary tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
+from cdc_adapters.postgres.naming import Naming
+from cdc_adapters.postgres.offsets import commit_offset, ensure_offsets_table
+from cdc_adapters.postgres.poison import find_poison
+from cdc_adapters.postgres.pool import PoolHandle
+from cdc_adapters.postgres.sink import PostgresSink
+from cdc_adapters.postgres.values import UnwritableValueError
+from cdc_adapters.timescaledb.extension import (
+    TimescaleInfo,
+    TimescaleMissingError,
+    timescaledb_info,
+)
+from cdc_adapters.timescaledb.history import HistoryLayout
+from cdc_domain.destinations import DestinationKind
+from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, SinkError
+from cdc_domain.events import ChangeEvent
+from cdc_domain.health import HealthReport, HealthStatus
+from cdc_domain.mirror import RowKey
+from cdc_domain.offsets import Checkpoint
+from cdc_domain.ports import Clock, SinkBatch
+from cdc_domain.schema import TableSchema
+from cdc_domain.schema_changes import ChangeKind, SchemaChange
+
+__all__ = ["MODES", "TimescaleSink"]
+
+MODES = ("history", "mirror")
+_KIND = DestinationKind.TIMESCALEDB
+
+
+class _Rollback(Exception):
+    """Ends a trial write without committing it."""
+
+
+class TimescaleSink:
+    """Change history (or a mirror) in TimescaleDB.
+
+    The pool defaults to one connection (``pool_max_size=1``): the WASM TimescaleDB
+    used in development serves one connection at a time, and health checks go
+    through the same pool so they never wait for a second connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        dsn: str | None = None,
+        pool: Any = None,
+        mode: str = "history",
+        schema: str = "{keyspace}",
+        table: str = "{table}",
+        metadata_schema: str = "public",
+        fallback_to_plain_tables: bool = False,
+        chunk_interval: str = "7 days",
+        drop_columns: str = "keep",
+        pool_min_size: int = 1,
+        pool_max_size: int = 1,
+        retry: RetryPolicy | None = None,
+        health_timeout: float = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self._name = name
+        self._mode = mode
+        self._naming = Naming(schema, table, metadata_schema)
+        self._fallback = fallback_to_plain_tables
+        self._chunk_interval = chunk_interval
+        self._owns_pool = not isinstance(pool, PoolHandle)
+        self._pool = (
+            pool
+            if isinstance(pool, PoolHandle)
+            else PoolHandle(dsn, pool=pool, min_size=pool_min_size, max_size=pool_max_size)
+        )
+        self._retry = retry or RetryPolicy()
+        self._health_timeout = health_timeout
+        self._clock = clock
+        self._checked = False
+        self._timescale: TimescaleInfo | None = None
+        self._layouts: dict[tuple[str, str], HistoryLayout] = {}
+        self._latest: dict[str, HistoryLayout] = {}
+        self._ensured: set[tuple[str, str]] = set()
+        self._mirror = (
+            PostgresSink(
+                name=name,
+                pool=self._pool,
+                schema=schema,
+                table=table,
+                metadata_schema=metadata_schema,
+                drop_columns=drop_columns,
+                retry=self._retry,
+                health_timeout=health_timeout,
+                clock=clock,
+                kind=_KIND,
+            )
+            if mode == "mirror"
+            else None
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def kind(self) -> DestinationKind:
+        return _KIND
+
+    @property
+    def commits_offsets(self) -> bool:
+        return True
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    async def check_extension(self) -> TimescaleInfo | None:
+        """Verify TimescaleDB at start-up; None means plain tables (the allowed fallback).
+
+        Raises TimescaleMissingError (saying what to do) when the extension is missing
+        and ``fallback_to_plain_tables`` is off.
+        """
+        if not self._checked:
+
+            async def attempt() -> TimescaleInfo | None:
+                pool = await self._pool.get()
+                async with pool.acquire() as connection:
+                    return await timescaledb_info(connection)
+
+            info = await with_retries(self._retry, attempt, f"{self._name} start-up")
+            if info is None and not self._fallback:
+                raise TimescaleMissingError(
+                    f"{self._name}: the database has no 'timescaledb' extension (and it is "
+                    "not available to CREATE EXTENSION). Install TimescaleDB, or set "
+                    "fallback_to_plain_tables: true to keep the history in plain tables."
+                )
+            self._timescale, self._checked = info, True
+        return self._timescale
+
+    # ------------------------------------------------------------------ writing
+
+    def _layout(self, schema: TableSchema) -> HistoryLayout:
+        key = (schema.qualified_name, schema.version)
+        layout = self._layouts.get(key)
+        if layout is None:
+            try:
+                layout = self._layouts[key] = HistoryLayout.build(schema, self._naming)
+            except UnwritableValueError as exc:
+                raise SchemaIncompatibleError(
+                    f"{self._name}: {exc}", table=schema.qualified_name
+                ) from exc
+        self._latest[schema.qualified_name] = layout
+        return layout
+
+    async def write(self, batch: SinkBatch) -> None:
+        """Append the batch's events and move the offset, in one transaction."""
+        await self.check_extension()
+        if self._mirror is not None:
+            await self._mirror.write(batch)
+            return
+        layouts: dict[str, HistoryLayout] = {}
+        for table in dict.fromkeys(e.qualified_table for e in batch.events):
+            schema = batch.schemas.get(table)
+            if schema is None:
+                raise SchemaIncompatibleError(f"{self._name}: no schema for {table}", table=table)
+            layouts[table] = self._layout(schema)
+        partition = batch.checkpoint.partition_id if batch.checkpoint else None
+        rows, rejected = self._rows(batch.events, layouts, partition)
+        if rejected:
+            raise EventsRejectedError(
+                f"{self._name}: " + "; ".join(sorted(set(rejected.values()))[:5]), list(rejected)
+            )
+        try:
+            await self._transaction(layouts, rows, batch.checkpoint)
+        except Exception as exc:
+            if not is_poison(exc):
+                if hasattr(exc, "sqlstate"):
+                    raise SinkError(f"{self._name}: {type(exc).__name__}: {exc}") from exc
+                raise
+
+            async def fails(subset: Sequence[ChangeEvent]) -> bool:
+                trial_rows, _ = self._rows(subset, layouts, partition)
+                try:
+                    await self._transaction(layouts, trial_rows, None, trial=True)
+                except Exception as trial_exc:
+                    if is_poison(trial_exc):
+                        return True
+                    raise
+                return False
+
+            bad = await find_poison(batch.events, fails)
+            raise EventsRejectedError(f"{self._name}: {exc}", bad) from exc
+
+    @staticmethod
+    def _rows(
+        events: Sequence[ChangeEvent],
+        layouts: Mapping[str, HistoryLayout],
+        partition: str | None,
+    ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, str]]:
+        rows: dict[str, list[tuple[Any, ...]]] = {}
+        rejected: dict[str, str] = {}
+        for event in events:
+            try:
+                row = layouts[event.qualified_table].row(event, partition)
+            except UnwritableValueError as exc:
+                rejected[event.event_id] = f"{event.qualified_table}: {exc}"
+            else:
+                rows.setdefault(event.qualified_table, []).append(row)
+        return rows, rejected
+
+    async def _transaction(
+        self,
+        layouts: Mapping[str, HistoryLayout],
+        rows: Mapping[str, list[tuple[Any, ...]]],
+        checkpoint: Checkpoint | None,
+        trial: bool = False,
+    ) -> None:
+        async def attempt() -> None:
+            pool = await self._pool.get()
+            async with pool.acquire() as connection:
+                await self._ensure(connection, list(layouts.values()))
+                try:
+                    async with connection.transaction():
+                        for table in sorted(rows):
+                            await connection.execute(layouts[table].insert_sql(), rows[table])
+                        if checkpoint is not None:
+                            await commit_offset(
+                                connection,
+                                self._naming.metadata_schema,
+                                self._name,
+                                checkpoint,
+                                self._clock,
+                            )
+                        if trial:
+                            raise _Rollback
+                except _Rollback:
+                    return
+
+        await with_retries(self._retry, attempt, f"{self._name} write")
+
+    async def _ensure(self, connection: Any, layouts: Sequence[HistoryLayout]) -> None:
+        if ("", "offsets") not in self._ensured:
+            await ensure_offsets_table(connection, self._naming.metadata_schema)
+            self._ensured.add(("", "offsets"))
+        for layout in layouts:
+            key = (layout.source.qualified_name, layout.source.version)
+            if key in self._ensured:
+                continue
+            async with connection.transaction():
+                await connection.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    f"cdc:{layout.qualified}",
+                )
+                for statement in layout.ddl(self._timescale, self._chunk_interval):
+                    await connection.execute(statement)
+            self._ensured.add(key)
+
+    # ------------------------------------------------------------------ schema changes
+
+    async def apply_schema_change(self, change: SchemaChange) -> None:
+        """History rows keep changed columns in jsonb, so only a new table needs DDL;
+        every other compatible change is taken as it comes (and DROP_TABLE keeps the
+        history, which is the point of having one)."""
+        await self.check_extension()
+        if self._mirror is not None:
+            await self._mirror.apply_schema_change(change)
+            return
+        change.require_compatible(_KIND, self._name)
+        if change.kind is ChangeKind.DROP_TABLE:
+            return
+        layout = self._layout(change.schema)
+
+        async def attempt() -> None:
+            pool = await self._pool.get()
+            async with pool.acquire() as connection:
+                await self._ensure(connection, [layout])
+
+        await with_retries(self._retry, attempt, f"{self._name} schema change")
+
+    # ------------------------------------------------------------------ reading, health
+
+    async def event_ids(self, table: str | TableSchema) -> list[str]:
+        """Ids of the events held for a table (named ``keyspace.table`` as this sink
+        last saw it, or given by its schema), in source order."""
+        layout = self._latest.get(table) if isinstance(table, str) else self._layout(table)
+        if layout is None:
+            return []
+        pool = await self._pool.get()
+        async with pool.acquire() as connection:
+            if await connection.fetchval("SELECT to_regclass($1)", layout.qualified) is None:
+                return []
+            rows = await connection.fetch(
+                f'SELECT "_cdc_event_id" FROM {layout.qualified} ORDER BY '
+                '"_cdc_partition_id", "_cdc_segment", "_cdc_offset", "_cdc_index"'
+            )
+        return [r["_cdc_event_id"] for r in rows]
+
+    async def rows(self, table: str | TableSchema) -> dict[RowKey, dict[str, Any]]:
+        """The mirror's rows (``mode: mirror`` only)."""
+        if self._mirror is None:
+            raise SinkError(f"{self._name} keeps a history, not a mirror")
+        return await self._mirror.rows(table)
+
+    async def is_hypertable(self, table: str) -> bool:
+        layout = self._latest.get(table)
+        if layout is None:
+            return False
+        pool = await self._pool.get()
+        async with pool.acquire() as connection:
+            found = await connection.fetchval(
+                "SELECT count(*) FROM timescaledb_information.hypertables "
+                "WHERE hypertable_schema = $1 AND hypertable_name = $2",
+                layout.schema,
+                layout.table,
+            )
+        return bool(found)
+
+    async def health(self) -> HealthReport:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._health_timeout):
+                pool = await self._pool.get()
+                async with pool.acquire() as connection:
+                    await connection.fetchval("SELECT 1")
+        except Exception as exc:
+            return HealthReport(self._name, HealthStatus.DOWN, None, f"{type(exc).__name__}: {exc}")
+        return HealthReport(
+            self._name, HealthStatus.UP, round((time.perf_counter() - started) * 1000, 3)
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_pool:
+            await self._pool.aclose()

@@ -1,0 +1,99 @@
+"""What is particular to TimescaleDB: hypertables, the history's content, the start-up
+check for the extension, types through mirror mode, and crashes on the WASM server."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cdc_adapters.postgres.values import from_json
+from cdc_adapters.timescaledb import TimescaleMissingError, TimescaleSink
+from cdc_domain.events import Operation
+from tests.contract.sink_contract import HISTORY, QUALIFIED, batch, changes
+from tests.integration.postgres import type_cases
+from tests.integration.postgres.mirror_model import batch_of, reference
+from tests.integration.timescaledb.conftest import FAST_RETRY
+
+TYPES = "rt.types"
+
+
+async def test_history_lands_in_a_hypertable_queryable_by_time_bucket(make_ts_sink, ts_pool):
+    sink, _ = await make_ts_sink("history")
+    await sink.write(batch(HISTORY))
+    assert await sink.is_hypertable(QUALIFIED)
+    extension = await sink.check_extension()
+    assert extension is not None
+    table = f'"{sink._naming.schema_for("contract", "orders")}"."orders"'
+    async with ts_pool.acquire() as connection:
+        buckets = await connection.fetch(
+            f"SELECT \"{extension.schema}\".time_bucket('10 microseconds', _cdc_time) AS b, "
+            f"count(*) AS n FROM {table} GROUP BY b ORDER BY b"
+        )
+        deletes = await connection.fetchval(
+            f"SELECT count(*) FROM {table} WHERE _cdc_op = 'DELETE'"
+        )
+    assert sum(r["n"] for r in buckets) == len(HISTORY)
+    assert deletes == sum(e.operation is Operation.DELETE for e in HISTORY)
+
+
+async def test_history_rows_keep_what_each_change_wrote(make_ts_sink, ts_pool):
+    sink, _ = await make_ts_sink("history", table=TYPES)
+    events = type_cases.events()
+    schema = type_cases.schema()
+    await sink.write(batch_of(events, schema))
+    table = f'"{sink._naming.schema_for("rt", "types")}"."types"'
+    async with ts_pool.acquire() as connection:
+        rows = await connection.fetch(f"SELECT * FROM {table} ORDER BY _cdc_offset")
+    types = {c.name: c.type for c in schema.columns}
+    for row, event in zip(rows, events, strict=True):
+        written = {n: from_json(types[n], v) for n, v in row["_cdc_columns"].items()}
+        assert written == event.columns
+        assert row["_cdc_writetime"] == event.timestamp_micros
+        assert row["id"] == event.partition_key["id"]
+        assert row["k_blob"] == event.clustering_key["k_blob"]
+
+
+async def test_without_the_extension_start_up_fails_clearly_unless_plain_tables_are_allowed(
+    postgres_database_dsn,
+):
+    """The project's PostgreSQL has no TimescaleDB: a real "extension missing" server."""
+    strict = TimescaleSink(name="ts", dsn=postgres_database_dsn, retry=FAST_RETRY)
+    with pytest.raises(TimescaleMissingError, match="fallback_to_plain_tables"):
+        await strict.check_extension()
+    with pytest.raises(TimescaleMissingError):
+        await strict.write(batch(HISTORY))
+    await strict.aclose()
+    relaxed = TimescaleSink(
+        name="ts",
+        dsn=postgres_database_dsn,
+        schema="plain_{keyspace}",
+        metadata_schema="plain_meta",
+        fallback_to_plain_tables=True,
+        retry=FAST_RETRY,
+    )
+    await relaxed.write(batch(HISTORY))
+    assert await relaxed.event_ids(QUALIFIED) == [e.event_id for e in HISTORY]
+    assert not await relaxed.check_extension()
+    await relaxed.aclose()
+
+
+async def test_every_type_round_trips_through_mirror_mode(make_ts_sink):
+    sink, read_back = await make_ts_sink("mirror", table=TYPES)
+    events = [*type_cases.events(), type_cases.nan_event()]
+    await sink.write(batch_of(events, type_cases.schema()))
+    rows = await read_back()
+    nan_key = next(k for k in rows if k[0] == (99,))
+    nan_row = rows.pop(nan_key)
+    assert math.isnan(nan_row["c_float"])
+    assert math.isnan(nan_row["c_double"])
+    assert rows == reference(events[:-1], TYPES)
+
+
+async def test_a_one_mebibyte_value_passes_the_wasm_server(make_ts_sink):
+    """The launcher frames protocol messages itself; a 1 MiB parameter must get through."""
+    sink, read_back = await make_ts_sink("mirror", table="contract.orders")
+    big = "x" * (1 << 20)
+    (event,) = changes((Operation.INSERT, 1, 10, {"columns": {"status": big}}))
+    await sink.write(batch((event,)))
+    assert (await read_back())[((1,), ())]["status"] == big
