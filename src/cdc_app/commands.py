@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
+from cdc_app.components import destination_offsets
 from cdc_app.container import Container, opened, running
 from cdc_app.health_checks import check_health
 from cdc_app.replay import DeadLetterReplay
@@ -68,12 +69,12 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
         statuses: list[dict[str, Any]] = answer["destinations"]
     else:
         async with opened(
-            container, container.offsets, container.dead_letters, container.clock
-        ) as (offsets, dead_letters, clock):
+            container, container.sinks, container.offsets, container.dead_letters, container.clock
+        ) as (sinks, offsets, dead_letters, clock):
             found = await destination_statuses(
                 names=[d.name for d in settings.destinations],
                 partition_id=settings.source.partition_id,
-                offsets=offsets,
+                offsets=destination_offsets(sinks, offsets, clock),
                 dead_letters=dead_letters,
                 clock=clock,
             )

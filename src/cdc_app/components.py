@@ -6,7 +6,8 @@ get the adapters themselves, whose ``health`` the wrappers would hide.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -26,7 +27,7 @@ from cdc_domain.ports import (
 )
 from cdc_domain.replication import Destination, ReplicateBatch
 
-__all__ = ["Components", "assemble"]
+__all__ = ["Components", "assemble", "destination_offsets"]
 
 
 @attrs.frozen
@@ -44,6 +45,28 @@ class Components:
     replicate: ReplicateBatch
 
 
+@runtime_checkable
+class _OwnsOffsets(Protocol):
+    def offset_store(self, clock: Clock) -> OffsetStore: ...
+
+
+def destination_offsets(
+    sinks: Sequence[Sink], shared: OffsetStore, clock: Clock
+) -> dict[str, OffsetStore]:
+    """Each destination's offset store. A sink that commits offsets with its batches
+    reads them back from its own database (the same table, the same transaction);
+    the others share the configured ``offsets`` store."""
+    stores: dict[str, OffsetStore] = {}
+    for sink in sinks:
+        if sink.commits_offsets:
+            if not isinstance(sink, _OwnsOffsets):
+                raise TypeError(f"{type(sink).__qualname__} commits offsets but has no store")
+            stores[sink.name] = sink.offset_store(clock)
+        else:
+            stores[sink.name] = shared
+    return stores
+
+
 def assemble(
     *,
     settings: Settings,
@@ -58,7 +81,10 @@ def assemble(
     history: SchemaHistory,
 ) -> Components:
     progress = {sink.name: DestinationProgress(sink.name) for sink in sinks}
-    destinations = tuple(Destination(CountingSink(sink, metrics), offsets) for sink in sinks)
+    stores = destination_offsets(sinks, offsets, clock)
+    destinations = tuple(
+        Destination(CountingSink(sink, metrics), stores[sink.name]) for sink in sinks
+    )
     replicate = ReplicateBatch(
         source=CountingSource(source, metrics),
         schemas=schemas,

@@ -32,6 +32,7 @@ from cdc_app.registry import (
 )
 from cdc_app.replay import DeadLetterReplay
 from cdc_app.settings import Settings
+from cdc_domain.errors import TransientError
 from cdc_domain.ports import (
     ChangeSource,
     Clock,
@@ -106,8 +107,25 @@ async def _sinks(settings: Settings) -> AsyncIterator[list[Sink]]:
         sinks = []
         for destination in settings.destinations:
             opened = _opened(Sink, SINKS, destination.TYPE, _arguments(settings, destination))
-            sinks.append(await stack.enter_async_context(opened))
+            sink = await stack.enter_async_context(opened)
+            await _prepare(sink)
+            sinks.append(sink)
         yield sinks
+
+
+async def _prepare(sink: Sink) -> None:
+    """Checks a sink makes before the pipeline trusts it (TimescaleDB: the extension is
+    there, or plain tables were allowed), so a misconfigured destination stops start-up
+    with its reason instead of failing every batch."""
+    check = getattr(sink, "check_extension", None)
+    if check is None:
+        return
+    try:
+        await check()
+    except TransientError:
+        # Unreachable now is not misconfigured: the destination is reported down and
+        # retried like any other, rather than keeping the whole pipeline from starting.
+        return
 
 
 class Container(containers.DeclarativeContainer):

@@ -86,7 +86,7 @@ async def _status(request: web.Request) -> web.Response:
     statuses = await destination_statuses(
         names=[sink.name for sink in components.sinks],
         partition_id=components.source.partition_id,
-        offsets=components.offsets,
+        offsets={d.name: d.offsets for d in components.destinations},
         dead_letters=components.dead_letters,
         clock=components.clock,
         progress=components.progress,

@@ -83,18 +83,22 @@ SINKS = MappingProxyType(
         "jsonl": AdapterRef("cdc_adapters.local:JsonLinesSink"),
         "memory": AdapterRef("cdc_adapters.memory:MemorySink"),
         "clickhouse": AdapterRef("cdc_adapters.clickhouse:ClickHouseSink", "clickhouse"),
+        "postgres": AdapterRef("cdc_adapters.postgres:PostgresSink", "postgres"),
+        "timescaledb": AdapterRef("cdc_adapters.timescaledb:TimescaleSink", "postgres"),
     }
 )
 OFFSET_STORES = MappingProxyType(
     {
         "sqlite": AdapterRef("cdc_adapters.local:SqliteOffsetStore"),
         "memory": AdapterRef("cdc_adapters.memory:MemoryOffsetStore"),
+        "postgres": AdapterRef("cdc_adapters.postgres:PostgresOffsetStore", "postgres"),
     }
 )
 DEAD_LETTER_QUEUES = MappingProxyType(
     {
         "jsonl": AdapterRef("cdc_adapters.local:JsonLinesDeadLetterQueue"),
         "memory": AdapterRef("cdc_adapters.memory:MemoryDeadLetterQueue"),
+        "postgres": AdapterRef("cdc_adapters.postgres:PostgresDeadLetterQueue", "postgres"),
     }
 )
 

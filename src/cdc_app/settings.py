@@ -188,10 +188,22 @@ class MemoryDestination:
     name: str
 
 
+_DROP_POLICIES = attrs.validators.in_(("keep", "drop"))
+
+
 @attrs.frozen(kw_only=True)
 class PostgresDestination:
+    """A current-state mirror. ``schema`` and ``table`` name each Cassandra table's
+    mirror (``{keyspace}`` and ``{table}`` are filled in); ``metadata_schema`` holds
+    ``cdc_offsets``; ``drop_columns`` says what a dropped Cassandra column does (``keep``:
+    data is never destroyed by default)."""
+
     TYPE: ClassVar[str] = "postgres"
     name: str
+    schema: str = "{keyspace}"
+    table: str = "{table}"
+    metadata_schema: str = "public"
+    drop_columns: str = attrs.field(default="keep", validator=_DROP_POLICIES)
 
 
 @attrs.frozen(kw_only=True)
@@ -203,14 +215,27 @@ class ClickHouseDestination:
     TYPE: ClassVar[str] = "clickhouse"
     name: str
     database_prefix: str = ""
-    drop_policy: str = attrs.field(default="keep", validator=attrs.validators.in_(("keep", "drop")))
+    drop_policy: str = attrs.field(default="keep", validator=_DROP_POLICIES)
     cached_rows: int = attrs.field(default=100_000, validator=_at_least(0))
 
 
 @attrs.frozen(kw_only=True)
 class TimescaleDbDestination:
+    """Change history: a hypertable per Cassandra table, one row per change
+    (``mode: history``), or a mirror like PostgreSQL's (``mode: mirror``). Start-up fails
+    when the ``timescaledb`` extension is missing, unless ``fallback_to_plain_tables``."""
+
     TYPE: ClassVar[str] = "timescaledb"
     name: str
+    mode: str = attrs.field(
+        default="history", validator=attrs.validators.in_(("history", "mirror"))
+    )
+    schema: str = "{keyspace}"
+    table: str = "{table}"
+    metadata_schema: str = "public"
+    fallback_to_plain_tables: bool = False
+    chunk_interval: str = "7 days"
+    drop_columns: str = attrs.field(default="keep", validator=_DROP_POLICIES)
 
 
 Destination = (
@@ -235,7 +260,15 @@ class MemoryOffsets:
     TYPE: ClassVar[str] = "memory"
 
 
-Offsets = SqliteOffsets | MemoryOffsets
+@attrs.frozen(kw_only=True)
+class PostgresOffsets:
+    """Offsets in ``<schema>.cdc_offsets`` of the ``postgres`` database."""
+
+    TYPE: ClassVar[str] = "postgres"
+    schema: str = "public"
+
+
+Offsets = SqliteOffsets | MemoryOffsets | PostgresOffsets
 
 
 @attrs.frozen(kw_only=True)
@@ -249,7 +282,15 @@ class MemoryDeadLetters:
     TYPE: ClassVar[str] = "memory"
 
 
-DeadLetters = JsonlDeadLetters | MemoryDeadLetters
+@attrs.frozen(kw_only=True)
+class PostgresDeadLetters:
+    """Dead letters in ``<schema>.cdc_dead_letters`` of the ``postgres`` database."""
+
+    TYPE: ClassVar[str] = "postgres"
+    schema: str = "public"
+
+
+DeadLetters = JsonlDeadLetters | MemoryDeadLetters | PostgresDeadLetters
 
 
 @attrs.frozen(kw_only=True)
@@ -278,8 +319,8 @@ TAGGED: dict[str, tuple[type[Any], ...]] = {
         ClickHouseDestination,
         TimescaleDbDestination,
     ),
-    "offsets": (SqliteOffsets, MemoryOffsets),
-    "dead letter": (JsonlDeadLetters, MemoryDeadLetters),
+    "offsets": (SqliteOffsets, MemoryOffsets, PostgresOffsets),
+    "dead letter": (JsonlDeadLetters, MemoryDeadLetters, PostgresDeadLetters),
     "schema history": (JsonlSchemaHistory, MemorySchemaHistory),
 }
 """The members of each union by label, as its ``type`` error names them."""

@@ -35,14 +35,15 @@ async def destination_statuses(
     *,
     names: Sequence[str],
     partition_id: str,
-    offsets: OffsetStore,
+    offsets: Mapping[str, OffsetStore],
     dead_letters: DeadLetterQueue,
     clock: Clock,
     progress: Mapping[str, DestinationProgress] | None = None,
 ) -> list[DestinationStatus]:
+    """``offsets`` holds each destination's own store (see ``destination_offsets``)."""
     statuses = []
     for name in names:
-        record = await offsets.load(name, partition_id)
+        record = await offsets[name].load(name, partition_id)
         pending = await dead_letters.list(destination=name)
         running = (progress or {}).get(name)
         statuses.append(

@@ -86,7 +86,8 @@ class PostgresOffsetStore:
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._pool = PoolHandle(dsn, pool=pool)
+        self._owns_pool = not isinstance(pool, PoolHandle)
+        self._pool = pool if isinstance(pool, PoolHandle) else PoolHandle(dsn, pool=pool)
         self._schema = schema
         self._clock = clock
         self._retry = retry or RetryPolicy()
@@ -130,4 +131,5 @@ class PostgresOffsetStore:
         return [_record(row) for row in await self._connection_do(action)]
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        if self._owns_pool:
+            await self._pool.aclose()

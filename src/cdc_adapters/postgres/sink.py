@@ -30,7 +30,7 @@ from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.identifiers import derived_name, qualified, quote
 from cdc_adapters.postgres.layout import RowTarget, TableLayout
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import commit_offset, ensure_offsets_table
+from cdc_adapters.postgres.offsets import PostgresOffsetStore, commit_offset, ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
 from cdc_adapters.postgres.pool import PoolHandle
 from cdc_adapters.postgres.read_back import mirror_rows
@@ -458,6 +458,14 @@ class PostgresSink:
             )
             removed += int(status.split()[-1])
         return removed
+
+    def offset_store(self, clock: Clock) -> PostgresOffsetStore:
+        """The store of the offsets this sink commits with its batches: the same table,
+        through the sink's own pool, so a one-connection server is never asked for a
+        second connection."""
+        return PostgresOffsetStore(
+            pool=self._pool, schema=self._naming.metadata_schema, clock=clock, retry=self._retry
+        )
 
     async def health(self) -> HealthReport:
         started = time.perf_counter()

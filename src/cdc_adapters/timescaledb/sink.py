@@ -19,7 +19,7 @@ from typing import Any
 
 from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import commit_offset, ensure_offsets_table
+from cdc_adapters.postgres.offsets import PostgresOffsetStore, commit_offset, ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
 from cdc_adapters.postgres.pool import PoolHandle
 from cdc_adapters.postgres.sink import PostgresSink
@@ -331,6 +331,14 @@ class TimescaleSink:
                 layout.table,
             )
         return bool(found)
+
+    def offset_store(self, clock: Clock) -> PostgresOffsetStore:
+        """The store of the offsets this sink commits with its batches: the same table,
+        through the sink's own pool, so a one-connection server is never asked for a
+        second connection."""
+        return PostgresOffsetStore(
+            pool=self._pool, schema=self._naming.metadata_schema, clock=clock, retry=self._retry
+        )
 
     async def health(self) -> HealthReport:
         started = time.perf_counter()

@@ -9,6 +9,7 @@ from cdc_app.registry import (
     CHANGE_SOURCES,
     DEAD_LETTER_QUEUES,
     OFFSET_STORES,
+    SCHEMA_HISTORIES,
     SCHEMA_SOURCES,
     SINKS,
     AdapterRef,
@@ -16,6 +17,7 @@ from cdc_app.registry import (
     adapter_class,
 )
 from cdc_app.settings import (
+    TAGGED,
     JsonlDestination,
     LogFormat,
     MaskingSettings,
@@ -175,10 +177,19 @@ def test_an_unknown_type_lists_the_known_ones():
     )
 
 
-def test_a_type_whose_adapter_has_not_shipped_says_so():
-    assert problems(destinations=[{"name": "a", "type": "postgres"}]) == (
-        "destinations[0].type: postgres is not available in this build yet",
-    )
+@pytest.mark.parametrize(
+    ("label", "table"),
+    [
+        ("destination", SINKS),
+        ("offsets", OFFSET_STORES),
+        ("dead letter", DEAD_LETTER_QUEUES),
+        ("schema history", SCHEMA_HISTORIES),
+        ("source", CHANGE_SOURCES),
+        ("source", SCHEMA_SOURCES),
+    ],
+)
+def test_every_type_the_settings_accept_has_an_adapter(label, table):
+    assert {member.TYPE for member in TAGGED[label]} == set(table)
 
 
 def test_destination_names_are_unique_and_required():
