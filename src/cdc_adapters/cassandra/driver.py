@@ -114,6 +114,12 @@ class CassandraConnection:
         row = self._call(lambda: session.execute("SELECT schema_version FROM system.local").one())
         return uuid.UUID(str(row[0]))
 
+    def release_version(self) -> str:
+        """The node's Cassandra version: the cheapest query that proves it answers."""
+        session = self.session()
+        row = self._call(lambda: session.execute("SELECT release_version FROM system.local").one())
+        return str(row[0])
+
     def close(self) -> None:
         with self._lock:
             if self._cluster is not None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping, Sequence
 
 from cdc_adapters.cassandra.driver import CassandraConnection
 from cdc_adapters.cassandra.schema_catalog import SYSTEM_KEYSPACES, SchemaCatalog
+from cdc_domain.errors import TransientError
+from cdc_domain.health import HealthReport, HealthStatus
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_changes import SchemaChange, SchemaDiff
 
@@ -71,6 +74,18 @@ class CassandraSchemaSource:
             await asyncio.to_thread(self._catalog.refresh)
             self._seen = _user_tables(self._catalog)
             return [] if before is None else self._diff.keyspaces(before, self._seen)
+
+    async def health(self) -> HealthReport:
+        """The node answers CQL: ``SELECT release_version FROM system.local``."""
+        started = time.monotonic()
+        try:
+            version = await asyncio.to_thread(self._connection.release_version)
+        except TransientError as exc:
+            return HealthReport("cassandra", HealthStatus.DOWN, None, str(exc))
+        latency = (time.monotonic() - started) * 1000
+        return HealthReport(
+            "cassandra", HealthStatus.UP, latency, f"{self._connection.node} {version}"
+        )
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._connection.close)
