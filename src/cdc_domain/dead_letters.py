@@ -5,13 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
 from cdc_domain.events import ChangeEvent, SourcePosition
 
-__all__ = ["DeadLetterEvent", "DeadLetterStatus", "FailureReason", "dead_letter_id"]
+__all__ = [
+    "DeadLetterEvent",
+    "DeadLetterStatus",
+    "FailureReason",
+    "dead_letter_id",
+    "select_dead_letters",
+]
 
 
 class FailureReason(enum.Enum):
@@ -111,3 +118,23 @@ class DeadLetterEvent:
             return self.event.qualified_table
         table = self.schema_details.get("table")
         return str(table) if table else None
+
+
+def select_dead_letters(
+    entries: Iterable[DeadLetterEvent],
+    *,
+    destination: str | None = None,
+    reason: FailureReason | None = None,
+    include_replayed: bool = False,
+    limit: int | None = None,
+) -> list[DeadLetterEvent]:
+    """The entries a ``DeadLetterQueue.list`` call asks for, for queues that filter in
+    memory; pending only unless ``include_replayed``."""
+    found = [
+        e
+        for e in entries
+        if (destination is None or e.destination == destination)
+        and (reason is None or e.reason is reason)
+        and (include_replayed or e.status is DeadLetterStatus.PENDING)
+    ]
+    return found if limit is None else found[:limit]

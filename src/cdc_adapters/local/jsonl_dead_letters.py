@@ -10,7 +10,12 @@ from pathlib import Path
 import attrs
 
 from cdc_adapters.local.file_stamps import FileStamp, file_stamp
-from cdc_domain.dead_letters import DeadLetterEvent, DeadLetterStatus, FailureReason
+from cdc_domain.dead_letters import (
+    DeadLetterEvent,
+    DeadLetterStatus,
+    FailureReason,
+    select_dead_letters,
+)
 from cdc_domain.serialization import make_converter
 
 
@@ -44,14 +49,13 @@ class JsonLinesDeadLetterQueue:
     ) -> builtins.list[DeadLetterEvent]:
         async with self._lock:
             current = await self._load()
-        found = [
-            e
-            for e in current.values()
-            if (destination is None or e.destination == destination)
-            and (reason is None or e.reason is reason)
-            and (include_replayed or e.status is DeadLetterStatus.PENDING)
-        ]
-        return found if limit is None else found[:limit]
+        return select_dead_letters(
+            current.values(),
+            destination=destination,
+            reason=reason,
+            include_replayed=include_replayed,
+            limit=limit,
+        )
 
     async def take_for_replay(
         self,

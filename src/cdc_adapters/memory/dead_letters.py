@@ -5,7 +5,12 @@ from collections.abc import Sequence
 
 import attrs
 
-from cdc_domain.dead_letters import DeadLetterEvent, DeadLetterStatus, FailureReason
+from cdc_domain.dead_letters import (
+    DeadLetterEvent,
+    DeadLetterStatus,
+    FailureReason,
+    select_dead_letters,
+)
 
 
 class MemoryDeadLetterQueue:
@@ -24,14 +29,13 @@ class MemoryDeadLetterQueue:
         include_replayed: bool = False,
         limit: int | None = None,
     ) -> builtins.list[DeadLetterEvent]:
-        found = [
-            e
-            for e in self._entries.values()
-            if (destination is None or e.destination == destination)
-            and (reason is None or e.reason is reason)
-            and (include_replayed or e.status is DeadLetterStatus.PENDING)
-        ]
-        return found if limit is None else found[:limit]
+        return select_dead_letters(
+            self._entries.values(),
+            destination=destination,
+            reason=reason,
+            include_replayed=include_replayed,
+            limit=limit,
+        )
 
     async def take_for_replay(
         self,
