@@ -6,9 +6,12 @@ A stream of change events on a 10-column table (80% partial updates of existing 
 10% inserts of new keys, 10% row deletes; write timestamps mostly increasing) goes
 through ``ClickHouseSink`` at batch sizes 1,000 and 10,000. Beside it, in the same run,
 the final rows the sink produced are exported as TabSeparated and loaded into a plain
-MergeTree table with one INSERT over HTTP: the raw rate the sink is measured against.
-Events are generated per batch, so memory stays bounded by the batch size (plus the
-sink's state cache, whose size is printed).
+MergeTree table with one INSERT over HTTP: the raw rate the sink is measured against;
+then once more in INSERTs of the batch size, as the sink must send them (a fixed cost per
+INSERT dominates small ones). Events are generated per batch, so memory stays bounded by
+the batch size plus the sink's state cache (``cached_rows``, 100,000 rows by default).
+Peak RSS is the process's peak so far: run one batch size per process
+(``--batch-sizes 10000``) for that size's own figure.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import os
 import random
 import resource
@@ -116,8 +120,9 @@ async def post(http: aiohttp.ClientSession, url: str, sql: str, body: bytes = b"
         return data
 
 
-async def raw_insert(url: str, database: str) -> tuple[int, float]:
-    """One INSERT of the sink's final rows, as TabSeparated, into a plain MergeTree."""
+async def raw_insert(url: str, database: str, size: int) -> tuple[int, float, float]:
+    """One INSERT of the sink's final rows, as TabSeparated, into a plain MergeTree; then
+    the same rows again in INSERTs of ``size`` rows (the sink's request count per row)."""
     columns = ["id", *COLUMNS]
     listed = ", ".join(f"`{c}`" for c in columns)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as http:
@@ -139,7 +144,16 @@ async def raw_insert(url: str, database: str) -> tuple[int, float]:
         started = time.perf_counter()
         await post(http, url, f"INSERT INTO `{database}`.`raw` FORMAT TabSeparated", rows)
         elapsed = time.perf_counter() - started
-    return rows.count(b"\n"), elapsed
+        await post(http, url, f"CREATE TABLE `{database}`.`raw_batched` AS `{database}`.`raw`")
+        lines = rows.splitlines(keepends=True)
+        started = time.perf_counter()
+        for i in range(0, len(lines), size):
+            body = b"".join(lines[i : i + size])
+            await post(
+                http, url, f"INSERT INTO `{database}`.`raw_batched` FORMAT TabSeparated", body
+            )
+        batched = time.perf_counter() - started
+    return len(lines), elapsed, batched
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -160,13 +174,17 @@ async def main(args: argparse.Namespace) -> None:
             prefix = f"{tag}_{size}_"
             elapsed, sink = await run_sink(url, args.events, size, prefix)
             database = sink.database_for("bench")
-            rows, raw_elapsed = await raw_insert(url, database)
+            rows, raw_elapsed, batched_elapsed = await raw_insert(url, database, size)
             await sink.aclose()
+            del sink  # its state cache is not part of the next run's peak
+            gc.collect()
             rate, raw_rate = args.events / elapsed, rows / raw_elapsed
+            batched_rate = rows / batched_elapsed
             print(
                 f"batch {size:>6,}: sink {rate:>9,.0f} events/s ({elapsed:6.1f} s) | raw TSV "
                 f"INSERT of the {rows:,} final rows {raw_rate:>11,.0f} rows/s "
-                f"({raw_elapsed:5.2f} s) | sink/raw {rate / raw_rate:6.1%} | peak RSS "
+                f"({raw_elapsed:5.2f} s) | sink/raw {rate / raw_rate:6.1%} | raw in "
+                f"{size:,}-row INSERTs {batched_rate:>9,.0f} rows/s | peak RSS "
                 f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
             )
             client = ClickHouseClient(url)

@@ -15,9 +15,12 @@ so it can never become visible again.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Mapping
-from typing import Any
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 import attrs
 
@@ -30,21 +33,36 @@ from cdc_domain.events import (
 )
 from cdc_domain.values import value_from_json, value_to_json
 
-__all__ = ["NEVER", "PartitionState", "RowState", "dumps"]
+__all__ = ["NEVER", "Cell", "PartitionState", "RowState", "cell_json", "dumps", "value_json"]
 
 NEVER = -(2**63)
 
 
-@attrs.define
 class _Cell:
-    value: Any
-    timestamp: int
-    deleted: bool = False
+    """One collection element and its write timestamp."""
+
+    __slots__ = ("deleted", "timestamp", "value")
+
+    def __init__(self, value: Any, timestamp: int, deleted: bool = False) -> None:
+        self.value = value
+        self.timestamp = timestamp
+        self.deleted = deleted
 
     def loses_to(self, timestamp: int, deleted: bool) -> bool:
         if timestamp != self.timestamp:
             return timestamp > self.timestamp
         return deleted and not self.deleted
+
+
+# A simple cell is a plain tuple, (timestamp, deleted, value, state entry, TSV field): the
+# last two memoise its ``_cdc_state`` entry and its column field, so a cell is encoded
+# once however many versions of its row repeat it (once both are there, the value is
+# dropped: the entry holds it). Tuples of plain values are untracked by the garbage
+# collector, which a cache of a million cell objects is not.
+Cell = tuple[int, bool, Any, str | None, str | None]
+TS: Final = 0
+DELETED: Final = 1
+VALUE: Final = 2
 
 
 def _set_cell(cells: dict[Any, _Cell], key: Any, value: Any, ts: int, deleted: bool) -> bool:
@@ -81,54 +99,108 @@ def _list_key(key: Any) -> Any:
     return (getattr(key, "time", 0), getattr(key, "int", 0)) if hasattr(key, "int") else key
 
 
-@attrs.define
+@attrs.define(eq=False)
 class RowState:
-    """One row's (or one partition's static row's) cells with their write timestamps."""
+    """One row's (or one partition's static row's) cells with their write timestamps.
+
+    ``changed`` says whether an applied event changed anything since the state was
+    loaded or last written (a replayed or losing event does not); ``fresh`` marks a key
+    with no row written yet (so the table's key filter must learn it); ``key_json`` and
+    ``key_fields`` memoise the row's key as the state's ``"k"`` entry and as TSV fields.
+    """
 
     liveness: int = NEVER
     deleted_at: int = NEVER
     op: tuple[int, str] = (NEVER, Operation.UPDATE.value)
-    cells: dict[str, _Cell] = attrs.field(factory=dict)
+    cells: dict[str, Cell] = attrs.field(factory=dict)
     collections: dict[str, _Collection] = attrs.field(factory=dict)
+    changed: bool = False
+    fresh: bool = False
+    key_json: str | None = None
+    key_fields: str | None = None
 
     def apply(self, event: ChangeEvent) -> None:
         """Merge one event's effect on this row (row deletes and cell changes)."""
         ts = event.timestamp_micros
+        changed = False
         if ts >= self.op[0]:
-            self.op = (ts, event.operation.value)
-        if event.scope in (DeletionScope.ROW, DeletionScope.PARTITION):
-            self.deleted_at = max(self.deleted_at, ts)
+            op = (ts, event.operation._value_)
+            if op != self.op:
+                self.op = op
+                changed = True
+        scope = event.scope
+        if scope is _ROW or scope is _PARTITION:
+            if ts > self.deleted_at:
+                self.deleted_at = ts
+                changed = True
+            self.changed = self.changed or changed
             return
-        if event.operation is Operation.INSERT:
-            self.liveness = max(self.liveness, ts)
+        if event.operation is _INSERT and ts > self.liveness:
+            self.liveness = ts
+            changed = True
+        cells = self.cells
+        deltas = event.collections
         for name, value in event.columns.items():
-            if name not in event.collections:
-                _set_cell(self.cells, name, value, ts, deleted=value is None)
+            if deltas and name in deltas:
+                continue
+            deleted = value is None
+            current = cells.get(name)
+            if (
+                current is None
+                or ts > current[0]
+                or (ts == current[0] and deleted and not current[1])
+            ):
+                cells[name] = (ts, deleted, value, None, None)
+                changed = True
         for name in event.deleted_columns:
-            _set_cell(self.cells, name, None, ts, deleted=True)
+            current = cells.get(name)
+            if current is None or ts > current[0] or (ts == current[0] and not current[1]):
+                cells[name] = (ts, True, None, None, None)
+                changed = True
             collection = self.collections.get(name)
-            if collection is not None:
-                collection.cleared_at = max(collection.cleared_at, ts)
+            if collection is not None and ts > collection.cleared_at:
+                collection.cleared_at = ts
+                changed = True
+        if deltas:
+            changed = self._apply_collections(event, ts) or changed
+        self.changed = self.changed or changed
+
+    def _apply_collections(self, event: ChangeEvent, ts: int) -> bool:
+        changed = False
         for name, delta in event.collections.items():
-            collection = self.collections.setdefault(name, _Collection(delta.kind))
-            if delta.overwritten:
+            collection = self.collections.get(name)
+            if collection is None:
+                collection = self.collections[name] = _Collection(delta.kind)
+                changed = True
+            if delta.overwritten and ts - 1 > collection.cleared_at:
                 # Cassandra marks an overwrite as a deletion just before the new elements.
-                collection.cleared_at = max(collection.cleared_at, ts - 1)
+                collection.cleared_at = ts - 1
+                changed = True
             for element in delta.elements:
-                _set_cell(
-                    collection.elements, element.key, element.value, element.timestamp_micros, False
+                changed = (
+                    _set_cell(
+                        collection.elements,
+                        element.key,
+                        element.value,
+                        element.timestamp_micros,
+                        False,
+                    )
+                    or changed
                 )
             removed_ts = delta.removed_timestamp_micros or ts
             for key in delta.removed:
-                _set_cell(collection.elements, key, None, removed_ts, deleted=True)
+                changed = (
+                    _set_cell(collection.elements, key, None, removed_ts, deleted=True) or changed
+                )
+        return changed
 
     def visible(self, floor: int) -> dict[str, Any] | None:
         """Column values a reader sees under ``floor``; None when the row is gone."""
         floor = max(floor, self.deleted_at)
         values = {
-            name: cell.value
+            name: _value(name, cell)
             for name, cell in self.cells.items()
-            if cell.timestamp > floor and not cell.deleted
+            if cell[TS] > floor and not cell[DELETED]
         }
         for name, collection in self.collections.items():
             value = collection.value(floor)
@@ -138,26 +210,64 @@ class RowState:
             return None
         return values
 
+    def gone(self, floor: int) -> bool:
+        """Whether ``visible(floor)`` is None, without building the values."""
+        floor = max(floor, self.deleted_at)
+        if self.liveness > floor:
+            return False
+        for cell in self.cells.values():
+            if cell[0] > floor and not cell[1]:
+                return False
+        return all(c.value(floor) is None for c in self.collections.values())
+
     def compact(self, floor: int) -> None:
         """Forget what ``floor`` (or the row's own tombstone) hides for good."""
         floor = max(floor, self.deleted_at)
-        self.cells = {n: c for n, c in self.cells.items() if c.timestamp > floor}
-        for collection in self.collections.values():
-            collection.compact(floor)
-        self.collections = {
-            n: c for n, c in self.collections.items() if c.elements or c.cleared_at > floor
-        }
+        if floor == NEVER:
+            return
+        cells = self.cells
+        if any(c[TS] <= floor for c in cells.values()):
+            self.cells = {n: c for n, c in cells.items() if c[TS] > floor}
+        if self.collections:
+            for collection in self.collections.values():
+                collection.compact(floor)
+            self.collections = {
+                n: c for n, c in self.collections.items() if c.elements or c.cleared_at > floor
+            }
         if self.liveness <= floor:
             self.liveness = NEVER
 
     def version(self, floor: int) -> int:
         """The newest write timestamp this row reflects: ReplacingMergeTree's version."""
-        stamps = [self.liveness, self.deleted_at, floor, self.op[0]]
-        stamps += [c.timestamp for c in self.cells.values()]
+        newest = max(0, self.liveness, self.deleted_at, floor, self.op[0])
+        for cell in self.cells.values():
+            if cell[0] > newest:
+                newest = cell[0]
         for collection in self.collections.values():
-            stamps.append(collection.cleared_at)
-            stamps += [e.timestamp for e in collection.elements.values()]
-        return max(0, *stamps)
+            newest = max(newest, collection.cleared_at)
+            for element in collection.elements.values():
+                if element.timestamp > newest:
+                    newest = element.timestamp
+        return newest
+
+    def state_json(self) -> str:
+        """``to_json()`` as compact JSON text, built from each cell's memoised entry."""
+        entries = []
+        cells = self.cells
+        for name, cell in cells.items():
+            entry = cell[3]
+            if entry is None:
+                entry = cell_json(name, cell)
+                cells[name] = (cell[0], cell[1], cell[2], entry, cell[4])
+            entries.append(entry)
+        collections = "{}"
+        if self.collections:
+            collections = dumps(self._collections_json())
+        liveness, deleted_at, (op_ts, op) = self.liveness, self.deleted_at, self.op
+        return (
+            f'{{"l":{liveness},"d":{deleted_at},"o":[{op_ts},"{op}"],'
+            f'"s":{{{",".join(entries)}}},"x":{collections}}}'
+        )
 
     def to_json(self) -> Any:
         return {
@@ -165,19 +275,22 @@ class RowState:
             "d": self.deleted_at,
             "o": list(self.op),
             "s": {
-                n: [c.timestamp, c.deleted, value_to_json(c.value)] for n, c in self.cells.items()
+                n: [c[TS], c[DELETED], value_to_json(_value(n, c))] for n, c in self.cells.items()
             },
-            "x": {
-                n: [
-                    c.kind,
-                    c.cleared_at,
-                    [
-                        [value_to_json(k), e.timestamp, e.deleted, value_to_json(e.value)]
-                        for k, e in c.elements.items()
-                    ],
-                ]
-                for n, c in self.collections.items()
-            },
+            "x": self._collections_json(),
+        }
+
+    def _collections_json(self) -> Any:
+        return {
+            n: [
+                c.kind,
+                c.cleared_at,
+                [
+                    [value_to_json(k), e.timestamp, e.deleted, value_to_json(e.value)]
+                    for k, e in c.elements.items()
+                ],
+            ]
+            for n, c in self.collections.items()
         }
 
     @classmethod
@@ -186,7 +299,9 @@ class RowState:
             liveness=data["l"],
             deleted_at=data["d"],
             op=(data["o"][0], data["o"][1]),
-            cells={n: _Cell(value_from_json(v), ts, d) for n, (ts, d, v) in data["s"].items()},
+            cells={
+                n: (ts, d, value_from_json(v), None, None) for n, (ts, d, v) in data["s"].items()
+            },
             collections={
                 n: _Collection(
                     kind,
@@ -199,6 +314,49 @@ class RowState:
                 for n, (kind, cleared, els) in data["x"].items()
             },
         )
+
+
+_ROW, _PARTITION, _INSERT = DeletionScope.ROW, DeletionScope.PARTITION, Operation.INSERT
+_SAFE_INT = 2**53
+_NAMES: dict[str, str] = {}
+# json.dumps(text, ensure_ascii=False) without the call overhead
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _value(name: str, cell: Cell) -> Any:
+    """A cell's value; one whose encodings are both memoised keeps it in its entry only."""
+    if cell[VALUE] is None and not cell[DELETED] and cell[3] is not None:
+        return value_from_json(json.loads("{" + cell[3] + "}")[name][2])
+    return cell[VALUE]
+
+
+def cell_json(name: str, cell: Cell) -> str:
+    """``"name":[timestamp,deleted,value]``, the value in the domain's lossless JSON."""
+    quoted = _NAMES.get(name)
+    if quoted is None:
+        quoted = _NAMES[name] = _quote(name)
+    deleted = "true" if cell[DELETED] else "false"
+    return f"{quoted}:[{cell[TS]},{deleted},{value_json(cell[VALUE])}]"
+
+
+def value_json(value: Any) -> str:
+    """``dumps(value_to_json(value))``, with the common scalar types done directly."""
+    kind = type(value)
+    if kind is str:
+        return _quote(value)
+    if value is None:
+        return "null"
+    if kind is int and -_SAFE_INT <= value <= _SAFE_INT:
+        return str(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if kind is uuid.UUID:
+        return f'{{"$uuid":"{value}"}}'
+    if kind is dt.datetime and value.tzinfo is not None:
+        return f'{{"$timestamp":"{value.astimezone(dt.UTC).isoformat()}"}}'
+    return dumps(value_to_json(value))
 
 
 def _hashable(value: Any) -> Any:

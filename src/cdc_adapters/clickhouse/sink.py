@@ -1,30 +1,38 @@
 """The ClickHouse sink: a current-state mirror in ReplacingMergeTree tables.
 
 ClickHouse has no transactions and no in-place update, so every write is a new version
-of a whole row that must already hold the row's full current state. For the keys a
-batch touches, the sink takes the last state it wrote (from its bounded cache, else one
-``FINAL`` read-back per table), merges the batch's events with Cassandra's cell-level
+of a whole row that must already hold the row's full current state. The sink groups a
+batch's events by key, takes each key's last state (from its bounded cache of parsed
+states; new for a key the table's key filter says it cannot hold; else one ``FINAL``
+read-back per table for the rest), merges the events with Cassandra's cell-level
 last-write-wins rules (:mod:`row_state`), and inserts one version per changed key in one
-TabSeparated request per table. Re-delivery merges to the same state and writes
-nothing, so a crash anywhere converges after replay. ADR 0006 gives the reasoning and
-the measurements.
+TabSeparated request per table, reusing each cell's memoised encodings. Re-delivery
+merges to the same state and writes nothing, so a crash anywhere converges after
+replay. ADR 0006 gives the reasoning and the measurements.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import operator
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
 from cdc_adapters.clickhouse.client import ClickHouseClient, RetryPolicy
 from cdc_adapters.clickhouse.column_types import RejectedValueError
-from cdc_adapters.clickhouse.row_state import NEVER, PartitionState, RowState, dumps
+from cdc_adapters.clickhouse.row_state import (
+    NEVER,
+    PartitionState,
+    RowState,
+    cell_json,
+    dumps,
+)
 from cdc_adapters.clickhouse.sql import quote_identifier, quote_string
-from cdc_adapters.clickhouse.state_cache import LruCache
+from cdc_adapters.clickhouse.state_cache import KeyFilter, LruCache
 from cdc_adapters.clickhouse.tables import TableLayout
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.errors import EventsRejectedError
@@ -54,7 +62,7 @@ class _Plan:
     """The rows one batch writes to one table, ready to insert."""
 
     layout: TableLayout
-    rows: list[tuple[RowKey, str, str]] = attrs.field(factory=list)
+    rows: list[tuple[RowKey, RowState, str]] = attrs.field(factory=list)
     partitions: list[tuple[Key, str, str]] = attrs.field(factory=list)
 
 
@@ -66,7 +74,9 @@ class ClickHouseSink:
     section). ``database_prefix`` + keyspace names the database of each keyspace's
     tables. ``drop_policy`` (``keep`` or ``drop``) decides what dropped Cassandra columns
     and tables do here. ``cached_rows`` bounds the states kept to skip read-backs; the
-    cache assumes this sink is the only writer of its tables.
+    cache assumes this sink is the only writer of its tables, and so does the key filter
+    (``key_filter_bits`` per table found empty) that skips read-backs of new keys. With
+    ``cached_rows=0`` (several writers) every touched key is read back.
     """
 
     def __init__(
@@ -79,6 +89,7 @@ class ClickHouseSink:
         database_prefix: str = "",
         drop_policy: DropPolicy | str = DropPolicy.KEEP,
         cached_rows: int = 100_000,
+        key_filter_bits: int = 1 << 23,
         retry: RetryPolicy | None = None,
     ) -> None:
         self._client = ClickHouseClient(url, user=user, password=password, retry=retry)
@@ -86,7 +97,10 @@ class ClickHouseSink:
         self._prefix = database_prefix
         self._drop_policy = DropPolicy(drop_policy)
         self._layouts: dict[str, TableLayout] = {}
-        self._rows: LruCache[str | None] = LruCache(cached_rows)
+        self._rows: LruCache[RowState] = LruCache(cached_rows)
+        # Per table written only by this sink since it was empty: the keys it may hold.
+        self._known: dict[str, KeyFilter] = {}
+        self._key_filter_bits = key_filter_bits if cached_rows > 0 else 0
         self._partitions: LruCache[str | None] = LruCache(cached_rows)
 
     @property
@@ -179,8 +193,20 @@ class ClickHouseSink:
                 f"ALTER TABLE {layout.table} ADD COLUMN {quote_identifier(name)} {sql}"
             )
         await self._refresh_view(layout, replace=bool(missing))
+        await self._watch_keys(layout.table)
+        if layout.has_clustering:
+            await self._watch_keys(layout.partitions_table)
         self._layouts[schema.qualified_name] = layout
         return layout
+
+    async def _watch_keys(self, table: str) -> None:
+        """Start a key filter for a table found empty: from now on, a key it has not
+        seen written needs no read-back (single writer, as the cache assumes)."""
+        if not self._key_filter_bits or table in self._known:
+            return
+        rows = await self._client.select(f"SELECT count() FROM {table}")
+        if rows == [["0"]]:
+            self._known[table] = KeyFilter(self._key_filter_bits)
 
     async def _columns(self, layout: TableLayout) -> dict[str, str]:
         rows = await self._client.select(
@@ -218,6 +244,7 @@ class ClickHouseSink:
         layout = self._layouts.pop(schema.qualified_name, None)
         self._rows.clear()
         self._partitions.clear()
+        self._known.clear()
         if self._drop_policy is DropPolicy.KEEP:
             return
         if layout is None:
@@ -231,37 +258,53 @@ class ClickHouseSink:
     async def _plan(
         self, layout: TableLayout, events: Sequence[ChangeEvent], rejected: dict[str, str]
     ) -> _Plan:
-        accepted: list[tuple[ChangeEvent, Key, RowKey | None]] = []
+        # Group first (one state per key, events in arrival order), then merge per key.
+        groups: dict[RowKey, list[ChangeEvent]] = {}
+        wide: dict[Key, list[ChangeEvent]] = {}
+        pks: set[Key] = set()
+        partition_key = _getter(layout.partition_names)
+        clustering_key = _getter(layout.clustering_names)
+        clustering = layout.has_clustering
         for event in events:
-            reason = _unwritable(layout, event)
-            if reason:
+            if layout.unsupported:
+                reason = _unwritable(layout, event)
+                if reason:
+                    rejected[event.event_id] = reason
+                    continue
+            try:
+                pk = partition_key(event.partition_key)
+                if clustering:
+                    pks.add(pk)
+                    if _partition_wide(event):
+                        wide.setdefault(pk, []).append(event)
+                        continue
+                key = (pk, clustering_key(event.clustering_key))
+            except KeyError:
+                reason = _unwritable(layout, event) or f"{event.qualified_table}: key columns"
                 rejected[event.event_id] = reason
                 continue
-            pk = tuple([event.partition_key[n] for n in layout.partition_names])
-            if layout.has_clustering and _partition_wide(event):
-                accepted.append((event, pk, None))
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [event]
             else:
-                ck = tuple([event.clustering_key[n] for n in layout.clustering_names])
-                accepted.append((event, pk, (pk, ck)))
-        touched = {key for _, _, key in accepted if key is not None}
-        wide = {pk for _, pk, key in accepted if key is None}
-        pks = {pk for _, pk, _ in accepted} if layout.has_clustering else set()
-        rows = await self._load_rows(layout, touched, wide)
+                group.append(event)
+        row_states = await self._load_rows(layout, groups.keys(), wide.keys())
         partitions = await self._load_partitions(layout, pks)
-        row_states = {k: _row_state(v) for k, v in rows.items()}
         part_states = {k: _partition_state(v) for k, v in partitions.items()}
-        for event, pk, key in accepted:
-            if key is None:
-                part_states[pk].apply(event)
-            else:
-                row_states.setdefault(key, RowState()).apply(event)
-        return self._render(layout, accepted, rows, row_states, partitions, part_states, rejected)
+        for pk, partition_events in wide.items():
+            partition = part_states[pk]
+            for event in partition_events:
+                partition.apply(event)
+        for key, row_events in groups.items():
+            row = row_states[key]
+            for event in row_events:
+                row.apply(event)
+        return self._render(layout, groups, row_states, partitions, part_states, rejected)
 
     def _render(
         self,
         layout: TableLayout,
-        accepted: list[tuple[ChangeEvent, Key, RowKey | None]],
-        rows: dict[RowKey, str | None],
+        groups: dict[RowKey, list[ChangeEvent]],
         row_states: dict[RowKey, RowState],
         partitions: dict[Key, str | None],
         part_states: dict[Key, PartitionState],
@@ -276,77 +319,91 @@ class ClickHouseSink:
                 tombstones = (partition.deleted_at, *(t for _, t in partition.ranges), 0)
                 version = partition.static.version(max(tombstones))
                 fields = [c.encode(v) for (_, c), v in zip(layout.partition_key, pk, strict=True)]
-                line = "\t".join([*fields, str(version), _escape(state)])
+                line = "\t".join([*fields, str(version), _escape(state)]) + "\n"
                 plan.partitions.append((pk, state, line))
         clustering = layout.clustering_names
         for key, row in row_states.items():
             pk, ck = key
+            if not row.changed and pk not in changed_partitions:
+                continue
             part: PartitionState | None = part_states.get(pk)
             floor = part.floor(dict(zip(clustering, ck, strict=True))) if part else NEVER
             row.compact(floor)
-            state = dumps({"k": [[value_to_json(v) for v in k] for k in key], "r": row.to_json()})
-            if state == rows.get(key) and pk not in changed_partitions:
-                continue
-            values = row.visible(floor)
-            if values is not None and part is not None:
-                static = part.static.visible(part.deleted_at)
-                values = {**(static or {}), **values}
             try:
-                line = _row_line(layout, key, values, row, floor, state)
+                line = _row_line(layout, key, row, floor, part)
             except RejectedValueError as exc:
-                for event, _, event_key in accepted:
-                    if event_key == key:
-                        rejected[event.event_id] = str(exc)
+                for event in groups.get(key, ()):
+                    rejected[event.event_id] = str(exc)
                 continue
-            plan.rows.append((key, state, line))
+            plan.rows.append((key, row, line))
         return plan
 
     async def _insert(self, plan: _Plan) -> None:
         layout = plan.layout
         if plan.partitions:
-            body = "".join(line + "\n" for _, _, line in plan.partitions)
+            known = self._known.get(layout.partitions_table)
+            if known is not None:
+                for pk, _, _ in plan.partitions:
+                    known.add(pk)
+            body = "".join([line for _, _, line in plan.partitions])
             await self._client.insert(layout.partitions_insert_target(), _bytes(body))
             for pk, state, _ in plan.partitions:
                 self._partitions.put((layout.table, pk), state)
         if plan.rows:
-            body = "".join(line + "\n" for _, _, line in plan.rows)
+            known = self._known.get(layout.table)
+            if known is not None:
+                for key, row, _ in plan.rows:
+                    if row.fresh:
+                        known.add(key)
+            body = "".join([line for _, _, line in plan.rows])
             await self._client.insert(layout.insert_target(), _bytes(body))
-            for key, state, _ in plan.rows:
-                self._rows.put((layout.table, key), state)
+            table = layout.table
+            for key, row, _ in plan.rows:
+                row.changed = row.fresh = False
+                self._rows.put((table, key), row)
 
     # ------------------------------------------------------------------ read-back
 
     async def _load_rows(
-        self, layout: TableLayout, keys: set[RowKey], partitions: set[Key]
-    ) -> dict[RowKey, str | None]:
-        found: dict[RowKey, str | None] = {}
+        self, layout: TableLayout, keys: Iterable[RowKey], partitions: Iterable[Key]
+    ) -> dict[RowKey, RowState]:
+        """The current state of every key (and of every row of ``partitions``): from the
+        cache, new for keys the table certainly lacks, else read back in one query."""
+        table = layout.table
+        known = self._known.get(table)
+        lookup = self._rows.lookup
+        found: dict[RowKey, RowState] = {}
         missing: list[RowKey] = []
         for key in keys:
-            hit, state = self._rows.lookup((layout.table, key))
-            if hit:
-                found[key] = state
+            _, row = lookup((table, key))
+            if row is not None:
+                found[key] = row
+            elif known is not None and not known.may_contain(key):
+                found[key] = RowState(fresh=True)
             else:
                 missing.append(key)
-                found[key] = None
+                found[key] = RowState(fresh=True)
         codecs = layout.keys
         lookups = [_tuple_literal(codecs, (*pk, *ck)) for pk, ck in missing]
         wide = [_tuple_literal(layout.partition_key, pk) for pk in partitions]
         for text in await self._lookup(layout.table, codecs, lookups):
-            data = json.loads(text)
-            key = (_key(data["k"][0]), _key(data["k"][1]))
-            found[key] = text
+            key, row = _row_state(text)
+            found[key] = row
         for text in await self._lookup(layout.table, layout.partition_key, wide):
-            data = json.loads(text)
-            found[(_key(data["k"][0]), _key(data["k"][1]))] = text
+            key, row = _row_state(text)
+            if key not in found or found[key].fresh:
+                _, cached = lookup((table, key))
+                found[key] = cached if cached is not None else row
         return found
 
     async def _load_partitions(self, layout: TableLayout, pks: set[Key]) -> dict[Key, str | None]:
         found: dict[Key, str | None] = {}
         missing = []
+        known = self._known.get(layout.partitions_table)
         for pk in pks:
             hit, state = self._partitions.lookup((layout.table, pk))
             found[pk] = state
-            if not hit:
+            if not hit and (known is None or known.may_contain(pk)):
                 missing.append(_tuple_literal(layout.partition_key, pk))
         if missing:
             target = layout.partitions_table
@@ -385,24 +442,82 @@ def _partition_wide(event: ChangeEvent) -> bool:
 
 
 def _row_line(
-    layout: TableLayout,
-    key: RowKey,
-    values: dict[str, Any] | None,
-    row: RowState,
-    floor: int,
-    state: str,
+    layout: TableLayout, key: RowKey, row: RowState, floor: int, part: PartitionState | None
 ) -> str:
-    fields = [c.encode(v) for (_, c), v in zip(layout.keys, (*key[0], *key[1]), strict=True)]
-    shown = values or {}
-    for name, codec in layout.values:
+    """The row's TSV line: keys, the visible values (then statics), the metadata and the
+    state. Every cell's field and state entry is encoded once and then reused."""
+    head = row.key_fields
+    if head is None:
+        codecs = layout.keys
+        head = row.key_fields = "".join(
+            [c.encode(v) + "\t" for (_, c), v in zip(codecs, (*key[0], *key[1]), strict=True)]
+        )
+    deleted = row.gone(floor)
+    if deleted:
+        values = layout.null_fields
+    else:
+        static: RowState | None = None
+        static_floor = NEVER
+        if part is not None and not part.static.gone(part.deleted_at):
+            static, static_floor = part.static, max(part.deleted_at, part.static.deleted_at)
+        values = _value_fields(layout, row, max(floor, row.deleted_at), static, static_floor)
+    if row.key_json is None:
+        row.key_json = dumps([[value_to_json(v) for v in k] for k in key])
+    state = f'{{"k":{row.key_json},"r":{row.state_json()}}}'
+    if "\\" in state:  # compact JSON has no raw tab or newline; only its escapes need escaping
+        state = state.replace("\\", "\\\\")
+    op = "DELETE" if deleted else row.op[1]
+    return f"{head}{values}\t{row.version(floor)}\t{'1' if deleted else '0'}\t{op}\t{state}\n"
+
+
+def _value_fields(
+    layout: TableLayout, row: RowState, floor: int, static: RowState | None, static_floor: int
+) -> str:
+    cells, collections = row.cells, row.collections
+    fields = []
+    for name, codec, null in layout.value_fields:
         try:
-            fields.append(codec.encode(shown.get(name)))
+            cell = cells.get(name)
+            if cell is not None and cell[0] > floor and not cell[1]:
+                field = cell[4]
+                if field is None:
+                    # Both encodings at once (state_json needs the entry next); with both
+                    # kept, the value itself is not needed any more.
+                    field = codec.encode(cell[2])
+                    entry = cell[3] or cell_json(name, cell)
+                    cells[name] = (cell[0], cell[1], None, entry, field)
+            elif name in collections and (value := collections[name].value(floor)) is not None:
+                field = codec.encode(value)
+            elif static is not None:
+                field = _static_field(name, codec, static, static_floor) or null
+            else:
+                field = null
         except (RejectedValueError, TypeError, ValueError, AttributeError) as exc:
             raise RejectedValueError(f"{layout.schema.qualified_name}.{name}: {exc}") from exc
-    deleted = values is None
-    op = "DELETE" if deleted else row.op[1]
-    fields += [str(row.version(floor)), "1" if deleted else "0", op, _escape(state)]
+        fields.append(field)
     return "\t".join(fields)
+
+
+def _static_field(name: str, codec: Any, static: RowState, floor: int) -> str | None:
+    cell = static.cells.get(name)
+    if cell is not None and cell[0] > floor and not cell[1]:
+        if cell[4] is None:
+            static.cells[name] = cell = (cell[0], cell[1], cell[2], cell[3], codec.encode(cell[2]))
+        return cell[4]
+    collection = static.collections.get(name)
+    value = collection.value(floor) if collection is not None else None
+    return None if value is None else str(codec.encode(value))
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], Key]:
+    """``tuple(values[n] for n in names)``, as fast as it gets; KeyError when one lacks."""
+    if not names:
+        return lambda _: ()
+    if len(names) == 1:
+        (name,) = names
+        return lambda values: (values[name],)
+    get = operator.itemgetter(*names)
+    return lambda values: get(values)
 
 
 def _tuple_literal(codecs: Any, values: Iterable[Any]) -> str:
@@ -426,8 +541,9 @@ def _key(data: list[Any]) -> Key:
     return tuple(value_from_json(v) for v in data)
 
 
-def _row_state(text: str | None) -> RowState:
-    return RowState() if text is None else RowState.from_json(json.loads(text)["r"])
+def _row_state(text: str) -> tuple[RowKey, RowState]:
+    data = json.loads(text)
+    return (_key(data["k"][0]), _key(data["k"][1])), RowState.from_json(data["r"])
 
 
 def _partition_state(text: str | None) -> PartitionState:

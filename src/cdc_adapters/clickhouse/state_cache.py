@@ -1,8 +1,10 @@
-"""A bounded least-recently-used map of the states the sink last wrote.
+"""What the sink knows of its tables without asking: the states it last wrote, and
+which keys a table cannot hold.
 
 With a single writer per destination table, what the sink wrote is what ClickHouse
-holds, so a hit saves the read-back of that key. Bounded by entries, so memory stays
-proportional to the configured size whatever the table's size.
+holds, so a cache hit saves the read-back of that key, and so does a key filter's "not
+there". The cache is bounded by entries and the filter by its bit count, so memory stays
+proportional to the configuration whatever the table's size.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["LruCache"]
+__all__ = ["KeyFilter", "LruCache"]
 
 V = TypeVar("V")
 _MISSING = object()
@@ -40,3 +42,33 @@ class LruCache(Generic[V]):
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+class KeyFilter:
+    """The keys a table may hold, as a Bloom filter: ``False`` from :meth:`may_contain`
+    means the key certainly has no row, so its read-back can be skipped.
+
+    Only sound for a table that was empty when the filter was made and that only this
+    sink writes (the cache's own assumption): every key it writes is added *before* its
+    insert is sent, so an insert that fails after landing still counts. Fixed size
+    (``bits``, three probes): past ~``bits / 12`` keys false positives grow, which only
+    brings back read-backs, never a wrong answer.
+    """
+
+    def __init__(self, bits: int = 1 << 23) -> None:
+        self._mask = max(1 << 10, 1 << (bits - 1).bit_length()) - 1
+        self._bits = bytearray((self._mask + 1) // 8)
+
+    def _probes(self, key: Hashable) -> tuple[int, int, int]:
+        h = hash(key)
+        mask = self._mask
+        return h & mask, (h >> 21) & mask, ((h >> 42) ^ (h * 0x9E3779B1)) & mask
+
+    def add(self, key: Hashable) -> None:
+        bits = self._bits
+        for i in self._probes(key):
+            bits[i >> 3] |= 1 << (i & 7)
+
+    def may_contain(self, key: Hashable) -> bool:
+        bits = self._bits
+        return all(bits[i >> 3] & (1 << (i & 7)) for i in self._probes(key))

@@ -40,6 +40,14 @@ class TableLayout:
     unsupported: dict[str, str]
     partition_names: tuple[str, ...]
     clustering_names: tuple[str, ...]
+    # (name, codec, the field of a null) per value column, and a whole row of nulls.
+    value_fields: tuple[tuple[str, ColumnCodec, str], ...] = attrs.field(init=False)
+    null_fields: str = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        fields = tuple((n, c, str(c.encode(None))) for n, c in self.values)
+        object.__setattr__(self, "value_fields", fields)
+        object.__setattr__(self, "null_fields", "\t".join(null for _, _, null in fields))
 
     @classmethod
     def of(cls, schema: TableSchema, database: str, features: ServerFeatures) -> TableLayout:
