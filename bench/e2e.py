@@ -1,0 +1,335 @@
+"""End to end: Cassandra at its maximum write rate, ``cdc-app run`` streaming into PostgreSQL,
+ClickHouse and TimescaleDB (issue 6).
+
+    eval "$(scripts/services env)"
+    .venv/bin/python bench/e2e.py [--seconds 30] [--concurrency 128]
+
+1. Cassandra alone: the load generator (prepared INSERTs through cassandra-driver's
+   ``execute_concurrent``, one process) writes for ``--seconds``: its maximum sustainable
+   rate on this machine, with nothing else running.
+2. The same load with the pipeline running (a subprocess, as in production): Cassandra's
+   write rate then, each destination's delivered events/s (``/status`` events over time),
+   the pipeline process's CPU and peak RSS.
+3. End-to-end lag, write to visible: every 100 ms a marker row is written and its write
+   time kept; PostgreSQL's mirror and ClickHouse's current state are polled for it. The
+   TimescaleDB server here takes one connection (the pipeline's), so its lag is the
+   pipeline's own (``/status`` lag: now minus the write time of the newest delivered event,
+   0 when caught up), sampled every 100 ms. After the load, the time to catch up.
+
+The target: the pipeline keeps up with Cassandra's own maximum rate, p99 lag under
+commit log sync period (50 ms here) + 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncpg
+from cassandra.cluster import Cluster
+from cassandra.concurrent import execute_concurrent_with_args
+
+from tests.integration.e2e.harness import (
+    CdcRawLinks,
+    Pipeline,
+    durable_end,
+    free_port,
+    pipeline_settings,
+    write_config,
+)
+
+TABLE = """CREATE TABLE {ks}.events (id bigint PRIMARY KEY, kind text, email text, n int,
+    score double, tags set<text>) WITH cdc = true"""
+INSERT = "INSERT INTO {ks}.events (id, kind, email, n, score, tags) VALUES (?, ?, ?, ?, ?, ?)"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        sys.exit(f'{name} is not set: eval "$(scripts/services env)" first')
+    return value
+
+
+class Load:
+    """Writes rows as fast as Cassandra takes them, until stopped; counts them."""
+
+    def __init__(self, session: Any, ks: str, concurrency: int, first_id: int) -> None:
+        self.session = session
+        self.insert = session.prepare(INSERT.format(ks=ks))
+        self.concurrency = concurrency
+        self.next_id = first_id
+        self.written = 0
+        self.stop = threading.Event()
+
+    def run(self, seconds: float) -> float:
+        """Rows per second over ``seconds``."""
+        started = time.monotonic()
+        chunk = self.concurrency * 8
+        while time.monotonic() - started < seconds and not self.stop.is_set():
+            rows = [
+                (i, "click", f"user{i % 1000}@example.com", i % 97, i / 7, {"a", "b"})
+                for i in range(self.next_id, self.next_id + chunk)
+            ]
+            execute_concurrent_with_args(
+                self.session, self.insert, rows, concurrency=self.concurrency
+            )
+            self.next_id += chunk
+            self.written += chunk
+        return self.written / (time.monotonic() - started)
+
+
+class Markers:
+    """A marker row every ``interval`` s (negative ids), and when each became visible."""
+
+    def __init__(self, session: Any, ks: str) -> None:
+        self.session = session
+        self.insert = session.prepare(INSERT.format(ks=ks))
+        self.written: dict[int, float] = {}
+        self.stop = threading.Event()
+
+    def run(self, interval: float = 0.1) -> None:
+        marker = 0
+        while not self.stop.is_set():
+            marker -= 1
+            self.session.execute(self.insert, (marker, "marker", None, 0, 0.0, None))
+            self.written[marker] = time.time()
+            time.sleep(interval)
+
+
+async def visible_lags(
+    markers: Markers, pg_dsn: str, ch_url: str, ks: str, until: threading.Event
+) -> dict[str, list[float]]:
+    """Poll both mirrors every 20 ms; a marker's lag is first-seen minus write time."""
+    seen: dict[str, dict[int, float]] = {"postgres": {}, "clickhouse": {}}
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        while not until.is_set():
+            now = time.time()
+            try:
+                rows = await connection.fetch(f'SELECT id FROM {ks}."events__live" WHERE id < 0')
+                for row in rows:
+                    seen["postgres"].setdefault(row["id"], now)
+            except asyncpg.UndefinedTableError:
+                pass
+            sql = f"SELECT id FROM {ks}.events FINAL WHERE id < 0 AND _cdc_is_deleted = 0"
+            for line in await asyncio.to_thread(_clickhouse, ch_url, sql):
+                seen["clickhouse"].setdefault(int(line), now)
+            await asyncio.sleep(0.02)
+    finally:
+        await connection.close()
+    return {
+        name: [at - markers.written[m] for m, at in found.items() if m in markers.written]
+        for name, found in seen.items()
+    }
+
+
+def _clickhouse(url: str, sql: str) -> list[str]:
+    request = urllib.request.Request(url, data=sql.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.read().decode().split()
+    except OSError:
+        return []  # the database does not exist until the first batch
+
+
+class Sampler:
+    """Every 100 ms: the pipeline's /status (events per destination, its lag) and the
+    process's CPU time and RSS from /proc."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.samples: list[dict[str, Any]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            answer = self.pipeline.get("/status")
+            if answer is None:
+                continue
+            cpu, rss = _proc(self.pipeline.pid)
+            self.samples.append(
+                {"at": time.monotonic(), "cpu": cpu, "rss": rss, "status": answer["destinations"]}
+            )
+
+
+def _proc(pid: int) -> tuple[float, int]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu, int(fields[21]) * PAGE
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--concurrency", type=int, default=128)
+    args = parser.parse_args()
+    hosts = env("CDC_TEST_CASSANDRA_HOSTS")
+    live = Path(env("CDC_TEST_CASSANDRA_CDC_RAW_DIR"))
+    pg_dsn, ch_url = env("CDC_TEST_POSTGRES_DSN"), env("CDC_TEST_CLICKHOUSE_URL")
+    ts_dsn = env("CDC_TEST_TIMESCALEDB_DSN")
+    ks = f"bench_e2e_{os.urandom(3).hex()}"
+    host, _, port = hosts.split(",")[0].partition(":")
+    cluster = Cluster([host], port=int(port or 9042), protocol_version=5)
+    session = cluster.connect()
+    session.execute(
+        f"CREATE KEYSPACE {ks} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    session.execute(TABLE.format(ks=ks))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    report: dict[str, Any] = {"seconds": args.seconds, "concurrency": args.concurrency}
+    try:
+        print(f"[1/3] Cassandra alone for {args.seconds:g} s ...", flush=True)
+        alone = Load(session, ks, args.concurrency, first_id=10**9)
+        report["cassandra_alone_rows_per_s"] = round(alone.run(args.seconds))
+        print(f"      {report['cassandra_alone_rows_per_s']:,} rows/s", flush=True)
+        with CdcRawLinks(live, [workdir / "cdc_raw"]):
+            await _with_pipeline(session, ks, hosts, pg_dsn, ch_url, ts_dsn, workdir, args, report)
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+        cluster.shutdown()
+        await _drop(pg_dsn, ts_dsn, ch_url, ks)
+    print(json.dumps(report, indent=2))
+
+
+async def _with_pipeline(
+    session: Any,
+    ks: str,
+    hosts: str,
+    pg_dsn: str,
+    ch_url: str,
+    ts_dsn: str,
+    workdir: Path,
+    args: argparse.Namespace,
+    report: dict[str, Any],
+) -> None:
+    port = free_port()
+    settings = pipeline_settings(
+        workdir=workdir,
+        cdc_raw_dir=workdir / "cdc_raw",
+        keyspace=ks,
+        cassandra_hosts=hosts,
+        postgres_dsn=pg_dsn,
+        clickhouse_url=ch_url,
+        clickhouse_prefix="",
+        timescaledb_dsn=ts_dsn,
+        timescaledb_schema=ks,
+        port=port,
+        max_batch_events=5000,
+        max_batch_delay_ms=20,
+    )
+    settings["logging"]["level"] = "warning"
+    # The shared database keeps every run's offsets: this run's go with its own tables.
+    settings["destinations"][0]["metadata_schema"] = ks
+    pipeline = Pipeline(write_config(workdir / "cdc.yaml", settings), port, workdir / "run.log")
+    connection = await asyncpg.connect(ts_dsn)  # its schema, before the pipeline connects
+    await connection.execute(f'CREATE SCHEMA "{ks}"')
+    await connection.close()
+    pipeline.start()
+    try:
+        print(f"[2/3] the same load with the pipeline streaming, {args.seconds:g} s ...")
+        load = Load(session, ks, args.concurrency, first_id=0)
+        markers, sampler = Markers(session, ks), Sampler(pipeline)
+        polling = threading.Event()
+        threads = [threading.Thread(target=markers.run), threading.Thread(target=sampler.run)]
+        for thread in threads:
+            thread.start()
+        lags = asyncio.create_task(visible_lags(markers, pg_dsn, ch_url, ks, polling))
+        started = time.monotonic()
+        report["cassandra_with_pipeline_rows_per_s"] = round(
+            await asyncio.to_thread(load.run, args.seconds)
+        )
+        load_ended = time.monotonic()
+        markers.stop.set()
+        print("[3/3] waiting for the destinations to catch up ...", flush=True)
+        await asyncio.to_thread(pipeline.wait_caught_up, durable_end(workdir / "cdc_raw"), 900)
+        caught_up = time.monotonic()
+        await asyncio.sleep(0.5)
+        polling.set()
+        sampler.stop.set()
+        for thread in threads:
+            thread.join()
+        visible = await lags
+    finally:
+        pipeline.stop()
+    _summarise(report, sampler.samples, visible, started, load_ended, caught_up)
+
+
+def _summarise(
+    report: dict[str, Any],
+    samples: list[dict[str, Any]],
+    visible: dict[str, list[float]],
+    started: float,
+    load_ended: float,
+    caught_up: float,
+) -> None:
+    during = [s for s in samples if s["at"] <= load_ended]
+    first, last, end = during[0], during[-1], samples[-1]
+    span = last["at"] - first["at"]
+    names = [d["name"] for d in first["status"]]
+
+    def events(sample: dict[str, Any], name: str) -> int:
+        return next(d["events_processed"] for d in sample["status"] if d["name"] == name)
+
+    report["delivered_events_per_s_during_load"] = {
+        n: round((events(last, n) - events(first, n)) / span) for n in names
+    }
+    report["delivered_events_per_s_overall"] = {
+        n: round(events(end, n) / (caught_up - started)) for n in names
+    }
+    report["catch_up_after_load_s"] = round(caught_up - load_ended, 1)
+    report["lag_write_to_visible_s"] = {
+        name: {"p50": round(percentile(v, 0.5), 3), "p99": round(percentile(v, 0.99), 3),
+               "markers": len(v)}
+        for name, v in visible.items()
+    }  # fmt: skip
+    reported: dict[str, list[float]] = {n: [] for n in names}
+    for sample in during:
+        for d in sample["status"]:
+            if d["lag_seconds"] is not None:
+                reported[d["name"]].append(d["lag_seconds"])
+    report["lag_reported_by_pipeline_s"] = {
+        n: {"p50": round(percentile(v, 0.5), 3), "p99": round(percentile(v, 0.99), 3)}
+        for n, v in reported.items()
+    }
+    cpu = (end["cpu"] - first["cpu"]) / (end["at"] - first["at"])
+    report["pipeline_cpu_percent"] = round(100 * cpu)
+    report["pipeline_rss_mib"] = {
+        "median": round(statistics.median(s["rss"] for s in samples) / 2**20),
+        "peak": round(max(s["rss"] for s in samples) / 2**20),
+    }
+
+
+async def _drop(pg_dsn: str, ts_dsn: str, ch_url: str, ks: str) -> None:
+    for dsn in (pg_dsn, ts_dsn):
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{ks}" CASCADE')
+        finally:
+            await connection.close()
+    _clickhouse(ch_url, f"DROP DATABASE IF EXISTS {ks}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

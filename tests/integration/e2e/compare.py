@@ -1,0 +1,207 @@
+"""What Cassandra holds, what each destination holds, in one comparable form.
+
+Every reader returns ``{(partition key, clustering key): {column: value}}`` with null
+and empty values left out (Cassandra has no empty collections, only absent cells) and a
+static-only partition's clustering key as ``()``. Values are canonical: sets and maps
+sorted, timestamps as epoch milliseconds. Cassandra's PII columns are masked with the
+pipeline's policy before the comparison, so a destination holding the real value fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cdc_adapters.cassandra.change_source import CassandraChangeSource
+from cdc_adapters.cassandra.driver import CassandraConnection
+from cdc_adapters.postgres.layout import TableLayout
+from cdc_adapters.postgres.naming import Naming
+from cdc_adapters.postgres.read_back import mirror_rows as postgres_mirror_rows
+from cdc_domain.destinations import DestinationKind
+from cdc_domain.events import ChangeEvent, Operation, SourcePosition
+from cdc_domain.masking import MaskingPolicy
+from cdc_domain.schema import TableSchema
+from tests.integration.clickhouse.reading import mirror_rows as clickhouse_mirror_rows
+
+Rows = dict[tuple[tuple[Any, ...], tuple[Any, ...]], dict[str, Any]]
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def canonical(value: Any) -> Any:
+    """A value as every reader can produce it; None for null and empty collections."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return (aware - _EPOCH) // dt.timedelta(milliseconds=1)
+    if isinstance(value, str | bytes | int | float):
+        return value
+    if isinstance(value, Mapping) or hasattr(value, "items"):
+        items = sorted((canonical(k), canonical(v)) for k, v in value.items())
+        return ("map", tuple(items)) if items else None
+    if isinstance(value, list | tuple):
+        return ("list", tuple(canonical(v) for v in value)) if value else None
+    if isinstance(value, Iterable):  # set, frozenset, the driver's SortedSet
+        elements = sorted(canonical(v) for v in value)
+        return ("set", tuple(elements)) if elements else None
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A driver value as the domain holds it (what the masking policy expects)."""
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        return frozenset(_plain(v) for v in value)
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def schemas(hosts: str, keyspace: str) -> dict[str, TableSchema]:
+    """The keyspace's current table schemas, by table name."""
+    connection = CassandraConnection(hosts.split(","))
+    try:
+        return {s.table: s for s in connection.load_schemas([keyspace])}
+    finally:
+        connection.close()
+
+
+def cassandra_rows(session: Any, schema: TableSchema, policy: MaskingPolicy) -> Rows:
+    """The table as CQL returns it, classified columns masked as the pipeline masks them."""
+    partition = [c.name for c in schema.partition_key]
+    clustering = [c.name for c in schema.clustering]
+    keys = set(partition + clustering)
+    rows: Rows = {}
+    for row in session.execute(f"SELECT * FROM {schema.keyspace}.{schema.table}"):
+        record = row._asdict()
+        values = {k: _plain(v) for k, v in record.items() if k not in keys and v is not None}
+        masked = _masked(policy, schema, {n: record[n] for n in partition}, values)
+        ck = tuple(record[n] for n in clustering)
+        key = (_canonical_key(record[n] for n in partition), () if all(v is None for v in ck)
+               else _canonical_key(ck))  # fmt: skip
+        rows[key] = _canonical_values(masked)
+    return rows
+
+
+def _masked(
+    policy: MaskingPolicy, schema: TableSchema, pk: dict[str, Any], values: dict[str, Any]
+) -> dict[str, Any]:
+    event = ChangeEvent.create(
+        operation=Operation.UPDATE,
+        keyspace=schema.keyspace,
+        table=schema.table,
+        partition_key=pk,
+        columns=values,
+        timestamp_micros=0,
+        captured_at=_EPOCH,
+        position=SourcePosition(0, 0),
+    )
+    return dict(policy.apply(event).columns)
+
+
+def _canonical_key(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(canonical(v) for v in values)
+
+
+def _canonical_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    result = {name: canonical(v) for name, v in values.items()}
+    return {name: v for name, v in result.items() if v is not None}
+
+
+def _canonical_rows(rows: Mapping[Any, Mapping[str, Any]], columns: set[str]) -> Rows:
+    """A destination's rows, limited to the columns Cassandra has now (destinations keep
+    dropped columns by default)."""
+    return {
+        (_canonical_key(pk), _canonical_key(ck)): _canonical_values(
+            {k: v for k, v in values.items() if k in columns}
+        )
+        for (pk, ck), values in rows.items()
+    }
+
+
+async def postgres_rows(connection: Any, schema: TableSchema) -> Rows:
+    """The ``<table>__live`` view of the mirror in schema ``keyspace`` (the default naming)."""
+    layout = TableLayout.build(schema, Naming(), DestinationKind.POSTGRES)
+    exists = await connection.fetchval("SELECT to_regclass($1)", f'{layout.schema}."{layout.view}"')
+    if exists is None:
+        return {}
+    return _canonical_rows(await postgres_mirror_rows(connection, layout), _columns(schema))
+
+
+async def clickhouse_rows(url: str, database: str, schema: TableSchema) -> Rows:
+    """``SELECT ... FINAL WHERE _cdc_is_deleted = 0``. A static-only partition has no row
+    in ClickHouse (its statics live in the companion table), so it is absent here."""
+    rows = await clickhouse_mirror_rows(url, database, schema)
+    return _canonical_rows(rows, _columns(schema))
+
+
+def without_static_only(rows: Rows, schema: TableSchema) -> Rows:
+    """Cassandra's rows minus static-only partitions, as ClickHouse shows them."""
+    if not schema.clustering:
+        return rows
+    return {key: values for key, values in rows.items() if key[1] != ()}
+
+
+def _columns(schema: TableSchema) -> set[str]:
+    keys = {c.name for c in schema.primary_key}
+    return {c.name for c in schema.columns if c.name not in keys}
+
+
+def differences(expected: Rows, actual: Rows, limit: int = 5) -> list[str]:
+    """A few readable differences, empty when equal."""
+    problems = []
+    for key in sorted(set(expected) | set(actual), key=repr):
+        want, got = expected.get(key), actual.get(key)
+        if want != got:
+            problems.append(f"{key}: cassandra {want} != destination {got}")
+            if len(problems) >= limit:
+                problems.append(f"... {_count(expected, actual)} rows differ in all")
+                break
+    return problems
+
+
+def _count(expected: Rows, actual: Rows) -> int:
+    return sum(expected.get(k) != actual.get(k) for k in set(expected) | set(actual))
+
+
+async def history(connection: Any, schema_name: str, table: str) -> dict[str, Any]:
+    """A TimescaleDB history table: its event ids, and its row count per operation."""
+    exists = await connection.fetchval("SELECT to_regclass($1)", f'"{schema_name}"."{table}"')
+    if exists is None:
+        return {"ids": [], "ops": {}}
+    ids = await connection.fetch(f'SELECT "_cdc_event_id" FROM "{schema_name}"."{table}"')
+    ops = await connection.fetch(
+        f'SELECT "_cdc_op" AS op, count(*) AS n FROM "{schema_name}"."{table}" GROUP BY 1'
+    )
+    return {"ids": [r["_cdc_event_id"] for r in ids], "ops": {r["op"]: r["n"] for r in ops}}
+
+
+async def captured_events(
+    reference_dir: Path, hosts: str, keyspace: str, partition_id: str = "node1"
+) -> dict[str, set[str]]:
+    """Every event the source produces from an untouched copy of ``cdc_raw``, by table:
+    what the pipeline (same partition id, so the same event ids) had to deliver."""
+    source = CassandraChangeSource(
+        partition_id=partition_id,
+        cdc_raw_dir=reference_dir,
+        hosts=hosts.split(","),
+        tables=[f"{keyspace}.*"],
+    )
+    events: dict[str, set[str]] = {}
+    after = None
+    try:
+        while True:
+            batch = await source.read(after, 20_000)
+            if batch.end is None:
+                return events
+            for event in batch.events:
+                events.setdefault(event.table, set()).add(event.event_id)
+            after = batch.end
+    finally:
+        await source.aclose()
