@@ -44,6 +44,11 @@ class Stack:
     pipelines: list[Pipeline] = field(default_factory=list)
 
     @property
+    def clickhouse_float_ulps(self) -> int:
+        version = clickhouse_query(self.clickhouse_url, "SELECT version()").strip()
+        return compare.clickhouse_float_ulps(version)
+
+    @property
     def pipeline_cdc_raw(self) -> Path:
         return self.workdir / "cdc_raw"
 
@@ -95,7 +100,9 @@ class Stack:
                     if problems := compare.differences(expected, pg):
                         found[f"pg {name}"] = problems
                     ch_expected = compare.without_static_only(expected, schema)
-                    if problems := compare.differences(ch_expected, ch):
+                    if problems := compare.differences(
+                        ch_expected, ch, float_ulps=self.clickhouse_float_ulps
+                    ):
                         found[f"ch {name}"] = problems
         finally:
             await pool.close()
