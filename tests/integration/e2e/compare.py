@@ -181,7 +181,9 @@ def _same(want: Any, got: Any, ulps: int) -> bool:
     if isinstance(want, dict) and isinstance(got, dict):
         return want.keys() == got.keys() and all(_same(want[k], got[k], ulps) for k in want)
     if isinstance(want, tuple) and isinstance(got, tuple):
-        return len(want) == len(got) and all(_same(a, b, ulps) for a, b in zip(want, got))
+        return len(want) == len(got) and all(
+            _same(a, b, ulps) for a, b in zip(want, got, strict=True)
+        )
     return bool(want == got)
 
 
