@@ -59,7 +59,12 @@ def _covers(layout: TableLayout, row: Callable[[int], str]) -> str:
 
 
 def _floor(layout: TableLayout, target: RowTarget) -> str:
-    """The newest partition or range deletion covering row ``u`` of the batch."""
+    """The newest partition or range deletion covering row ``u`` of the batch.
+
+    The per-row probe only runs when the table has tombstones at all: the EXISTS is
+    uncorrelated, so PostgreSQL evaluates it once per statement (an InitPlan), in the
+    statement's own snapshot, which keeps the result what the probe alone would give.
+    """
     tomb = qualified(layout.schema, layout.tombstones)
     match = [f"tb.{quote(k.name)} = u.k{i}" for i, k in enumerate(target.partition)]
     if target.static:
@@ -67,7 +72,10 @@ def _floor(layout: TableLayout, target: RowTarget) -> str:
     else:
         offset = len(target.partition)
         match.append(_covers(layout, lambda j: f"u.k{offset + j}"))
-    return f'SELECT max(tb."_cdc_ts") FROM {tomb} tb WHERE {" AND ".join(match)}'
+    return (
+        f"CASE WHEN (SELECT EXISTS (SELECT FROM {tomb})) THEN "
+        f'(SELECT max(tb."_cdc_ts") FROM {tomb} tb WHERE {" AND ".join(match)}) END'
+    )
 
 
 def upsert_sql(layout: TableLayout, target: RowTarget) -> str:
@@ -136,7 +144,7 @@ def upsert_sql(layout: TableLayout, target: RowTarget) -> str:
     return (
         f"INSERT INTO {table} AS t ({', '.join(columns)}) "
         f"SELECT {', '.join(selects)} FROM (SELECT u.*, greatest(coalesce(u.rowdel, {NEVER}), "
-        f"coalesce(({_floor(layout, target)}), {NEVER})) AS _floor "
+        f"coalesce({_floor(layout, target)}, {NEVER})) AS _floor "
         # OFFSET 0 keeps the planner from inlining the subquery, which would evaluate
         # the floor lookup once per reference to it instead of once per row.
         f"FROM unnest($1::{row_type}[]) AS u OFFSET 0) AS r "

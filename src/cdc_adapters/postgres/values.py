@@ -320,6 +320,16 @@ class ColumnCodec:
     def element_type(self) -> CqlType:
         return self.cql_type.params[0]
 
+    def encoder(self) -> Convert:
+        """``to_db`` for a value known not to be None, resolved once per column: the
+        fold calls it for every cell, so it skips re-deciding the column's kind."""
+        if self.is_json:
+            cql_type = self.cql_type
+            return lambda value: to_json(cql_type, value)
+        if self.is_array:
+            return self._array_to_db
+        return _NATIVE[self.cql_type.name][0]
+
     def to_db(self, value: Any) -> Any:
         if value is None:
             return None
