@@ -192,6 +192,7 @@ def _columns_of(update: PartitionUpdate) -> set[str]:
     names: set[str] = set()
     for row in (update.static_row, *update.rows):
         if row is not None:
+            names.update(row.values)
             names.update(cell[0] for cell in row.cells)
             names.update(column.name for column in row.complex)
     return names

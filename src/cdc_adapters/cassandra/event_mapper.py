@@ -45,10 +45,11 @@ from cdc_domain.events import (
     CollectionDelta,
     CollectionElement,
     DeletionScope,
+    EventValidationError,
     Operation,
     SourcePosition,
 )
-from cdc_domain.schema import TableSchema
+from cdc_domain.schema import ClusteringOrder, TableSchema
 from cdc_domain.values import UdtValue
 
 __all__ = ["CounterTracker", "EventMapper"]
@@ -60,7 +61,19 @@ def _expiry(local_expiration_time: int | None) -> dt.datetime | None:
     if local_expiration_time is None:
         return None
     try:
-        return _EPOCH + dt.timedelta(seconds=local_expiration_time)
+        return _EPOCH + dt.timedelta(0, local_expiration_time)
+    except OverflowError:
+        return None
+
+
+def _expires_at(timestamp: int, ttl: int, local_expiration_time: int | None) -> dt.datetime | None:
+    """When a write with a TTL expires: Cassandra's local expiration time if it is known
+    (and a datetime can hold it), else write time + TTL, as ``ChangeEvent.create`` does."""
+    expires = _expiry(local_expiration_time)
+    if expires is not None:
+        return expires
+    try:
+        return _EPOCH + dt.timedelta(0, ttl, timestamp)
     except OverflowError:
         return None
 
@@ -121,6 +134,18 @@ class CounterTracker:
         return previous
 
 
+class _TableNames:
+    """Names the mapper needs per table schema, worked out once: ``TableSchema`` computes
+    its clustering columns anew on every access."""
+
+    __slots__ = ("clustering", "counters", "schema")
+
+    def __init__(self, schema: TableSchema) -> None:
+        self.schema = schema
+        self.clustering = tuple(c.name for c in schema.clustering)
+        self.counters = frozenset(c.name for c in schema.columns if c.type.name == "counter")
+
+
 class EventMapper:
     """Maps the partition updates of one commit log entry to change events.
 
@@ -132,15 +157,16 @@ class EventMapper:
     def __init__(self, *, event_prefix: str = "", counters: CounterTracker | None = None):
         self._prefix = event_prefix
         self._counters = counters or CounterTracker()
-        self._counter_names: dict[int, tuple[TableSchema, frozenset[str]]] = {}
+        self._names: dict[int, _TableNames] = {}
         self.unknown_increments = 0
 
-    def _counter_columns(self, table: TableSchema) -> frozenset[str]:
-        cached = self._counter_names.get(id(table))
-        if cached is None or cached[0] is not table:
-            names = frozenset(c.name for c in table.columns if c.type.name == "counter")
-            cached = self._counter_names[id(table)] = (table, names)
-        return cached[1]
+    def _table_names(self, table: TableSchema) -> _TableNames:
+        names = self._names.get(id(table))
+        if names is None or names.schema is not table:
+            if len(self._names) > 10_000:
+                self._names.clear()
+            names = self._names[id(table)] = _TableNames(table)
+        return names
 
     def map_entry(
         self,
@@ -151,11 +177,21 @@ class EventMapper:
         *,
         first_sight_is_new: bool = True,
     ) -> list[ChangeEvent]:
-        """The events of one entry; ``first_sight_is_new`` as for :class:`CounterTracker`."""
+        """The events of one entry; ``first_sight_is_new`` as for :class:`CounterTracker`.
+
+        The updates are consumed: their rows' ``values`` dicts become the events' columns.
+        """
+        if captured_at.tzinfo is None:
+            raise EventValidationError("captured_at must be timezone-aware")
         events: list[ChangeEvent] = []
         context = _EntryContext(self, segment_id, offset, captured_at, events, first_sight_is_new)
         for update in updates:
-            context.partition(update)
+            if update.plain:  # INSERTs only: one event per row, nothing to work out
+                for row in update.rows:
+                    assert row.liveness is not None  # plain rows have it
+                    context.emit_write(update, row, row.values, *row.liveness)
+            else:
+                context.partition(update)
         return events
 
 
@@ -181,6 +217,7 @@ class _EntryContext:
         self.events = events
 
     def emit(self, table: TableSchema, partition_key: dict[str, Any], **fields: Any) -> None:
+        """A validated event (``ChangeEvent.create``): for the deletes, which are rarer."""
         index = len(self.events)
         self.events.append(
             ChangeEvent.create(
@@ -193,6 +230,60 @@ class _EntryContext:
                 **fields,
             )
         )
+
+    def emit_write(
+        self,
+        update: PartitionUpdate,
+        row: Row,
+        columns: dict[str, Any],
+        timestamp: int,
+        ttl: int | None,
+        expiry: int | None,
+        collections: dict[str, CollectionDelta] | None = None,
+        counters: dict[str, int] | None = None,
+        counter_totals: dict[str, int] | None = None,
+    ) -> None:
+        """The INSERT or UPDATE event of a row, built without ``ChangeEvent.create``.
+
+        Writes are nearly every event, and ``create`` adds half to their cost. What it checks
+        holds here by construction: names and key come from the schema (a key has at
+        least one column), ``captured_at`` was checked by ``map_entry``, a write has no
+        deletion scope, a TTL of 0 means none, and every dict is new and owned by the
+        event (``columns`` is the row's, consumed).
+        """
+        table = update.table
+        index = len(self.events)
+        ttl = ttl or None
+        self.events.append(
+            ChangeEvent(
+                f"{self.mapper._prefix}{self.segment_id}:{self.offset}:{index}",
+                Operation.INSERT if row.liveness is not None else Operation.UPDATE,
+                table.keyspace,
+                table.table,
+                update.partition_key.copy(),
+                self.clustering(table, row) if row.clustering else {},  # saves a call
+                columns,
+                (),
+                collections or {},
+                counters or {},
+                counter_totals or {},
+                None,
+                None,
+                row.is_static,
+                timestamp,
+                ttl,
+                None if ttl is None else _expires_at(timestamp, ttl, expiry),
+                self.captured_at,
+                SourcePosition(self.segment_id, self.offset, index),
+            )
+        )
+
+    def clustering(self, table: TableSchema, row: Row) -> dict[str, Any]:
+        """The row's clustering key by column name (a new dict)."""
+        if not row.clustering:
+            return {}
+        names = self.mapper._table_names(table).clustering
+        return dict(zip(names, row.clustering, strict=True))
 
     def partition(self, update: PartitionUpdate) -> None:
         table = update.table
@@ -213,7 +304,10 @@ class _EntryContext:
             self.row(update, row)
 
     def ranges(self, update: PartitionUpdate, markers: list[RangeTombstoneMarker]) -> None:
-        names = [c.name for c in update.table.clustering]
+        names = self.mapper._table_names(update.table).clustering
+        descending = tuple(
+            c.name for c in update.table.clustering if c.clustering_order is ClusteringOrder.DESC
+        )
         start: ClusteringBound | None = None
         opened: DeletionTime | None = None
         for marker in markers:
@@ -225,7 +319,7 @@ class _EntryContext:
                     update.partition_key,
                     operation=Operation.DELETE,
                     scope=DeletionScope.RANGE,
-                    clustering_range=ClusteringRange(start, end),
+                    clustering_range=ClusteringRange(start, end, descending),
                     timestamp_micros=(opened or marker.end_deletion).timestamp,
                 )
                 start = None
@@ -234,34 +328,48 @@ class _EntryContext:
                 opened = marker.start_deletion
 
     def row(self, update: PartitionUpdate, row: Row) -> None:
-        table = update.table
-        clustering: dict[str, Any] = {}
-        if row.clustering:
-            clustering = dict(zip((c.name for c in table.clustering), row.clustering, strict=True))
+        liveness = row.liveness
+        if row.deletion is None and liveness is not None and not row.cells and not row.complex:
+            # An INSERT of plain values: the common case, with nothing to work out.
+            self.emit_write(
+                update,
+                row,
+                row.values,
+                liveness.timestamp,
+                liveness.ttl,
+                liveness.local_expiration_time,
+            )
+            return
         if row.deletion is not None:
             self.emit(
-                table,
+                update.table,
                 update.partition_key,
-                clustering_key=clustering,
+                clustering_key=self.clustering(update.table, row),
                 operation=Operation.DELETE,
                 scope=DeletionScope.ROW,
                 static=row.is_static,
                 timestamp_micros=row.deletion.timestamp,
             )
-            if not row.cells and not row.complex and row.liveness is None:
+            if not row.values and not row.cells and not row.complex and liveness is None:
                 return
+        self.mixed_row(update, row)
 
+    def mixed_row(self, update: PartitionUpdate, row: Row) -> None:
+        """A row with more than plain values: tombstones, own timestamps or TTLs,
+        counters, collections."""
+        table = update.table
+        counter_columns = self.mapper._table_names(table).counters
         liveness = row.liveness
         timestamp = liveness.timestamp if liveness is not None else None
         ttl = liveness.ttl if liveness is not None else None
         expiry = liveness.local_expiration_time if liveness is not None else None
         max_timestamp = -(1 << 63)
+        # Plain values exist only in rows with liveness, whose timestamp and TTL are theirs.
         live = liveness is not None
-        columns: dict[str, Any] = {}
+        columns = row.values
         deleted: list[str] = []
         counters: dict[str, int] = {}
         counter_totals: dict[str, int] = {}
-        counter_columns = self.mapper._counter_columns(table)
         for name, value, cell_ts, cell_ttl, cell_ldt, tombstone in row.cells:
             if cell_ts > max_timestamp:
                 max_timestamp = cell_ts
@@ -301,25 +409,14 @@ class _EntryContext:
         if live:
             for name in deleted:
                 columns[name] = None
-            self.emit(
-                table,
-                update.partition_key,
-                clustering_key=clustering,
-                operation=Operation.INSERT if liveness is not None else Operation.UPDATE,
-                columns=columns,
-                collections=collections,
-                counters=counters,
-                counter_totals=counter_totals,
-                static=row.is_static,
-                timestamp_micros=timestamp,
-                ttl_seconds=ttl or None,
-                local_expiry=_expiry(expiry) if ttl else None,
+            self.emit_write(
+                update, row, columns, timestamp, ttl, expiry, collections, counters, counter_totals
             )
         elif deleted or collections:
             self.emit(
                 table,
                 update.partition_key,
-                clustering_key=clustering,
+                clustering_key=self.clustering(table, row),
                 operation=Operation.DELETE,
                 scope=DeletionScope.CELL,
                 deleted_columns=tuple(deleted),

@@ -8,7 +8,14 @@ holding a ready decoder per column; decoding a cell is then a few byte reads and
 The output stays close to Cassandra's model (rows with liveness, deletion and cells, range
 tombstone markers); :mod:`cdc_adapters.cassandra.event_mapper` gives it change-event
 meaning. Cells are plain tuples rather than objects because a mutation has many of them
-and each object costs more than the decoding itself.
+and each object costs more than the decoding itself, and the cells an INSERT writes
+(live, at the row's timestamp) are only a ``{column: value}`` dict, the one the event
+will carry.
+
+Most updates are INSERTs into a table whose column header was seen before. Those are
+read by :func:`_plain_partition`, a straight-line reader kept in local variables; it
+gives up at the first byte that does not fit that shape, and :class:`_Reader`, which
+reads everything, starts the update over. Throughput figures: docs/benchmarks.md.
 
 Messaging versions 12 (4.x, 5.0 by default) and 13 (5.0 without 4.x compatibility) lay the
 bytes out identically; only the 32-bit local deletion times read differently (signed with
@@ -17,6 +24,7 @@ bytes out identically; only the 32-bit local deletion times read differently (si
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -73,8 +81,16 @@ _MASK64 = (1 << 64) - 1
 _SIGN64 = 1 << 63
 _MASK32 = 0xFFFFFFFF
 _LONG_MIN = -(1 << 63)
+_LONG_MAX = (1 << 63) - 1
 _LIVE_LDT = {12: 0x7FFFFFFF, 13: 0xFFFFFFFF, 14: 0xFFFFFFFF}
 _NONE_DROPPED: frozenset[str] = frozenset()
+# Row flags the fast path reads: liveness (and a TTL), every column of the header.
+_PLAIN_ROW_FLAGS = frozenset(
+    {_HAS_TIMESTAMP | _HAS_ALL_COLUMNS, _HAS_TIMESTAMP | _HAS_TTL | _HAS_ALL_COLUMNS}
+)
+# Flags of a live cell written with its row's timestamp (and, if the row expires, TTL).
+_PLAIN_CELL = _CELL_ROW_TIMESTAMP
+_PLAIN_EXPIRING_CELL = _CELL_EXPIRING | _CELL_ROW_TIMESTAMP | _CELL_ROW_TTL
 
 # Range tombstone bound kinds (ClusteringPrefix.Kind ordinals).
 EXCL_END_BOUND = 0
@@ -149,15 +165,23 @@ class ComplexColumn(NamedTuple):
 
 
 class Row:
-    """One row (or the static row) of a partition update."""
+    """One row (or the static row) of a partition update.
 
-    __slots__ = ("cells", "clustering", "complex", "deletion", "is_static", "liveness")
+    ``values`` holds the simple cells that say nothing beyond their value: live, written
+    at the row's own timestamp and TTL, as an INSERT writes them. That is most cells, and
+    keeping them as a plain ``{column: value}`` dict lets the event mapper hand the dict
+    on as is. Every other simple cell (own timestamp or TTL, tombstone, counter) is a
+    :data:`SimpleCell` in ``cells``. Values only exist in rows with a ``liveness``.
+    """
+
+    __slots__ = ("cells", "clustering", "complex", "deletion", "is_static", "liveness", "values")
 
     def __init__(
         self,
         clustering: tuple[Any, ...],
         liveness: Liveness | None,
         deletion: DeletionTime | None,
+        values: dict[str, Any],
         cells: list[SimpleCell],
         complex_columns: list[ComplexColumn],
         is_static: bool,
@@ -165,6 +189,7 @@ class Row:
         self.clustering = clustering
         self.liveness = liveness
         self.deletion = deletion
+        self.values = values
         self.cells = cells
         self.complex = complex_columns
         self.is_static = is_static
@@ -172,8 +197,8 @@ class Row:
     def __repr__(self) -> str:
         return (
             f"Row(clustering={self.clustering!r}, liveness={self.liveness!r}, "
-            f"deletion={self.deletion!r}, cells={self.cells!r}, complex={self.complex!r}, "
-            f"is_static={self.is_static!r})"
+            f"deletion={self.deletion!r}, values={self.values!r}, cells={self.cells!r}, "
+            f"complex={self.complex!r}, is_static={self.is_static!r})"
         )
 
 
@@ -211,6 +236,8 @@ class PartitionUpdate:
 
     ``dropped_columns`` names the columns with cells here that ``table`` lists as dropped:
     the mutation was written before the drop, under an older version of the table.
+    ``plain`` says the update is only rows of plain values with liveness, as INSERTs
+    write them (see :class:`Row`): no deletion, static row, marker or other cell.
     """
 
     __slots__ = (
@@ -218,6 +245,7 @@ class PartitionUpdate:
         "markers",
         "partition_deletion",
         "partition_key",
+        "plain",
         "rows",
         "static_row",
         "table",
@@ -232,6 +260,7 @@ class PartitionUpdate:
         rows: list[Row],
         markers: list[RangeTombstoneMarker],
         dropped_columns: frozenset[str] = frozenset(),
+        plain: bool = False,
     ) -> None:
         self.table = table
         self.partition_key = partition_key
@@ -240,6 +269,7 @@ class PartitionUpdate:
         self.rows = rows
         self.markers = markers
         self.dropped_columns = dropped_columns
+        self.plain = plain
 
     def __repr__(self) -> str:
         return (
@@ -263,6 +293,7 @@ class _ColumnPlan:
         "key_decode",
         "kind",
         "name",
+        "plain",
     )
 
     def __init__(self, column: ColumnDefinition, dropped: bool) -> None:
@@ -273,6 +304,9 @@ class _ColumnPlan:
         self.kind = cql_type.name
         self.key_decode: Callable[[bytes], Any] | None = None
         self.field_decoders: tuple[ValueDecoder, ...] = ()
+        # Whether a live cell at the row's timestamp goes to Row.values; counters never
+        # do: the mapper needs their shards, not a value.
+        self.plain = not self.is_complex and cql_type.name != "counter"
         if not self.is_complex:
             fixed = cql_type.fixed_length
             self.fixed = -1 if fixed is None else fixed
@@ -318,8 +352,32 @@ def _udt_field_names(cql_type: CqlType) -> Callable[[bytes], str]:
     return field_name
 
 
+# (column name, fixed length or -1, decoder): what the fast row path needs of a column.
+_PlainSpec = tuple[str, int, ValueDecoder]
+
+
+class _Header:
+    """The columns an update's header lists for its rows, parsed once per distinct header.
+
+    ``plain`` is set when every column can be read by the fast path
+    (:func:`_plain_partition`): none complex, dropped or counter.
+    """
+
+    __slots__ = ("columns", "plain", "size")
+
+    def __init__(self, columns: tuple[_ColumnPlan, ...], size: int) -> None:
+        self.columns = columns
+        self.size = size  # of the serialized header
+        self.plain: tuple[_PlainSpec, ...] | None = None
+        if all(c.plain and not c.dropped for c in columns):
+            self.plain = tuple((c.name, c.fixed, c.decode) for c in columns)
+
+
+_NO_COLUMNS = _Header((), 0)
+
+
 class _TablePlan:
-    __slots__ = ("clustering", "columns", "header_cache", "partition_key", "schema")
+    __slots__ = ("clustering", "columns", "headers", "partition_key", "schema")
 
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
@@ -335,7 +393,8 @@ class _TablePlan:
             for c in schema.clustering
         )
         self.partition_key = _partition_key_decoder(schema)
-        self.header_cache: dict[bytes, tuple[_ColumnPlan, ...]] = {}
+        # Serialized column header -> parsed: most updates of a table repeat a few headers.
+        self.headers: dict[bytes, _Header] = {}
 
 
 def _partition_key_decoder(schema: TableSchema) -> Callable[[bytes], dict[str, Any]]:
@@ -363,6 +422,20 @@ def _is_cdc(schema: TableSchema) -> bool:
     return schema.cdc
 
 
+class _KnownTable:
+    """What a table id in the log resolves to, kept until ``lookup`` returns a new schema."""
+
+    __slots__ = ("captured", "plan", "schema", "table_id")
+
+    def __init__(
+        self, table_id: uuid.UUID, schema: TableSchema, plan: _TablePlan, captured: bool
+    ) -> None:
+        self.table_id = table_id
+        self.schema = schema
+        self.plan = plan
+        self.captured = captured
+
+
 class MutationDecoder:
     """Decodes commit log mutations, caching a plan per table and schema version.
 
@@ -370,60 +443,179 @@ class MutationDecoder:
     system and non-CDC ones included: an update of an unknown table cannot be skipped
     (there are no lengths to skip by), so the whole entry fails with
     :class:`UnknownTableError`, while a table ``capture`` rejects (by default, those
-    without ``cdc = true``) costs almost nothing.
+    without ``cdc = true``) costs almost nothing. ``capture`` is asked once per schema
+    object, so its answer must depend on the schema alone.
     """
 
     def __init__(self, lookup: TableLookup, *, capture: CapturePredicate = _is_cdc) -> None:
         self._lookup = lookup
         self._capture = capture
-        self._plans: dict[uuid.UUID, _TablePlan] = {}
-        # Raw id bytes -> UUID: building a UUID costs more than decoding a small cell.
-        self._ids: dict[bytes, uuid.UUID] = {}
+        # Raw id bytes -> table: building a UUID costs more than decoding a small cell.
+        self._tables: dict[bytes, _KnownTable] = {}
 
-    def _table(self, data: bytes, pos: int) -> tuple[uuid.UUID, TableSchema | None]:
+    def _table(self, data: bytes, pos: int) -> _KnownTable:
+        """The table of the update at ``pos``, its plan current with ``lookup``."""
+        table = self._tables.get(data[pos : pos + 16])
+        if table is not None and self._lookup(table.table_id) is table.schema:
+            return table
+        return self._resolve(data, pos)
+
+    def _resolve(self, data: bytes, pos: int) -> _KnownTable:
+        """Look a table id up for the first time, or again since its schema changed."""
         raw = data[pos : pos + 16]
-        table_id = self._ids.get(raw)
-        if table_id is None:
-            if len(raw) != 16:
-                raise MutationDecodeError("mutation ends inside a table id", data)
-            table_id = uuid.UUID(bytes=raw)
-            if len(self._ids) > 100_000:
-                self._ids.clear()
-            self._ids[raw] = table_id
-        return table_id, self._lookup(table_id)
-
-    def _plan(self, table_id: uuid.UUID, schema: TableSchema) -> _TablePlan:
-        plan = self._plans.get(table_id)
-        if plan is None or (plan.schema is not schema and plan.schema.version != schema.version):
-            plan = self._plans[table_id] = _TablePlan(schema)
-        return plan
+        if len(raw) != 16:
+            raise MutationDecodeError("mutation ends inside a table id", data)
+        known = self._tables.get(raw)
+        table_id = known.table_id if known is not None else uuid.UUID(bytes=raw)
+        schema = self._lookup(table_id)
+        if schema is None:
+            raise UnknownTableError(table_id, data)
+        plan = known.plan if known is not None else None
+        if plan is None or plan.schema.version != schema.version:
+            plan = _TablePlan(schema)
+        if len(self._tables) > 100_000:
+            self._tables.clear()
+        table = self._tables[raw] = _KnownTable(table_id, schema, plan, self._capture(schema))
+        return table
 
     def decode(self, data: bytes, messaging_version: int) -> list[PartitionUpdate]:
         """The partition updates of one mutation, of the tables ``capture`` accepts."""
         live_ldt = _LIVE_LDT.get(messaging_version)
         if live_ldt is None:
             raise MutationDecodeError(f"messaging version {messaging_version}", data)
-        count, pos = read_unsigned_vint(data, 0)
         updates = []
         try:
+            count = data[0]
+            pos = 1
+            if count >= 0x80:
+                count, pos = read_unsigned_vint(data, 0)
             for _ in range(count):
-                table_id, schema = self._table(data, pos)
-                if schema is None:
-                    raise UnknownTableError(table_id, data)
-                captured = self._capture(schema)
-                if count == 1 and not captured:
+                table = self._table(data, pos)
+                if count == 1 and not table.captured:
                     return []  # the common uncaptured case: no need to read it through
-                plan = self._plan(table_id, schema)
-                update, pos = _Reader(data, pos + 16, plan, live_ldt).partition()
-                if captured:
+                read = _plain_partition(data, pos + 16, table.plan, live_ldt)
+                if read is None:
+                    reader = _Reader(data, pos + 16, table.plan, live_ldt)
+                    update = reader.partition()
+                    pos = reader.pos
+                else:
+                    update, pos = read
+                if table.captured:
                     updates.append(update)
         except MutationDecodeError:
             raise
-        except (IndexError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        except (IndexError, ValueError, KeyError, UnicodeDecodeError, struct.error) as exc:
             raise MutationDecodeError(f"mutation does not decode: {exc!r}", data) from exc
         if pos != len(data):
             raise MutationDecodeError(f"{len(data) - pos} bytes left after the mutation", data)
         return updates
+
+
+def _plain_partition(
+    data: bytes, pos: int, plan: _TablePlan, live_ldt: int
+) -> tuple[PartitionUpdate, int] | None:
+    """The update at ``pos`` and its end, if all its rows are plain (an INSERT's shape).
+
+    The same reading as :meth:`_Reader.partition`, cut down to that shape and kept in
+    local variables: no reader object, no method calls per field. Anything else (a
+    deletion, a static row, a marker, a cell that is not plain, a header not seen yet)
+    gives None, and the caller reads the update again from its start with a
+    :class:`_Reader`.
+    """
+    size = data[pos]
+    if size >= 0x80:
+        return None
+    key_start = pos + 1
+    key_end = key_start + size
+    flags = data[key_end]
+    if flags & ~_HAS_ROW_ESTIMATE:
+        return None
+    # Encoding stats; the TTL and deletion time bases are one byte unless rows expire.
+    min_ts, pos = read_unsigned_vint(data, key_end + 1)
+    min_ts += _TIMESTAMP_EPOCH
+    if min_ts > _LONG_MAX:
+        min_ts = _signed64(min_ts)
+    min_ldt = data[pos]
+    min_ttl = data[pos + 1]
+    if min_ldt < 0x80 and min_ttl < 0x80:
+        pos += 2
+    else:
+        min_ldt, pos = read_unsigned_vint(data, pos)
+        min_ttl, pos = read_unsigned_vint(data, pos)
+    min_ldt += _DELETION_TIME_EPOCH
+    for serialized, header in plan.headers.items():
+        if header.plain is not None and data.startswith(serialized, pos):
+            break
+    else:
+        return None  # a header seen for the first time is parsed by the reader
+    columns = header.plain
+    pos += header.size
+    if flags & _HAS_ROW_ESTIMATE:
+        pos = read_unsigned_vint(data, pos)[1]
+    clustering_specs = plan.clustering
+    clustering: tuple[Any, ...] = ()
+    rows = []
+    while True:
+        row_flags = data[pos]
+        pos += 1
+        if row_flags & _END_OF_PARTITION:
+            break
+        if row_flags not in _PLAIN_ROW_FLAGS:
+            return None
+        if clustering_specs:
+            clustering, pos = _clustering_values(data, pos, clustering_specs, len(clustering_specs))
+        timestamp = data[pos]
+        if timestamp < 0x80:
+            pos += 1
+        else:
+            timestamp, pos = read_unsigned_vint(data, pos)
+        timestamp += min_ts
+        if timestamp > _LONG_MAX:
+            timestamp = _signed64(timestamp)
+        ttl = expiration = None
+        cell_flags = _PLAIN_CELL
+        if row_flags & _HAS_TTL:
+            ttl, pos = read_unsigned_vint(data, pos)
+            ttl = (ttl + min_ttl) & _MASK32
+            expiration, pos = read_unsigned_vint(data, pos)
+            expiration = _local_time(expiration + min_ldt, live_ldt)
+            cell_flags = _PLAIN_EXPIRING_CELL
+        read = _plain_values(data, pos, columns, cell_flags)
+        if read is None:
+            return None
+        values, pos = read
+        rows.append(
+            Row(clustering, Liveness(timestamp, ttl, expiration), None, values, [], [], False)
+        )
+    key = plan.partition_key(data[key_start:key_end])
+    return PartitionUpdate(plan.schema, key, None, None, rows, [], _NONE_DROPPED, True), pos
+
+
+def _plain_values(
+    data: bytes, pos: int, columns: tuple[_PlainSpec, ...], cell_flags: int
+) -> tuple[dict[str, Any], int] | None:
+    """The values of a row whose cells all have flags ``cell_flags``, and the end position.
+
+    None as soon as one cell differs (a tombstone, its own timestamp, an empty or a long
+    value): the caller then reads the row the general way. Those flags leave a cell with
+    nothing but its value: a fixed-size one, or a length under 128 and the bytes.
+    """
+    values = {}
+    for name, fixed, decode in columns:
+        if data[pos] != cell_flags:
+            return None
+        if fixed >= 0:
+            pos += 1
+            end = pos + fixed
+        else:
+            size = data[pos + 1]
+            if size >= 0x80:
+                return None
+            pos += 2
+            end = pos + size
+        values[name] = decode(data[pos:end])
+        pos = end
+    return values, pos
 
 
 class _Reader:
@@ -436,9 +628,6 @@ class _Reader:
         self.pos = pos
         self.plan = plan
         self.live_ldt = live_ldt
-        self.min_ts = 0
-        self.min_ldt = 0
-        self.min_ttl = 0
         self.dropped = _NONE_DROPPED
 
     def vint(self) -> int:
@@ -446,16 +635,10 @@ class _Reader:
         return value
 
     def timestamp(self) -> int:
-        value = (self.vint() + self.min_ts) & _MASK64
-        return value - (1 << 64) if value & _SIGN64 else value
+        return _signed64(self.vint() + self.min_ts)
 
     def ldt(self) -> int | None:
-        value = (self.vint() + self.min_ldt) & _MASK32
-        if value == self.live_ldt:
-            return None
-        if self.live_ldt == 0x7FFFFFFF and value > 0x7FFFFFFF:
-            return value - (1 << 32)
-        return value
+        return _local_time(self.vint() + self.min_ldt, self.live_ldt)
 
     def deletion_time(self) -> DeletionTime | None:
         timestamp = self.timestamp()
@@ -470,45 +653,55 @@ class _Reader:
             raise IndexError(f"value of {size} bytes at {start} runs past the mutation")
         return self.data[start : self.pos]
 
-    def columns(self) -> tuple[_ColumnPlan, ...]:
+    def header(self) -> _Header:
         start = self.pos
         data = self.data
-        # Most mutations of a table list the same columns: match the bytes, skip parsing.
-        for key, known in self.plan.header_cache.items():
-            if data.startswith(key, start):
-                self.pos = start + len(key)
+        # Most updates of a table repeat a few headers: match the bytes, skip parsing.
+        for serialized, known in self.plan.headers.items():
+            if data.startswith(serialized, start):
+                self.pos = start + known.size
                 return known
         count = self.vint()
         names = [self.bytes_with_length() for _ in range(count)]
-        key = self.data[start : self.pos]
         plans = []
         for name in names:
             plan = self.plan.columns.get(name)
             if plan is None:
                 raise UnknownColumnError(self.plan.schema, name.decode(), self.data)
             plans.append(plan)
-        result = tuple(plans)
-        if len(self.plan.header_cache) < 16:
-            self.plan.header_cache[key] = result
-        return result
+        header = _Header(tuple(plans), self.pos - start)
+        if len(self.plan.headers) < 16:
+            self.plan.headers[self.data[start : self.pos]] = header
+        return header
 
-    def partition(self) -> tuple[PartitionUpdate, int]:
-        plan = self.plan
+    def stats(self) -> None:
+        """The update's encoding stats: the bases that timestamps, TTLs and local deletion
+        times in it are written as deltas from."""
         data = self.data
-        size, pos = read_unsigned_vint(data, self.pos)
-        key = plan.partition_key(data[pos : pos + size])
-        flags = data[pos + size]
-        self.pos = pos + size + 1
-        if flags & _IS_EMPTY:
-            return PartitionUpdate(plan.schema, key, None, None, [], []), self.pos
         min_ts, pos = read_unsigned_vint(data, self.pos)
-        min_ts = (min_ts + _TIMESTAMP_EPOCH) & _MASK64
-        self.min_ts = min_ts - (1 << 64) if min_ts & _SIGN64 else min_ts
+        self.min_ts = _signed64(min_ts + _TIMESTAMP_EPOCH)
         min_ldt, pos = read_unsigned_vint(data, pos)
         self.min_ldt = (min_ldt + _DELETION_TIME_EPOCH) & _MASK32
         self.min_ttl, self.pos = read_unsigned_vint(data, pos)
-        statics = self.columns() if flags & _HAS_STATIC_ROW else ()
-        regulars = self.columns()
+
+    def partition(self) -> PartitionUpdate:
+        plan = self.plan
+        data = self.data
+        pos = self.pos
+        size = data[pos]
+        if size < 0x80:
+            pos += 1
+        else:
+            size, pos = read_unsigned_vint(data, pos)
+        end = pos + size
+        key = plan.partition_key(data[pos:end])
+        flags = data[end]
+        self.pos = end + 1
+        if flags & _IS_EMPTY:
+            return PartitionUpdate(plan.schema, key, None, None, [], [])
+        self.stats()
+        statics = self.header() if flags & _HAS_STATIC_ROW else _NO_COLUMNS
+        regulars = self.header()
         partition_deletion = None
         if flags & _HAS_PARTITION_DELETION:
             partition_deletion = self.deletion_time()
@@ -516,7 +709,7 @@ class _Reader:
         if flags & _HAS_STATIC_ROW:
             row_flags = data[self.pos]
             self.pos += 1
-            static_row = self.row(row_flags, statics)
+            static_row = self.row(row_flags, statics.columns)
         if flags & _HAS_ROW_ESTIMATE:
             self.vint()
         rows = []
@@ -529,39 +722,14 @@ class _Reader:
             if row_flags & _IS_MARKER:
                 markers.append(self.marker())
             else:
-                rows.append(self.row(row_flags, regulars))
-        update = PartitionUpdate(
-            plan.schema,
-            key,
-            partition_deletion,
-            static_row,
-            rows,
-            markers,
-            self.dropped,
+                rows.append(self.row(row_flags, regulars.columns))
+        return PartitionUpdate(
+            plan.schema, key, partition_deletion, static_row, rows, markers, self.dropped
         )
-        return update, self.pos
 
     def clustering_values(self, count: int) -> tuple[Any, ...]:
-        data = self.data
-        specs = self.plan.clustering
-        values: list[Any] = []
-        header = 0
-        for index in range(count):
-            if index % 32 == 0:
-                header = self.vint()
-            bits = (header >> (2 * (index % 32))) & 3
-            fixed, decode = specs[index]
-            if bits & 2:
-                values.append(None)
-            elif bits & 1:
-                values.append(decode(b""))
-            elif fixed >= 0:
-                start = self.pos
-                self.pos = start + fixed
-                values.append(decode(data[start : self.pos]))
-            else:
-                values.append(decode(self.bytes_with_length()))
-        return tuple(values)
+        values, self.pos = _clustering_values(self.data, self.pos, self.plan.clustering, count)
+        return values
 
     def marker(self) -> RangeTombstoneMarker:
         data = self.data
@@ -578,6 +746,7 @@ class _Reader:
         return RangeTombstoneMarker(kind, values, deletion, None)
 
     def row(self, flags: int, header_columns: tuple[_ColumnPlan, ...]) -> Row:
+        """Any row: cells of every kind, complex columns, deletions, a column subset."""
         data = self.data
         is_static = False
         if flags & _EXTENSION_FLAG:
@@ -589,83 +758,63 @@ class _Reader:
         row_ts = _LONG_MIN
         row_ttl: int | None = None
         row_ldt: int | None = None
+        plain_flags = -1  # matches no cell: without liveness, no cell is plain
         if flags & _HAS_TIMESTAMP:
-            first = data[self.pos]
-            if first < 0x80:
-                row_ts = first + self.min_ts
-                self.pos += 1
-            else:
-                row_ts = self.timestamp()
+            row_ts = self.timestamp()
+            plain_flags = _PLAIN_CELL
             if flags & _HAS_TTL:
                 row_ttl = (self.vint() + self.min_ttl) & _MASK32
                 row_ldt = self.ldt()
+                plain_flags = _PLAIN_EXPIRING_CELL
             liveness = Liveness(row_ts, row_ttl, row_ldt)
         deletion = self.deletion_time() if flags & _HAS_DELETION else None
         present = header_columns if flags & _HAS_ALL_COLUMNS else self.subset(header_columns)
         has_complex_deletion = flags & _HAS_COMPLEX_DELETION
+        values: dict[str, Any] = {}
         cells: list[SimpleCell] = []
         complex_columns: list[ComplexColumn] = []
-        min_ts = self.min_ts
         for column in present:
+            if column.dropped:
+                self.dropped |= {column.name}
             if column.is_complex:
                 complex_deletion = self.deletion_time() if has_complex_deletion else None
                 cell_count = self.vint()
                 column_cells = [
                     self.complex_cell(column, row_ts, row_ttl, row_ldt) for _ in range(cell_count)
                 ]
-                if column.dropped:
-                    self.dropped |= {column.name}
                 complex_columns.append(
                     ComplexColumn(column.name, column.kind, complex_deletion, column_cells)
                 )
                 continue
-            # Simple cell, inlined: this loop is the decoder's hot path.
             cell_flags = data[self.pos]
-            pos = self.pos + 1
-            if cell_flags & _CELL_ROW_TIMESTAMP:
-                timestamp = row_ts
-            else:
-                first = data[pos]
-                if first < 0x80:
-                    timestamp = first + min_ts
-                    pos += 1
-                else:
-                    delta, pos = read_unsigned_vint(data, pos)
-                    timestamp = (delta + min_ts) & _MASK64
-                    if timestamp & _SIGN64:
-                        timestamp -= 1 << 64
+            self.pos += 1
+            timestamp = row_ts if cell_flags & _CELL_ROW_TIMESTAMP else self.timestamp()
             ttl: int | None = None
             ldt: int | None = None
             if cell_flags & (_CELL_DELETED | _CELL_EXPIRING):
-                self.pos = pos
                 if cell_flags & _CELL_ROW_TTL:
                     ttl, ldt = row_ttl, row_ldt
                 else:
                     ldt = self.ldt()
                     if cell_flags & _CELL_EXPIRING:
                         ttl = (self.vint() + self.min_ttl) & _MASK32
-                pos = self.pos
             if cell_flags & _CELL_EMPTY:
                 raw = b""
             elif column.fixed >= 0:
-                raw = data[pos : pos + column.fixed]
-                pos += column.fixed
+                start = self.pos
+                self.pos = start + column.fixed
+                if self.pos > len(data):
+                    raise IndexError(f"value at {start} runs past the mutation")
+                raw = data[start : self.pos]
             else:
-                size = data[pos]
-                if size < 0x80:
-                    pos += 1
-                else:
-                    size, pos = read_unsigned_vint(data, pos)
-                raw = data[pos : pos + size]
-                pos += size
-            self.pos = pos
-            if column.dropped:
-                self.dropped |= {column.name}
+                raw = self.bytes_with_length()
             if cell_flags & _CELL_DELETED:
                 cells.append((column.name, None, timestamp, None, ldt, True))
+            elif cell_flags == plain_flags and column.plain:
+                values[column.name] = column.decode(raw)
             else:
                 cells.append((column.name, column.decode(raw), timestamp, ttl, ldt, False))
-        return Row(clustering, liveness, deletion, cells, complex_columns, is_static)
+        return Row(clustering, liveness, deletion, values, cells, complex_columns, is_static)
 
     def complex_cell(
         self, column: _ColumnPlan, row_ts: int, row_ttl: int | None, row_ldt: int | None
@@ -707,3 +856,51 @@ class _Reader:
             return tuple(superset[self.vint()] for _ in range(present_count))
         missing = {self.vint() for _ in range(encoded)}
         return tuple(c for i, c in enumerate(superset) if i not in missing)
+
+
+def _clustering_values(
+    data: bytes, pos: int, specs: tuple[tuple[int, ValueDecoder], ...], count: int
+) -> tuple[tuple[Any, ...], int]:
+    """The first ``count`` clustering values at ``pos``, and the position after them.
+
+    Each group of 32 values is preceded by a vint of 2 bits per value: null, empty, or
+    present (then fixed-size, or a vint length and the bytes).
+    """
+    values: list[Any] = []
+    header = 0
+    for index in range(count):
+        if index % 32 == 0:
+            header, pos = read_unsigned_vint(data, pos)
+        bits = (header >> (2 * (index % 32))) & 3
+        fixed, decode = specs[index]
+        if bits & 2:
+            values.append(None)
+        elif bits & 1:
+            values.append(decode(b""))
+        else:
+            if fixed < 0:
+                fixed, pos = read_unsigned_vint(data, pos)
+            end = pos + fixed
+            if end > len(data):
+                raise IndexError(f"clustering value at {pos} runs past the mutation")
+            values.append(decode(data[pos:end]))
+            pos = end
+    return tuple(values), pos
+
+
+def _local_time(value: int, live: int) -> int | None:
+    """A local deletion or expiration time from its wire value (delta + base), None for
+    "live". Messaging version 12 writes them signed, 13 and later unsigned (``live``
+    is what each writes for "none")."""
+    value &= _MASK32
+    if value == live:
+        return None
+    if live == 0x7FFFFFFF and value > 0x7FFFFFFF:
+        return value - (1 << 32)
+    return value
+
+
+def _signed64(value: int) -> int:
+    """``value`` wrapped to a signed 64-bit long, as Java's addition of deltas does."""
+    value &= _MASK64
+    return value - (1 << 64) if value & _SIGN64 else value

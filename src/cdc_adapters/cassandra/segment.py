@@ -48,6 +48,7 @@ _HEADER_FIXED = struct.Struct(">iqH")
 _INT = struct.Struct(">i")
 _UINT = struct.Struct(">I")
 _MARKER = struct.Struct(">iI")
+_ENTRY_HEADER = struct.Struct(">iI")  # size, CRC of the size
 _SEGMENT_NAME = re.compile(r"CommitLog-(\d+)-(\d+)\.log")
 
 # Descriptor version -> messaging version the mutations in it are serialized with.
@@ -359,21 +360,17 @@ def _section_entries(
 ) -> Iterator[CommitLogEntry | CommitLogError]:
     data, pos, end = section.data, section.data_start, section.data_end
     shift = section.logical_start - section.data_start
-    unpack_int = _INT.unpack_from
+    unpack_header = _ENTRY_HEADER.unpack_from
     unpack_uint = _UINT.unpack_from
     crc32 = zlib.crc32
-    while end - pos >= 4:
-        size = unpack_int(data, pos)[0]
+    new_entry = tuple.__new__  # CommitLogEntry(...) minus a Python-level __new__ call
+    while end - pos >= 8:
+        size, stored_size_crc = unpack_header(data, pos)
         if size == 0:
             return  # zero padding ends the section
         offset = pos + shift
-        if end - pos < 8:
-            yield CorruptEntryError(
-                "entry header cut short", segment_id=segment_id, offset=offset, truncated=True
-            )
-            return
         size_crc = crc32(data[pos : pos + 4])
-        if unpack_uint(data, pos + 4)[0] != size_crc:
+        if stored_size_crc != size_crc:
             yield CorruptEntryError(
                 "entry size CRC mismatch; rest of section skipped",
                 segment_id=segment_id,
@@ -401,7 +398,14 @@ def _section_entries(
                 "entry CRC mismatch", segment_id=segment_id, offset=offset, raw=mutation
             )
             continue
-        yield CommitLogEntry(segment_id, offset, mutation, messaging_version)
+        yield new_entry(CommitLogEntry, (segment_id, offset, mutation, messaging_version))
+    if end - pos >= 4 and _INT.unpack_from(data, pos)[0] != 0:
+        yield CorruptEntryError(
+            "entry header cut short",
+            segment_id=segment_id,
+            offset=pos + shift,
+            truncated=True,
+        )
 
 
 def iter_entries(
