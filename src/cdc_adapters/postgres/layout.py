@@ -22,7 +22,7 @@ from cdc_adapters.postgres.identifiers import derived_name
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.values import ColumnCodec
 from cdc_domain.destinations import DestinationKind
-from cdc_domain.schema import ColumnDefinition, TableSchema
+from cdc_domain.schema import ClusteringOrder, ColumnDefinition, TableSchema
 from cdc_domain.type_mapping import MappedType, SchemaMapper
 
 __all__ = ["NEVER", "KeyColumn", "RowTarget", "TableLayout", "ValueColumn"]
@@ -33,8 +33,12 @@ NEVER = -(2**63)
 
 @attrs.frozen(slots=True)
 class KeyColumn:
+    """``descending``: a clustering column declared DESC, along which a range
+    deletion's start bound holds the larger value."""
+
     name: str
     codec: ColumnCodec
+    descending: bool = False
 
     @property
     def sql_type(self) -> str:
@@ -193,7 +197,10 @@ class TableLayout:
         schema = naming.schema_for(source.keyspace, source.table)
         table = naming.table_for(source.keyspace, source.table)
         partition = tuple(KeyColumn(c.name, codecs[c.name]) for c in source.partition_key)
-        clustering = tuple(KeyColumn(c.name, codecs[c.name]) for c in source.clustering)
+        clustering = tuple(
+            KeyColumn(c.name, codecs[c.name], c.clustering_order is ClusteringOrder.DESC)
+            for c in source.clustering
+        )
 
         def values(columns: tuple[ColumnDefinition, ...]) -> tuple[ValueColumn, ...]:
             result = []

@@ -37,25 +37,38 @@ def _visible_since(column: ValueColumn, ts: str, dts: str | None, floor: str) ->
 
 def _covers(layout: TableLayout, row: Callable[[int], str]) -> str:
     """SQL true when tombstone ``tb`` covers the row whose clustering values are
-    ``row(0..n-1)``: bounds are prefixes of the clustering columns."""
+    ``row(0..n-1)``: bounds are prefixes of the clustering columns, in clustering order
+    (along a DESC column the start bound holds the larger value)."""
     clustering = layout.clustering
     if not clustering:
         return "true"
 
-    def side(prefix: str, length: str, inclusive: str, ops: tuple[str, str]) -> str:
+    def side(prefix: str, length: str, inclusive: str, after: bool) -> str:
         options = [f"tb.{length} = 0"]
         for n in range(1, len(clustering) + 1):
-            mine = ", ".join(row(j) for j in range(n))
-            theirs = ", ".join(f"tb.{quote(f'_cdc_{prefix}_{j}')}" for j in range(n))
-            options.append(
-                f"(tb.{length} = {n} AND CASE WHEN tb.{inclusive} THEN ({mine}) {ops[0]} "
-                f"({theirs}) ELSE ({mine}) {ops[1]} ({theirs}) END)"
-            )
+            bound = [f"tb.{quote(f'_cdc_{prefix}_{j}')}" for j in range(n)]
+            mine = [row(j) for j in range(n)]
+            beyond = _beyond(mine, bound, [c.descending for c in clustering[:n]], after)
+            equal = " AND ".join(f"{m} = {b}" for m, b in zip(mine, bound, strict=True))
+            options.append(f"(tb.{length} = {n} AND ({beyond} OR (tb.{inclusive} AND {equal})))")
         return "(" + " OR ".join(options) + ")"
 
-    start = side("s", '"_cdc_start_len"', '"_cdc_start_incl"', (">=", ">"))
-    end = side("e", '"_cdc_end_len"', '"_cdc_end_incl"', ("<=", "<"))
+    start = side("s", '"_cdc_start_len"', '"_cdc_start_incl"', after=True)
+    end = side("e", '"_cdc_end_len"', '"_cdc_end_incl"', after=False)
     return f"({start} AND {end})"
+
+
+def _beyond(mine: list[str], bound: list[str], descending: list[bool], after: bool) -> str:
+    """SQL true when the row lies strictly after (or before) the bound prefix in
+    clustering order: equal on a leading part, then past it on the next column, each
+    column compared in its own direction."""
+    options = []
+    for i, (value, limit, desc) in enumerate(zip(mine, bound, descending, strict=True)):
+        greater = after != desc
+        compared = f"{value} {'>' if greater else '<'} {limit}"
+        leading = [f"{m} = {b}" for m, b in zip(mine[:i], bound[:i], strict=True)]
+        options.append("(" + " AND ".join([*leading, compared]) + ")")
+    return "(" + " OR ".join(options) + ")"
 
 
 def _floor(layout: TableLayout, target: RowTarget) -> str:

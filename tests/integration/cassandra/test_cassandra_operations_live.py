@@ -181,3 +181,20 @@ def test_composite_partition_key_and_clustering(
     assert str(event.partition_key["c"]) == "123e4567-e89b-12d3-a456-426614174000"
     assert event.clustering_key == {"d": ""}
     assert event.columns == {"v": 3}
+
+
+def test_range_delete_on_a_descending_clustering_column(
+    capture: CdcCapture, keyspace: str, ddl: Callable[[str], None]
+) -> None:
+    ddl(
+        "CREATE TABLE {ks}.lines (o int, line int, v int, PRIMARY KEY (o, line))"
+        " WITH CLUSTERING ORDER BY (line DESC) AND cdc = true"
+    )
+    (ranged,) = capture.run(f"DELETE FROM {keyspace}.lines WHERE o = 1 AND line > 3 AND line <= 6")
+    bounds = ranged.clustering_range
+    assert bounds is not None
+    # In clustering order the larger value comes first along a DESC column.
+    assert (dict(bounds.start.values), bounds.start.inclusive) == ({"line": 6}, True)
+    assert (dict(bounds.end.values), bounds.end.inclusive) == ({"line": 3}, False)
+    assert bounds.descending == ("line",)
+    assert [line for line in range(1, 9) if bounds.contains({"line": line})] == [4, 5, 6]
