@@ -176,7 +176,7 @@ async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "schema history":
         return await commands.schema_history(container, out, destination=args.destination)
     return await commands.dlq_replay(
-        container, out, destination=args.destination, reason=args.reason
+        settings, container, out, destination=args.destination, reason=args.reason
     )
 
 

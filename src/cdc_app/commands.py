@@ -39,6 +39,7 @@ HEALTH_EXIT = {HealthStatus.UP: 0, HealthStatus.DEGRADED: 1, HealthStatus.DOWN: 
 """``cdc-app health`` exits 0 up, 1 degraded, 2 down (and 2 for a configuration error)."""
 
 _ERROR_WIDTH = 60
+_REPLAY_TIMEOUT_S = 600.0
 
 
 async def health(settings: Settings, container: Container, out: IO[str]) -> int:
@@ -153,25 +154,37 @@ async def dlq_show(container: Container, out: IO[str], err: IO[str], dlq_id: str
 
 
 async def dlq_replay(
+    settings: Settings,
     container: Container,
     out: IO[str],
     *,
     destination: str | None,
     reason: FailureReason | None,
 ) -> int:
-    """Exits 1 when some entries failed again (they stay pending), else 0."""
-    async with opened(container, container.replay) as (replay,):
-        assert isinstance(replay, DeadLetterReplay)
-        report = await replay(destination=destination, reason=reason)
-    out.write(
-        f"replayed {report.replayed}, failed again {len(report.failed)}, "
-        f"skipped {len(report.skipped)}\n"
+    """Replays through the running pipeline when one answers (its sinks, its
+    connections), else through adapters opened here. Exits 1 when some entries failed
+    again (they stay pending), else 0."""
+    params = {k: v for k, v in (("destination", destination), ("reason", reason)) if v}
+    report = await ask_running_pipeline(
+        settings.health,
+        "/dlq/replay",
+        method="POST",
+        params={k: v.value if isinstance(v, FailureReason) else v for k, v in params.items()},
+        timeout_s=_REPLAY_TIMEOUT_S,
     )
-    for entry in report.failed:
-        out.write(f"failed again  {entry.dlq_id}  {_shortened(entry.error)}\n")
-    for entry in report.skipped:
-        out.write(f"skipped       {entry.dlq_id}  {_unreplayable(entry)}\n")
-    return 1 if report.failed else 0
+    if report is None:
+        async with opened(container, container.replay) as (replay,):
+            assert isinstance(replay, DeadLetterReplay)
+            report = (await replay(destination=destination, reason=reason)).to_json()
+    failed, skipped = report["failed"], report["skipped"]
+    out.write(
+        f"replayed {report['replayed']}, failed again {len(failed)}, skipped {len(skipped)}\n"
+    )
+    for entry in failed:
+        out.write(f"failed again  {entry['dlq_id']}  {_shortened(entry['error'])}\n")
+    for entry in skipped:
+        out.write(f"skipped       {entry['dlq_id']}  {entry['why']}\n")
+    return 1 if failed else 0
 
 
 async def schema_accept(
@@ -212,14 +225,6 @@ async def schema_history(container: Container, out: IO[str], *, destination: str
     ]
     out.write(render_table(["applied at", "destination", "change"], rows))
     return 0
-
-
-def _unreplayable(entry: DeadLetterEvent) -> str:
-    if entry.event is None:
-        return "raw bytes that never became an event"
-    if entry.destination is None:
-        return "it belongs to no destination"
-    return f"destination {entry.destination!r} is not configured"
 
 
 def _printable(entry: DeadLetterEvent) -> Any:

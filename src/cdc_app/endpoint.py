@@ -6,9 +6,12 @@
                    degraded (it still delivers), 503 when down.
 ``/status``        each destination's offset, lag, events and pending dead letters.
 ``/metrics``       Prometheus text format.
+``POST /dlq/replay`` re-drive pending dead letters through this pipeline's own sinks
+                   (``destination`` and ``reason`` query parameters filter them).
 
-``cdc-app health`` and ``cdc-app status`` ask this endpoint first, so checking a
-running pipeline opens no second connection to any database.
+``cdc-app health``, ``status`` and ``dlq replay`` ask this endpoint first, so working
+with a running pipeline opens no second connection to any database. The endpoint
+listens on loopback unless configured otherwise: anyone who can reach it can replay.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from cdc_app.cdc_raw import measure_cdc_raw
 from cdc_app.components import Components
 from cdc_app.health_checks import check_health
+from cdc_app.replay import DeadLetterReplay
 from cdc_app.status import destination_statuses
+from cdc_domain.dead_letters import FailureReason
 from cdc_domain.health import HealthStatus
 
 __all__ = ["health_app", "serving"]
@@ -42,6 +47,7 @@ def health_app(components: Components, stop: asyncio.Event) -> web.Application:
     app.router.add_get("/health", _health)
     app.router.add_get("/status", _status)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/dlq/replay", _replay)
     return app
 
 
@@ -92,6 +98,23 @@ async def _status(request: web.Request) -> web.Response:
         progress=components.progress,
     )
     return web.json_response({"destinations": [s.to_json() for s in statuses]})
+
+
+async def _replay(request: web.Request) -> web.Response:
+    components = request.app[_COMPONENTS]
+    reason = request.query.get("reason")
+    try:
+        wanted = FailureReason(reason) if reason else None
+    except ValueError:
+        return web.json_response({"error": f"unknown reason {reason!r}"}, status=400)
+    replay = DeadLetterReplay(
+        dead_letters=components.dead_letters,
+        schemas=components.schemas,
+        sinks=components.sinks,
+        clock=components.clock,
+    )
+    report = await replay(destination=request.query.get("destination"), reason=wanted)
+    return web.json_response(report.to_json())
 
 
 async def _metrics(request: web.Request) -> web.Response:

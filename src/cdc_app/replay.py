@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -26,7 +27,7 @@ from cdc_domain.ports import Clock, DeadLetterQueue, SchemaSource, Sink, SinkBat
 from cdc_domain.schema import TableSchema
 from cdc_domain.validation import EventValidator
 
-__all__ = ["DeadLetterReplay", "ReplayReport"]
+__all__ = ["DeadLetterReplay", "ReplayReport", "unreplayable"]
 
 
 @attrs.frozen
@@ -37,6 +38,25 @@ class ReplayReport:
     replayed: int = 0
     failed: tuple[DeadLetterEvent, ...] = ()
     skipped: tuple[DeadLetterEvent, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """What the endpoint answers and ``cdc-app dlq replay`` prints."""
+        return {
+            "replayed": self.replayed,
+            "failed": [{"dlq_id": e.dlq_id, "error": e.error} for e in self.failed],
+            "skipped": [{"dlq_id": e.dlq_id, "why": unreplayable(e)} for e in self.skipped],
+        }
+
+
+def unreplayable(entry: DeadLetterEvent) -> str:
+    """Why a skipped entry cannot be replayed."""
+    if entry.event is None:
+        return "raw bytes that never became an event"
+    if entry.reason is FailureReason.MASKING_ERROR:
+        return "stored redacted: the masking rules could not mask it"
+    if entry.destination is None:
+        return "it belongs to no destination"
+    return f"destination {entry.destination!r} is not configured"
 
 
 class DeadLetterReplay:

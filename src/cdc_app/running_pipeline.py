@@ -8,6 +8,7 @@ it first and only open the adapters themselves when nothing answers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -20,18 +21,27 @@ _TIMEOUT_SECONDS = 10.0
 _ANY_ADDRESS = {"", "0.0.0.0", "::"}
 
 
-async def ask_running_pipeline(health: HealthSettings, path: str) -> Any | None:
+async def ask_running_pipeline(
+    health: HealthSettings,
+    path: str,
+    *,
+    method: str = "GET",
+    params: Mapping[str, str] | None = None,
+    timeout_s: float = _TIMEOUT_SECONDS,
+) -> Any | None:
     """The JSON the endpoint answers at ``path``, or None when no pipeline answers
     (its endpoint is off, nothing listens, or what listens is something else)."""
     if not health.port:
         return None
     host = "127.0.0.1" if health.host in _ANY_ADDRESS else health.host
     host = f"[{host}]" if ":" in host else host
-    timeout = aiohttp.ClientTimeout(total=_TIMEOUT_SECONDS)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(f"http://{host}:{health.port}{path}") as response,
+            session.request(
+                method, f"http://{host}:{health.port}{path}", params=dict(params or {})
+            ) as response,
         ):
             if response.content_type != "application/json":
                 return None

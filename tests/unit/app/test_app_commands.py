@@ -57,7 +57,9 @@ async def stored(tmp_path: Path) -> dict[str, DeadLetterEvent]:
 
 async def replay(settings: Settings) -> tuple[int, str]:
     out = io.StringIO()
-    code = await commands.dlq_replay(jsonl_container(settings), out, destination=None, reason=None)
+    code = await commands.dlq_replay(
+        settings, jsonl_container(settings), out, destination=None, reason=None
+    )
     return code, out.getvalue()
 
 
@@ -106,8 +108,10 @@ async def test_replay_takes_only_the_filtered_entries(tmp_path):
     await JsonLinesDeadLetterQueue(str(tmp_path / "dead.jsonl")).write([validation, incompatible])
     out = io.StringIO()
 
+    settings = jsonl_settings(tmp_path)
     code = await commands.dlq_replay(
-        jsonl_container(jsonl_settings(tmp_path)),
+        settings,
+        jsonl_container(settings),
         out,
         destination="audit",
         reason=FailureReason.SCHEMA_INCOMPATIBLE,
@@ -210,3 +214,26 @@ async def test_schema_accept_refuses_unknown_tables_and_destinations(tmp_path):
     )
     assert code == 2
     assert "'nope'" in err.getvalue()
+
+
+async def test_replay_goes_through_a_running_pipeline_when_one_answers(tmp_path):
+    entry = letter(FailureReason.VALIDATION_ERROR, 1)
+    await JsonLinesDeadLetterQueue(str(tmp_path / "dead.jsonl")).write([entry])
+    port = free_port()
+    settings = jsonl_settings(tmp_path, health={"host": "127.0.0.1", "port": port})
+    container = jsonl_container(settings)
+    async with running(container) as components:
+        stop = asyncio.Event()
+        async with serving(health_app(components, stop), "127.0.0.1", port):
+            out = io.StringIO()
+            # Replaying outside the pipeline would fail: only the endpoint can answer.
+            unused = Container(settings=settings)
+            unused.replay.override(providers.Callable(_no_replay_outside_the_pipeline))
+            code = await commands.dlq_replay(settings, unused, out, destination=None, reason=None)
+    assert (code, out.getvalue()) == (0, "replayed 1, failed again 0, skipped 0\n")
+    after = await stored(tmp_path)
+    assert after[entry.dlq_id].status is DeadLetterStatus.REPLAYED
+
+
+def _no_replay_outside_the_pipeline() -> None:
+    raise AssertionError("the command opened adapters of its own")
