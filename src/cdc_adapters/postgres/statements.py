@@ -299,12 +299,16 @@ def tombstone_sql(
     table = qualified(target.schema, target.table)
     params = iter(range(2, 1000))
     where = [f"t.{quote(k.name)} = ${next(params)}::{k.sql_type}" for k in target.partition]
-    for (length, inclusive), ops in ((start, (">=", ">")), (end, ("<=", "<"))):
+    for (length, inclusive), after in ((start, True), (end, False)):
         if length:
             columns = target.clustering[:length]
-            mine = ", ".join(f"t.{quote(c.name)}" for c in columns)
-            theirs = ", ".join(f"${next(params)}::{c.sql_type}" for c in columns)
-            where.append(f"({mine}) {ops[0] if inclusive else ops[1]} ({theirs})")
+            mine = [f"t.{quote(c.name)}" for c in columns]
+            theirs = [f"${next(params)}::{c.sql_type}" for c in columns]
+            beyond = _beyond(mine, theirs, [c.descending for c in columns], after)
+            if inclusive:
+                equal = " AND ".join(f"{m} = {b}" for m, b in zip(mine, theirs, strict=True))
+                beyond = f"({beyond} OR ({equal}))"
+            where.append(beyond)
     where.append(f"t.{_DELETED_AT} < $1::bigint")
     sets, visible = [], [f"coalesce(t.{_LIVE}, {NEVER}) > $1::bigint"]
     for c in target.values:
