@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
 import attrs
@@ -377,14 +377,21 @@ class PartitionState:
             self.deleted_at = max(self.deleted_at, ts)
         elif event.scope is DeletionScope.RANGE:
             assert event.clustering_range is not None
-            if (event.clustering_range, ts) not in self.ranges:
-                self.ranges.append((event.clustering_range, ts))
+            # Stored without ``descending``: the direction is the table's (see floor), and
+            # states written before events carried it must compare equal.
+            rng = event.clustering_range
+            if rng.descending:
+                rng = ClusteringRange(rng.start, rng.end)
+            if (rng, ts) not in self.ranges:
+                self.ranges.append((rng, ts))
         elif event.static:
             self.static.apply(event)
 
-    def floor(self, clustering: Mapping[str, Any]) -> int:
-        """The newest partition or range tombstone covering a row with these clustering values."""
-        covering = (ts for rng, ts in self.ranges if _covers(rng, clustering))
+    def floor(self, clustering: Mapping[str, Any], descending: Collection[str] = ()) -> int:
+        """The newest partition or range tombstone covering a row with these clustering
+        values; ``descending`` names the table's DESC clustering columns, along which a
+        range's start holds the larger value."""
+        covering = (ts for rng, ts in self.ranges if _covers(rng, clustering, descending))
         return max(self.deleted_at, *covering, NEVER)
 
     def to_json(self) -> Any:
@@ -423,20 +430,27 @@ def _range_from_json(data: Any) -> ClusteringRange:
     )
 
 
-def _compare_prefix(bound: Mapping[str, Any], row: Mapping[str, Any]) -> int:
+def _compare_prefix(
+    bound: Mapping[str, Any], row: Mapping[str, Any], descending: Collection[str]
+) -> int:
+    """Where the row sits relative to a bound prefix, in the table's clustering order."""
     for name, value in bound.items():
-        if row.get(name) != value:
-            return -1 if row.get(name) < value else 1
+        mine = row.get(name)
+        if mine != value:
+            after = mine > value
+            if name in descending:
+                after = not after
+            return 1 if after else -1
     return 0
 
 
-def _covers(rng: ClusteringRange, row: Mapping[str, Any]) -> bool:
+def _covers(rng: ClusteringRange, row: Mapping[str, Any], descending: Collection[str]) -> bool:
     if rng.start.values:
-        order = _compare_prefix(rng.start.values, row)
+        order = _compare_prefix(rng.start.values, row, descending)
         if not (order > 0 or (order == 0 and rng.start.inclusive)):
             return False
     if rng.end.values:
-        order = _compare_prefix(rng.end.values, row)
+        order = _compare_prefix(rng.end.values, row, descending)
         if not (order < 0 or (order == 0 and rng.end.inclusive)):
             return False
     return True

@@ -327,7 +327,9 @@ class ClickHouseSink:
             if not row.changed and pk not in changed_partitions:
                 continue
             part: PartitionState | None = part_states.get(pk)
-            floor = part.floor(dict(zip(clustering, ck, strict=True))) if part else NEVER
+            floor = NEVER
+            if part is not None:
+                floor = part.floor(dict(zip(clustering, ck, strict=True)), layout.descending)
             row.compact(floor)
             try:
                 line = _row_line(layout, key, row, floor, part)
@@ -340,15 +342,6 @@ class ClickHouseSink:
 
     async def _insert(self, plan: _Plan) -> None:
         layout = plan.layout
-        if plan.partitions:
-            known = self._known.get(layout.partitions_table)
-            if known is not None:
-                for pk, _, _ in plan.partitions:
-                    known.add(pk)
-            body = "".join([line for _, _, line in plan.partitions])
-            await self._client.insert(layout.partitions_insert_target(), _bytes(body))
-            for pk, state, _ in plan.partitions:
-                self._partitions.put((layout.table, pk), state)
         if plan.rows:
             known = self._known.get(layout.table)
             if known is not None:
@@ -361,6 +354,16 @@ class ClickHouseSink:
             for key, row, _ in plan.rows:
                 row.changed = row.fresh = False
                 self._rows.put((table, key), row)
+        # Partitions last: a partition state that landed means its rows were rewritten.
+        if plan.partitions:
+            known = self._known.get(layout.partitions_table)
+            if known is not None:
+                for pk, _, _ in plan.partitions:
+                    known.add(pk)
+            body = "".join([line for _, _, line in plan.partitions])
+            await self._client.insert(layout.partitions_insert_target(), _bytes(body))
+            for pk, state, _ in plan.partitions:
+                self._partitions.put((layout.table, pk), state)
 
     # ------------------------------------------------------------------ read-back
 

@@ -15,7 +15,7 @@ import attrs
 
 from cdc_adapters.clickhouse.column_types import ColumnCodec, ServerFeatures, column_codec
 from cdc_adapters.clickhouse.sql import qualified, quote_identifier
-from cdc_domain.schema import ColumnDefinition, TableSchema
+from cdc_domain.schema import ClusteringOrder, ColumnDefinition, TableSchema
 from cdc_domain.type_mapping import Unsupported
 
 __all__ = ["META_COLUMNS", "TableLayout"]
@@ -40,6 +40,8 @@ class TableLayout:
     unsupported: dict[str, str]
     partition_names: tuple[str, ...]
     clustering_names: tuple[str, ...]
+    # The clustering columns declared DESC: range tombstone bounds follow their order.
+    descending: frozenset[str] = attrs.field(init=False)
     # (name, codec, the field of a null) per value column, and a whole row of nulls.
     value_fields: tuple[tuple[str, ColumnCodec, str], ...] = attrs.field(init=False)
     null_fields: str = attrs.field(init=False)
@@ -48,6 +50,9 @@ class TableLayout:
         fields = tuple((n, c, str(c.encode(None))) for n, c in self.values)
         object.__setattr__(self, "value_fields", fields)
         object.__setattr__(self, "null_fields", "\t".join(null for _, _, null in fields))
+        desc = ClusteringOrder.DESC
+        descending = frozenset(c.name for c in self.schema.clustering if c.clustering_order is desc)
+        object.__setattr__(self, "descending", descending)
 
     @classmethod
     def of(cls, schema: TableSchema, database: str, features: ServerFeatures) -> TableLayout:
