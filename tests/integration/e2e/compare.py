@@ -150,7 +150,7 @@ def without_static_only(rows: Rows, schema: TableSchema) -> Rows:
 
 
 def without_rows_kept_for_dropped_columns(rows: Rows, schema: TableSchema) -> Rows:
-    """Rows with a value in some live column, on tables that dropped a column.
+    """Rows with a value in some live non-static column, on tables that dropped one.
 
     Under ``drop_columns: keep`` (the default: data is never destroyed) a dropped
     column stays in the destination with its values, so a row whose only data was in
@@ -160,10 +160,11 @@ def without_rows_kept_for_dropped_columns(rows: Rows, schema: TableSchema) -> Ro
     """
     if not schema.dropped_columns:
         return rows
+    static = {c.name for c in schema.static}
     return {
         key: values
         for key, values in rows.items()
-        if any(value is not None for value in values.values())
+        if any(value is not None for name, value in values.items() if name not in static)
     }
 
 
