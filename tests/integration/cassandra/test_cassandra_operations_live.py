@@ -190,7 +190,9 @@ def test_range_delete_on_a_descending_clustering_column(
         "CREATE TABLE {ks}.lines (o int, line int, v int, PRIMARY KEY (o, line))"
         " WITH CLUSTERING ORDER BY (line DESC) AND cdc = true"
     )
-    (ranged,) = capture.run(f"DELETE FROM {keyspace}.lines WHERE o = 1 AND line > 3 AND line <= 6")
+    (ranged,) = capture.run(
+        f"DELETE FROM {keyspace}.lines WHERE o = 1 AND line > 3 AND line <= 6", tables={"lines"}
+    )
     bounds = ranged.clustering_range
     assert bounds is not None
     # In clustering order the larger value comes first along a DESC column.
