@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import asyncpg
+
+from cdc_domain.health import HealthReport, HealthStatus
 
 __all__ = ["PoolHandle", "create_pool"]
 
@@ -104,3 +107,17 @@ class PoolHandle:
         if self._owned and self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+
+async def pool_health(name: str, pool: PoolHandle, limit_s: float) -> HealthReport:
+    """``SELECT 1`` through the adapter's own pool: a one-connection server must never
+    be asked for a second connection just to be checked."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(limit_s):
+            connections = await pool.get()
+            async with connections.acquire() as connection:
+                await connection.fetchval("SELECT 1")
+    except Exception as exc:
+        return HealthReport(name, HealthStatus.DOWN, None, f"{type(exc).__name__}: {exc}")
+    return HealthReport(name, HealthStatus.UP, round((time.perf_counter() - started) * 1000, 3))

@@ -12,8 +12,6 @@ to go on without it, unless ``fallback_to_plain_tables`` allows ordinary tables.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +19,7 @@ from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.offsets import PostgresOffsetStore, commit_offset, ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
-from cdc_adapters.postgres.pool import PoolHandle
+from cdc_adapters.postgres.pool import PoolHandle, pool_health
 from cdc_adapters.postgres.sink import PostgresSink
 from cdc_adapters.postgres.values import UnwritableValueError
 from cdc_adapters.timescaledb.extension import (
@@ -33,7 +31,7 @@ from cdc_adapters.timescaledb.history import HistoryLayout
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, SinkError
 from cdc_domain.events import ChangeEvent
-from cdc_domain.health import HealthReport, HealthStatus
+from cdc_domain.health import HealthReport
 from cdc_domain.mirror import RowKey
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import Clock, SinkBatch
@@ -341,17 +339,7 @@ class TimescaleSink:
         )
 
     async def health(self) -> HealthReport:
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._health_timeout):
-                pool = await self._pool.get()
-                async with pool.acquire() as connection:
-                    await connection.fetchval("SELECT 1")
-        except Exception as exc:
-            return HealthReport(self._name, HealthStatus.DOWN, None, f"{type(exc).__name__}: {exc}")
-        return HealthReport(
-            self._name, HealthStatus.UP, round((time.perf_counter() - started) * 1000, 3)
-        )
+        return await pool_health(self._name, self._pool, self._health_timeout)
 
     async def aclose(self) -> None:
         if self._owns_pool:
