@@ -109,6 +109,16 @@ class PoolHandle:
             await pool.close()
 
 
+def own_or_shared(
+    dsn: str | None, pool: Any, *, min_size: int, max_size: int
+) -> tuple[PoolHandle, bool]:
+    """The handle an adapter uses, and whether the adapter owns it (closes it): a
+    ``PoolHandle`` passed in is shared with its owner; anything else makes a new one."""
+    if isinstance(pool, PoolHandle):
+        return pool, False
+    return PoolHandle(dsn, pool=pool, min_size=min_size, max_size=max_size), True
+
+
 async def pool_health(name: str, pool: PoolHandle, limit_s: float) -> HealthReport:
     """``SELECT 1`` through the adapter's own pool: a one-connection server must never
     be asked for a second connection just to be checked."""

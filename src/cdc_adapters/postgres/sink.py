@@ -31,7 +31,7 @@ from cdc_adapters.postgres.layout import RowTarget, TableLayout
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.offsets import PostgresOffsetStore, commit_offset, ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
-from cdc_adapters.postgres.pool import PoolHandle, pool_health
+from cdc_adapters.postgres.pool import own_or_shared, pool_health
 from cdc_adapters.postgres.read_back import mirror_rows
 from cdc_adapters.postgres.statements import (
     delta_sql,
@@ -166,11 +166,8 @@ class PostgresSink:
         self._kind = kind
         self._naming = Naming(schema, table, metadata_schema)
         self._drop_columns = drop_columns
-        self._owns_pool = not isinstance(pool, PoolHandle)
-        self._pool = (
-            pool
-            if isinstance(pool, PoolHandle)
-            else PoolHandle(dsn, pool=pool, min_size=pool_min_size, max_size=pool_max_size)
+        self._pool, self._owns_pool = own_or_shared(
+            dsn, pool, min_size=pool_min_size, max_size=pool_max_size
         )
         self._retry = retry or RetryPolicy()
         self._health_timeout = health_timeout

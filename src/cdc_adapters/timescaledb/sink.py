@@ -19,7 +19,7 @@ from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.offsets import PostgresOffsetStore, commit_offset, ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
-from cdc_adapters.postgres.pool import PoolHandle, pool_health
+from cdc_adapters.postgres.pool import own_or_shared, pool_health
 from cdc_adapters.postgres.sink import PostgresSink
 from cdc_adapters.postgres.values import UnwritableValueError
 from cdc_adapters.timescaledb.extension import (
@@ -82,11 +82,8 @@ class TimescaleSink:
         self._naming = Naming(schema, table, metadata_schema)
         self._fallback = fallback_to_plain_tables
         self._chunk_interval = chunk_interval
-        self._owns_pool = not isinstance(pool, PoolHandle)
-        self._pool = (
-            pool
-            if isinstance(pool, PoolHandle)
-            else PoolHandle(dsn, pool=pool, min_size=pool_min_size, max_size=pool_max_size)
+        self._pool, self._owns_pool = own_or_shared(
+            dsn, pool, min_size=pool_min_size, max_size=pool_max_size
         )
         self._retry = retry or RetryPolicy()
         self._health_timeout = health_timeout
