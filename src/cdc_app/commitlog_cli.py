@@ -42,6 +42,7 @@ _EVENT_FIELDS = (
     "deleted_columns",
     "collections",
     "counters",
+    "counter_totals",
     "scope",
     "clustering_range",
     "static",

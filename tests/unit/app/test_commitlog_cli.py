@@ -24,6 +24,7 @@ FIELDS = {
     "deleted_columns",
     "collections",
     "counters",
+    "counter_totals",
     "scope",
     "clustering_range",
     "static",
