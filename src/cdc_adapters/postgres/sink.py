@@ -29,7 +29,7 @@ from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.identifiers import derived_name, qualified, quote
 from cdc_adapters.postgres.layout import RowTarget, TableLayout
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import PostgresOffsetStore, commit_offset, ensure_offsets_table
+from cdc_adapters.postgres.offsets import PostgresOffsetStore, ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
 from cdc_adapters.postgres.pool import own_or_shared, pool_health
 from cdc_adapters.postgres.read_back import mirror_rows
@@ -40,6 +40,7 @@ from cdc_adapters.postgres.statements import (
     tombstone_sql,
     upsert_sql,
 )
+from cdc_adapters.postgres.transactions import write_with_offset
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, SinkError
 from cdc_domain.events import ChangeEvent
@@ -56,10 +57,6 @@ DROP_COLUMN_POLICIES = ("keep", "drop")
 UPSERT_CHUNK = 2000
 """Rows per upsert statement: 10,000-row statements ran 27% slower per row than
 1,000-2,000-row ones on PostgreSQL 15 here (ADR 0004)."""
-
-
-class _Rollback(Exception):
-    """Ends a trial write (used to find poison events) without committing it."""
 
 
 @attrs.define
@@ -246,28 +243,25 @@ class PostgresSink:
         checkpoint: Checkpoint | None,
         trial: bool = False,
     ) -> None:
-        async def attempt() -> None:
-            pool = await self._pool.get()
-            async with pool.acquire() as connection:
-                await self._ensure(connection, prepared.values())
-                try:
-                    async with connection.transaction():
-                        for table in sorted(writes):
-                            await self._apply(connection, prepared[table], writes[table])
-                        if checkpoint is not None:
-                            await commit_offset(
-                                connection,
-                                self._naming.metadata_schema,
-                                self._name,
-                                checkpoint,
-                                self._clock,
-                            )
-                        if trial:
-                            raise _Rollback
-                except _Rollback:
-                    return
+        async def ensure(connection: Any) -> None:
+            await self._ensure(connection, prepared.values())
 
-        await with_retries(self._retry, attempt, f"{self._name} write")
+        async def apply(connection: Any) -> None:
+            for table in sorted(writes):
+                await self._apply(connection, prepared[table], writes[table])
+
+        await write_with_offset(
+            self._pool,
+            retry=self._retry,
+            what=f"{self._name} write",
+            ensure=ensure,
+            apply=apply,
+            metadata_schema=self._naming.metadata_schema,
+            destination=self._name,
+            checkpoint=checkpoint,
+            clock=self._clock,
+            trial=trial,
+        )
 
     async def _find_poison(
         self, prepared: Mapping[str, _Prepared], events: Sequence[ChangeEvent]

@@ -17,10 +17,11 @@ from typing import Any
 
 from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import PostgresOffsetStore, commit_offset, ensure_offsets_table
+from cdc_adapters.postgres.offsets import PostgresOffsetStore, ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
 from cdc_adapters.postgres.pool import own_or_shared, pool_health
 from cdc_adapters.postgres.sink import PostgresSink
+from cdc_adapters.postgres.transactions import write_with_offset
 from cdc_adapters.postgres.values import UnwritableValueError
 from cdc_adapters.timescaledb.extension import (
     TimescaleInfo,
@@ -42,10 +43,6 @@ __all__ = ["MODES", "TimescaleSink"]
 
 MODES = ("history", "mirror")
 _KIND = DestinationKind.TIMESCALEDB
-
-
-class _Rollback(Exception):
-    """Ends a trial write without committing it."""
 
 
 class TimescaleSink:
@@ -227,28 +224,25 @@ class TimescaleSink:
         checkpoint: Checkpoint | None,
         trial: bool = False,
     ) -> None:
-        async def attempt() -> None:
-            pool = await self._pool.get()
-            async with pool.acquire() as connection:
-                await self._ensure(connection, list(layouts.values()))
-                try:
-                    async with connection.transaction():
-                        for table in sorted(rows):
-                            await connection.execute(layouts[table].insert_sql(), rows[table])
-                        if checkpoint is not None:
-                            await commit_offset(
-                                connection,
-                                self._naming.metadata_schema,
-                                self._name,
-                                checkpoint,
-                                self._clock,
-                            )
-                        if trial:
-                            raise _Rollback
-                except _Rollback:
-                    return
+        async def ensure(connection: Any) -> None:
+            await self._ensure(connection, list(layouts.values()))
 
-        await with_retries(self._retry, attempt, f"{self._name} write")
+        async def apply(connection: Any) -> None:
+            for table in sorted(rows):
+                await connection.execute(layouts[table].insert_sql(), rows[table])
+
+        await write_with_offset(
+            self._pool,
+            retry=self._retry,
+            what=f"{self._name} write",
+            ensure=ensure,
+            apply=apply,
+            metadata_schema=self._naming.metadata_schema,
+            destination=self._name,
+            checkpoint=checkpoint,
+            clock=self._clock,
+            trial=trial,
+        )
 
     async def _ensure(self, connection: Any, layouts: Sequence[HistoryLayout]) -> None:
         if ("", "offsets") not in self._ensured:
