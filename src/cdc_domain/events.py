@@ -46,7 +46,7 @@ class DeletionScope(enum.Enum):
     CELL = "CELL"
 
 
-@attrs.frozen(slots=True, order=True)
+@attrs.frozen(slots=True)
 class SourcePosition:
     """Where an event came from, totally ordered within one source partition (node).
 
@@ -60,11 +60,38 @@ class SourcePosition:
     segment_id: int
     offset: int
     index: int = 0
-    snapshot: str | None = attrs.field(default=None, order=False)
+    snapshot: str | None = None
+
+    # The order is (segment_id, offset, index); the snapshot name takes no part in it.
+    # Written by hand: a reader compares positions for every event of every batch, and
+    # attrs' generated comparisons build their tuples through a generator, 10x slower.
+    def __lt__(self, other: SourcePosition) -> bool:
+        if other.__class__ is not SourcePosition:
+            return NotImplemented
+        return _order(self) < _order(other)
+
+    def __le__(self, other: SourcePosition) -> bool:
+        if other.__class__ is not SourcePosition:
+            return NotImplemented
+        return _order(self) <= _order(other)
+
+    def __gt__(self, other: SourcePosition) -> bool:
+        if other.__class__ is not SourcePosition:
+            return NotImplemented
+        return _order(self) > _order(other)
+
+    def __ge__(self, other: SourcePosition) -> bool:
+        if other.__class__ is not SourcePosition:
+            return NotImplemented
+        return _order(self) >= _order(other)
 
     def __str__(self) -> str:
         base = f"{self.segment_id}:{self.offset}:{self.index}"
         return f"snapshot {self.snapshot} {base}" if self.snapshot else base
+
+
+def _order(position: SourcePosition) -> tuple[int, int, int]:
+    return position.segment_id, position.offset, position.index
 
 
 @attrs.frozen(slots=True)

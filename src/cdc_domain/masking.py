@@ -146,6 +146,18 @@ class MaskingPolicy:
     actions: Mapping[DataClass, MaskAction] = attrs.field(factory=lambda: dict(DEFAULT_ACTIONS))
     hmac_key: bytes | None = attrs.field(default=None, repr=False)
     key_columns: frozenset[str] = frozenset()
+    # (table, column) -> its class and action: every event asks for each of its columns,
+    # once per destination, and trying every rule's regex each time was the policy's
+    # whole cost. The rules are frozen, so the answers never change.
+    _classified: dict[tuple[str, str], tuple[DataClass, MaskAction]] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
+    # Tables with a key column a user chose to mask: the only ones whose keys are looked at.
+    _key_tables: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    @_key_tables.default
+    def _tables_of_key_columns(self) -> frozenset[str]:
+        return frozenset(name.rpartition(".")[0] for name in self.key_columns)
 
     def __attrs_post_init__(self) -> None:
         uses_hash = MaskAction.HASH in self.actions.values() or any(
@@ -178,6 +190,15 @@ class MaskingPolicy:
         return cls(rules=rules, actions=actions, hmac_key=hmac_key, key_columns=keys)
 
     def classify(self, qualified_table: str, column: str) -> tuple[DataClass, MaskAction]:
+        key = (qualified_table, column)
+        known = self._classified.get(key)
+        if known is None:
+            if len(self._classified) > 100_000:
+                self._classified.clear()
+            known = self._classified[key] = self._first_rule(qualified_table, column)
+        return known
+
+    def _first_rule(self, qualified_table: str, column: str) -> tuple[DataClass, MaskAction]:
         for rule in self.rules:
             if rule.matches(qualified_table, column):
                 action = rule.action or self.actions.get(rule.data_class, MaskAction.REDACT)
@@ -193,20 +214,24 @@ class MaskingPolicy:
         return result
 
     def apply(self, event: ChangeEvent) -> ChangeEvent:
-        """A copy of ``event`` with every classified column's values masked."""
+        """``event`` with every classified column's values masked: a copy, or ``event``
+        itself when it holds nothing to mask, as most events of most tables do. Unmasked
+        mappings are shared with ``event``; events are immutable, so that is safe."""
         table = event.qualified_table
         columns = self._mask_mapping(table, event.columns)
-        collections = {
-            name: self._mask_delta(table, name, delta) for name, delta in event.collections.items()
-        }
-        partition_key = self._mask_keys(table, event.partition_key)
-        clustering_key = self._mask_keys(table, event.clustering_key)
+        collections = self._mask_collections(table, event.collections)
+        partition_key = clustering_key = None
+        if table in self._key_tables:
+            partition_key = self._mask_keys(table, event.partition_key)
+            clustering_key = self._mask_keys(table, event.clustering_key)
+        if columns is None and collections is None and partition_key is None:
+            return event
         return attrs.evolve(
             event,
-            columns=columns,
-            collections=collections,
-            partition_key=partition_key,
-            clustering_key=clustering_key,
+            columns=event.columns if columns is None else columns,
+            collections=event.collections if collections is None else collections,
+            partition_key=partition_key or event.partition_key,
+            clustering_key=clustering_key or event.clustering_key,
         )
 
     def redact_classified(self, event: ChangeEvent) -> ChangeEvent:
@@ -236,11 +261,28 @@ class MaskingPolicy:
             collections=collections,
         )
 
-    def _mask_mapping(self, table: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        masked = {}
+    def _mask_mapping(self, table: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The values with the classified ones masked; None when none needs masking."""
+        masked = None
         for name, value in values.items():
-            _, action = self.classify(table, name)
-            masked[name] = self._mask_value(action, value)
+            action = self.classify(table, name)[1]
+            if action is not MaskAction.PASS and value is not None:
+                if masked is None:
+                    masked = dict(values)
+                masked[name] = self._mask_value(action, value)
+        return masked
+
+    def _mask_collections(
+        self, table: str, deltas: Mapping[str, CollectionDelta]
+    ) -> dict[str, CollectionDelta] | None:
+        """The deltas with the classified ones masked; None when none needs masking."""
+        masked = None
+        for name, delta in deltas.items():
+            action = self.classify(table, name)[1]
+            if action is not MaskAction.PASS:
+                if masked is None:
+                    masked = dict(deltas)
+                masked[name] = self._mask_delta(action, delta)
         return masked
 
     def _mask_keys(self, table: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,10 +303,7 @@ class MaskingPolicy:
             masked[name] = self._mask_value(action, value)
         return masked
 
-    def _mask_delta(self, table: str, name: str, delta: CollectionDelta) -> CollectionDelta:
-        _, action = self.classify(table, name)
-        if action is MaskAction.PASS:
-            return delta
+    def _mask_delta(self, action: MaskAction, delta: CollectionDelta) -> CollectionDelta:
         elements = tuple(
             attrs.evolve(
                 element,
