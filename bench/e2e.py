@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -32,6 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.e2e.harness import (
     CdcRawLinks,
@@ -65,7 +68,7 @@ def env(name: str) -> str:
 
 
 class Load:
-    """Writes rows as fast as Cassandra takes them, until stopped; counts them."""
+    """Writes rows as fast as Cassandra takes them for a while; counts them."""
 
     def __init__(self, session: Any, ks: str, concurrency: int, first_id: int) -> None:
         self.session = session
@@ -73,13 +76,12 @@ class Load:
         self.concurrency = concurrency
         self.next_id = first_id
         self.written = 0
-        self.stop = threading.Event()
 
     def run(self, seconds: float) -> float:
         """Rows per second over ``seconds``."""
         started = time.monotonic()
         chunk = self.concurrency * 8
-        while time.monotonic() - started < seconds and not self.stop.is_set():
+        while time.monotonic() - started < seconds:
             rows = [
                 (i, "click", f"user{i % 1000}@example.com", i % 97, i / 7, {"a", "b"})
                 for i in range(self.next_id, self.next_id + chunk)
@@ -90,6 +92,76 @@ class Load:
             self.next_id += chunk
             self.written += chunk
         return self.written / (time.monotonic() - started)
+
+
+def _load_process(
+    hosts: str, ks: str, concurrency: int, first_id: int, seconds: float
+) -> tuple[float, float]:
+    """:class:`Load` in a process of its own (see :func:`write_load`); its rate and the
+    CPU seconds it used."""
+    host, _, port = hosts.split(",")[0].partition(":")
+    cluster = Cluster([host], port=int(port or 9042), protocol_version=5)
+    session = cluster.connect()
+    cpu = time.process_time()
+    try:
+        return Load(session, ks, concurrency, first_id).run(seconds), time.process_time() - cpu
+    finally:
+        cluster.shutdown()
+
+
+def write_load(
+    hosts: str, ks: str, concurrency: int, first_id: int, seconds: float
+) -> tuple[float, float]:
+    """Rows per second the load reached, and the CPU seconds the generator used. It
+    saturates its interpreter, so it runs in a separate process: sharing one GIL with it
+    would delay the markers and the pollers below and add that delay to every lag."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_load_process, hosts, ks, concurrency, first_id, seconds).result()
+
+
+COMPONENTS = {
+    "cassandra": lambda comm, args: "CassandraDaemon" in args,
+    "postgres": lambda comm, args: comm == "postgres",
+    "clickhouse": lambda comm, args: comm.startswith("clickhouse"),
+    "timescaledb (node)": lambda comm, args: "server.mjs" in args,
+}
+
+
+def cpu_seconds(pipeline_pid: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each component on this machine (all its processes)."""
+    used = dict.fromkeys([*COMPONENTS, "pipeline"], 0.0)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if int(proc.name) == pipeline_pid:
+            used["pipeline"] += seconds
+            continue
+        for name, matches in COMPONENTS.items():
+            if matches(comm, args):
+                used[name] += seconds
+    return used
+
+
+def cpu_report(
+    before: dict[str, float], after: dict[str, float], load_cpu: float, wall: float, rows: float
+) -> dict[str, dict[str, float]]:
+    """Each component's share of the machine over ``wall`` seconds: % of one core, and
+    microseconds of CPU per row Cassandra took."""
+    used = {name: after[name] - before[name] for name in after}
+    used["load generator"] = load_cpu
+    return {
+        name: {"core_percent": round(100 * cpu / wall), "us_per_row": round(1e6 * cpu / rows)}
+        for name, cpu in used.items()
+        if cpu > 0
+    }
 
 
 class Markers:
@@ -147,8 +219,13 @@ def _clickhouse(url: str, sql: str) -> list[str]:
 
 
 class Sampler:
-    """Every 100 ms: the pipeline's /status (events per destination, its lag) and the
-    process's CPU time and RSS from /proc."""
+    """Every 100 ms: the pipeline's ``/metrics`` (events written per destination, its lag,
+    batch count and time) and the process's CPU time and RSS from /proc.
+
+    ``/metrics`` is answered from memory; ``/status`` reads every destination's offset
+    store and dead letters, and polling it this often would load the databases (and the
+    one-connection TimescaleDB server) the benchmark is measuring.
+    """
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
@@ -156,14 +233,35 @@ class Sampler:
         self.stop = threading.Event()
 
     def run(self) -> None:
+        url = f"http://127.0.0.1:{self.pipeline.port}/metrics"
         while not self.stop.wait(0.1):
-            answer = self.pipeline.get("/status")
-            if answer is None:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    text = answer.read().decode()
+            except OSError:
                 continue
             cpu, rss = _proc(self.pipeline.pid)
-            self.samples.append(
-                {"at": time.monotonic(), "cpu": cpu, "rss": rss, "status": answer["destinations"]}
-            )
+            self.samples.append({"at": time.monotonic(), "cpu": cpu, "rss": rss, **_metrics(text)})
+
+
+def _metrics(text: str) -> dict[str, dict[str, float]]:
+    """Per destination: events written (all tables), lag, batches and their total time."""
+    found: dict[str, dict[str, float]] = {
+        "written": {}, "lag": {}, "batches": {}, "batch_seconds": {}
+    }  # fmt: skip
+    wanted = {
+        "cdc_events_written_total": "written",
+        "cdc_lag_seconds": "lag",
+        "cdc_batch_duration_seconds_count": "batches",
+        "cdc_batch_duration_seconds_sum": "batch_seconds",
+    }
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = wanted.get(sample.name)
+            if key is not None:
+                name = sample.labels["destination"]
+                found[key][name] = found[key].get(name, 0.0) + sample.value
+    return found
 
 
 def _proc(pid: int) -> tuple[float, int]:
@@ -201,8 +299,11 @@ async def main() -> None:
     report: dict[str, Any] = {"seconds": args.seconds, "concurrency": args.concurrency}
     try:
         print(f"[1/3] Cassandra alone for {args.seconds:g} s ...", flush=True)
-        alone = Load(session, ks, args.concurrency, first_id=10**9)
-        report["cassandra_alone_rows_per_s"] = round(alone.run(args.seconds))
+        before, wall = cpu_seconds(), time.monotonic()
+        alone, load_cpu = write_load(hosts, ks, args.concurrency, 10**9, args.seconds)
+        wall = time.monotonic() - wall
+        report["cassandra_alone_rows_per_s"] = round(alone)
+        report["cpu_alone"] = cpu_report(before, cpu_seconds(), load_cpu, wall, alone * wall)
         print(f"      {report['cassandra_alone_rows_per_s']:,} rows/s", flush=True)
         with CdcRawLinks(live, [workdir / "cdc_raw"]):
             await _with_pipeline(session, ks, hosts, pg_dsn, ch_url, ts_dsn, workdir, args, report)
@@ -249,18 +350,22 @@ async def _with_pipeline(
     pipeline.start()
     try:
         print(f"[2/3] the same load with the pipeline streaming, {args.seconds:g} s ...")
-        load = Load(session, ks, args.concurrency, first_id=0)
         markers, sampler = Markers(session, ks), Sampler(pipeline)
         polling = threading.Event()
         threads = [threading.Thread(target=markers.run), threading.Thread(target=sampler.run)]
         for thread in threads:
             thread.start()
         lags = asyncio.create_task(visible_lags(markers, pg_dsn, ch_url, ks, polling))
-        started = time.monotonic()
-        report["cassandra_with_pipeline_rows_per_s"] = round(
-            await asyncio.to_thread(load.run, args.seconds)
+        before, started = cpu_seconds(pipeline.pid), time.monotonic()
+        rate, load_cpu = await asyncio.to_thread(
+            write_load, hosts, ks, args.concurrency, 0, args.seconds
         )
         load_ended = time.monotonic()
+        wall = load_ended - started
+        report["cassandra_with_pipeline_rows_per_s"] = round(rate)
+        report["cpu_with_pipeline"] = cpu_report(
+            before, cpu_seconds(pipeline.pid), load_cpu, wall, rate * wall
+        )
         markers.stop.set()
         print("[3/3] waiting for the destinations to catch up ...", flush=True)
         await asyncio.to_thread(pipeline.wait_caught_up, durable_end(workdir / "cdc_raw"), 900)
@@ -287,16 +392,24 @@ def _summarise(
     during = [s for s in samples if s["at"] <= load_ended]
     first, last, end = during[0], during[-1], samples[-1]
     span = last["at"] - first["at"]
-    names = [d["name"] for d in first["status"]]
+    names = sorted(end["written"])
 
-    def events(sample: dict[str, Any], name: str) -> int:
-        return next(d["events_processed"] for d in sample["status"] if d["name"] == name)
+    def delta(key: str, name: str, a: dict[str, Any], b: dict[str, Any]) -> float:
+        return b[key].get(name, 0.0) - a[key].get(name, 0.0)
 
     report["delivered_events_per_s_during_load"] = {
-        n: round((events(last, n) - events(first, n)) / span) for n in names
+        n: round(delta("written", n, first, last) / span) for n in names
     }
     report["delivered_events_per_s_overall"] = {
-        n: round(events(end, n) / (caught_up - started)) for n in names
+        n: round(end["written"][n] / (caught_up - started)) for n in names
+    }
+    report["batches_during_load"] = {
+        n: {
+            "count": round(batches := delta("batches", n, first, last)),
+            "mean_events": round(delta("written", n, first, last) / max(batches, 1)),
+            "mean_seconds": round(delta("batch_seconds", n, first, last) / max(batches, 1), 3),
+        }
+        for n in names
     }
     report["catch_up_after_load_s"] = round(caught_up - load_ended, 1)
     report["lag_write_to_visible_s"] = {
@@ -306,9 +419,8 @@ def _summarise(
     }  # fmt: skip
     reported: dict[str, list[float]] = {n: [] for n in names}
     for sample in during:
-        for d in sample["status"]:
-            if d["lag_seconds"] is not None:
-                reported[d["name"]].append(d["lag_seconds"])
+        for name, lag in sample["lag"].items():
+            reported.setdefault(name, []).append(lag)
     report["lag_reported_by_pipeline_s"] = {
         n: {"p50": round(percentile(v, 0.5), 3), "p99": round(percentile(v, 0.99), 3)}
         for n, v in reported.items()
