@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_PATTERNS",
     "DataClass",
     "MaskAction",
+    "MaskOnce",
     "MaskRule",
     "MaskingConfigError",
     "MaskingPolicy",
@@ -355,3 +356,31 @@ class MaskingPolicy:
     def _digest(self, data: bytes) -> bytes:
         assert self.hmac_key is not None
         return hmac.new(self.hmac_key, data, hashlib.sha256).digest()
+
+
+class MaskOnce:
+    """A policy's :meth:`~MaskingPolicy.apply` remembered per event object.
+
+    Every destination reads the same event objects from the source (it decodes a range
+    once for all of them) and one policy serves them all, so an event needs masking once,
+    not once per destination. Entries are keyed by the object's id and keep the object
+    too, so an id is never reused while its entry lives; the oldest go past ``size``.
+    """
+
+    def __init__(self, policy: MaskingPolicy, size: int = 50_000) -> None:
+        self.policy = policy
+        self._size = size
+        self._masked: dict[int, tuple[ChangeEvent, ChangeEvent]] = {}
+
+    def apply(self, event: ChangeEvent) -> ChangeEvent:
+        known = self._masked.get(id(event))
+        if known is not None and known[0] is event:
+            return known[1]
+        masked = self.policy.apply(event)
+        if len(self._masked) >= self._size:
+            del self._masked[next(iter(self._masked))]
+        self._masked[id(event)] = (event, masked)
+        return masked
+
+    def redact_classified(self, event: ChangeEvent) -> ChangeEvent:
+        return self.policy.redact_classified(event)

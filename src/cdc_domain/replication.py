@@ -17,7 +17,7 @@ import attrs
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent, SourcePosition
-from cdc_domain.masking import MaskingPolicy
+from cdc_domain.masking import MaskingPolicy, MaskOnce
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import (
     ChangeBatch,
@@ -85,7 +85,7 @@ class ReplicateBatch:
         self._destinations = tuple(destinations)
         self._dlq = dead_letters
         self._clock = clock
-        self._masking = masking
+        self._masking = MaskOnce(masking)
         self._validator = validator or EventValidator()
         self._evolution = SchemaEvolution(history)
         self._blocked: dict[str, dict[str, BlockedTable]] = {}

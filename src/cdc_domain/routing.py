@@ -11,7 +11,7 @@ import attrs
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.events import ChangeEvent
-from cdc_domain.masking import MaskingConfigError, MaskingPolicy
+from cdc_domain.masking import MaskingConfigError, MaskingPolicy, MaskOnce
 from cdc_domain.schema import TableSchema
 from cdc_domain.validation import EventValidator
 
@@ -28,7 +28,7 @@ class RoutedBatch:
 def mask_events(
     events: Iterable[ChangeEvent],
     *,
-    masking: MaskingPolicy,
+    masking: MaskingPolicy | MaskOnce,
     destination: str,
     now: dt.datetime,
 ) -> tuple[list[ChangeEvent], list[DeadLetterEvent]]:

@@ -10,6 +10,7 @@ from cdc_domain.masking import (
     MaskAction,
     MaskingConfigError,
     MaskingPolicy,
+    MaskOnce,
 )
 from tests.factories import event
 
@@ -58,6 +59,33 @@ def test_masking_returns_a_new_event():
     masked = MaskingPolicy().apply(original)
     assert original.columns == {"email": "a@b.c"}
     assert masked is not original
+
+
+def test_an_event_with_nothing_to_mask_is_passed_on_as_it_is():
+    original = event(columns={"status": "new", "total": 3})
+    assert MaskingPolicy().apply(original) is original
+
+
+class _CountingPolicy(MaskingPolicy):
+    applied = 0
+
+    def apply(self, event):
+        type(self).applied += 1
+        return super().apply(event)
+
+
+def test_mask_once_masks_each_event_object_once_for_every_destination():
+    once = MaskOnce(_CountingPolicy(), size=2)
+    first, second, third = (event(columns={"email": f"{n}@b.c"}) for n in range(3))
+    assert once.apply(first) is once.apply(first)
+    assert once.apply(first).columns == {"email": REDACTED}
+    assert _CountingPolicy.applied == 1
+    once.apply(event(columns={"email": "0@b.c"}))  # an equal event, another object
+    assert _CountingPolicy.applied == 2
+    once.apply(second)
+    once.apply(third)  # past size: the oldest entries go
+    once.apply(first)
+    assert _CountingPolicy.applied == 5
 
 
 def test_hash_is_keyed_hmac_sha256_so_joins_still_work():
