@@ -53,7 +53,18 @@ _DATE_BIAS = 1 << 31
 # under half a microsecond, so ``fromtimestamp`` rounds it back to the exact millisecond;
 # it takes half the time of datetime arithmetic, which remains for the rest of the range.
 _EXACT_FLOAT_MILLIS = 2**32 * 1000
+_MIN_EXACT_FLOAT_MILLIS = -_EXACT_FLOAT_MILLIS
 _from_timestamp = dt.datetime.fromtimestamp
+_UTC = dt.UTC
+# Bound once, here and below: a global name is cheaper than an attribute lookup per value.
+_from_bytes = int.from_bytes
+# What _uuid needs to fill the two slots UUID.__init__ fills. An enum member such as
+# SafeUUID.unknown is an especially slow attribute to read in 3.11.
+_new_object = object.__new__
+_UUID = uuid.UUID
+_set_uuid_int = vars(uuid.UUID)["int"].__set__
+_set_uuid_is_safe = vars(uuid.UUID)["is_safe"].__set__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 _INT32 = struct.Struct(">i")
 _FLOAT = struct.Struct(">f")
 _DOUBLE = struct.Struct(">d")
@@ -66,7 +77,7 @@ class ValueDecodeError(ValueError):
 
 
 def _signed(raw: bytes) -> int | None:
-    return int.from_bytes(raw, "big", signed=True) if raw else None
+    return _from_bytes(raw, "big", signed=True) if raw else None
 
 
 def _text(raw: bytes) -> str:
@@ -95,19 +106,20 @@ def _uuid(raw: bytes) -> uuid.UUID | None:
             return None
         raise ValueDecodeError(f"uuid of {len(raw)} bytes")
     # UUID.__init__ validates arguments we know to be fine and dominates a row's decoding;
-    # fill the two slots it would set directly.
-    value = object.__new__(uuid.UUID)
-    object.__setattr__(value, "int", int.from_bytes(raw, "big"))
-    object.__setattr__(value, "is_safe", uuid.SafeUUID.unknown)
+    # fill the two slots it would set directly, through their slot descriptors (what
+    # object.__setattr__ ends up calling, minus the name lookup).
+    value = _new_object(_UUID)
+    _set_uuid_int(value, _from_bytes(raw, "big"))
+    _set_uuid_is_safe(value, _UNKNOWN_SAFETY)
     return value
 
 
 def _timestamp(raw: bytes) -> dt.datetime | int | None:
     if not raw:
         return None
-    millis = int.from_bytes(raw, "big", signed=True)
-    if -_EXACT_FLOAT_MILLIS < millis < _EXACT_FLOAT_MILLIS:
-        return _from_timestamp(millis / 1000, dt.UTC)
+    millis = _from_bytes(raw, "big", signed=True)
+    if _MIN_EXACT_FLOAT_MILLIS < millis < _EXACT_FLOAT_MILLIS:
+        return _from_timestamp(millis / 1000, _UTC)
     try:
         # Positional (days, seconds, micros, millis): keyword parsing costs a third more.
         return _EPOCH + dt.timedelta(0, 0, 0, millis)

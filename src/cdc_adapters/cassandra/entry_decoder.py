@@ -13,6 +13,7 @@ import datetime as dt
 import fnmatch
 import uuid
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 import attrs
 
@@ -106,13 +107,19 @@ class EntryDecoder:
         # What already failed after a refresh, with the catalog generation it failed at:
         # the same unknown id again is not worth another round trip until the schema moves.
         self._given_up: dict[tuple[uuid.UUID, str], int] = {}
+        # id(schema) -> the schema and the DecodedEntry.schemas of an entry of it alone,
+        # with no cells of dropped columns.
+        self._single_schemas: dict[int, tuple[TableSchema, Mapping[str, TableSchema]]] = {}
 
     def decode(
         self, entry: CommitLogEntry, captured_at: dt.datetime, *, first_sight_is_new: bool = True
     ) -> DecodedEntry:
         self.stats.entries_read += 1
         try:
-            updates = self._updates(entry)
+            try:
+                updates = self._decoder.decode(entry.mutation, entry.messaging_version)
+            except (UnknownTableError, UnknownColumnError) as exc:
+                updates = self._decode_after_refresh(entry, exc)
         except UnknownTableError as exc:
             self.stats.unknown_tables += 1
             return self._failed(entry, exc, FailureReason.UNKNOWN_TABLE, captured_at)
@@ -132,14 +139,20 @@ class EntryDecoder:
         except (EventValidationError, ValueError, TypeError, KeyError, IndexError) as exc:
             self.stats.decode_errors += 1
             return self._failed(entry, exc, FailureReason.DECODE_ERROR, captured_at)
+        if len(updates) == 1 and not updates[0].dropped_columns:
+            # _schemas' shared mapping for such an entry, found without calling it.
+            cached = self._single_schemas.get(id(updates[0].table))
+            if cached is not None and cached[0] is updates[0].table:
+                return DecodedEntry(tuple(events), cached[1])
         return DecodedEntry(tuple(events), self._schemas(updates))
 
-    def _updates(self, entry: CommitLogEntry) -> list[PartitionUpdate]:
-        try:
-            return self._decoder.decode(entry.mutation, entry.messaging_version)
-        except (UnknownTableError, UnknownColumnError) as exc:
-            if not self._refresh_for(exc):
-                raise
+    def _decode_after_refresh(
+        self, entry: CommitLogEntry, exc: UnknownTableError | UnknownColumnError
+    ) -> list[PartitionUpdate]:
+        """The entry decoded again after a catalog refresh for what ``exc`` names; ``exc``
+        itself when a refresh is known to be futile."""
+        if not self._refresh_for(exc):
+            raise exc
         return self._decoder.decode(entry.mutation, entry.messaging_version)
 
     def _refresh_for(self, exc: UnknownTableError | UnknownColumnError) -> bool:
@@ -154,7 +167,17 @@ class EntryDecoder:
             self._given_up.clear()
         return True
 
-    def _schemas(self, updates: list[PartitionUpdate]) -> dict[str, TableSchema]:
+    def _schemas(self, updates: list[PartitionUpdate]) -> Mapping[str, TableSchema]:
+        if len(updates) == 1 and not updates[0].dropped_columns:
+            # Most entries are one update of a table as the catalog has it: every entry of
+            # that schema shares one read-only mapping (which decode finds) instead of
+            # building its own.
+            schema = updates[0].table
+            single = MappingProxyType({schema.qualified_name: schema})
+            if len(self._single_schemas) > 10_000:
+                self._single_schemas.clear()
+            self._single_schemas[id(schema)] = (schema, single)
+            return single
         schemas = {}
         for update in updates:
             schema = update.table

@@ -55,6 +55,9 @@ from cdc_domain.values import UdtValue
 __all__ = ["CounterTracker", "EventMapper"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# Read once: an enum member costs a class attribute lookup through EnumType per access.
+_INSERT = Operation.INSERT
+_UPDATE = Operation.UPDATE
 
 
 def _expiry(local_expiration_time: int | None) -> dt.datetime | None:
@@ -184,15 +187,55 @@ class EventMapper:
         if captured_at.tzinfo is None:
             raise EventValidationError("captured_at must be timezone-aware")
         events: list[ChangeEvent] = []
-        context = _EntryContext(self, segment_id, offset, captured_at, events, first_sight_is_new)
+        context: _EntryContext | None = None  # only needed past the INSERT fast path
         for update in updates:
-            if update.plain:  # INSERTs only: one event per row, nothing to work out
-                for row in update.rows:
-                    assert row.liveness is not None  # plain rows have it
-                    context.emit_write(update, row, row.values, *row.liveness)
-            else:
+            if not update.plain:
+                if context is None:
+                    context = _EntryContext(
+                        self, segment_id, offset, captured_at, events, first_sight_is_new
+                    )
                 context.partition(update)
+                continue
+            # INSERTs only: one event per row, nothing to work out. Nearly every event is
+            # one of these, so each is built right here, as _EntryContext.emit_write would
+            # build it (see there why without ChangeEvent.create): that call and the
+            # context object it needs add a tenth to the mapping's time.
+            table = update.table
+            for row in update.rows:
+                assert row.liveness is not None  # plain rows have it
+                timestamp, ttl, expiry = row.liveness
+                index = len(events)
+                ttl = ttl or None
+                events.append(
+                    ChangeEvent(
+                        f"{self._prefix}{segment_id}:{offset}:{index}",
+                        _INSERT,
+                        table.keyspace,
+                        table.table,
+                        update.partition_key.copy(),
+                        self._clustering(table, row) if row.clustering else {},
+                        row.values,
+                        (),
+                        {},
+                        {},
+                        {},
+                        None,
+                        None,
+                        row.is_static,
+                        timestamp,
+                        ttl,
+                        None if ttl is None else _expires_at(timestamp, ttl, expiry),
+                        captured_at,
+                        SourcePosition(segment_id, offset, index),
+                    )
+                )
         return events
+
+    def _clustering(self, table: TableSchema, row: Row) -> dict[str, Any]:
+        """The row's clustering key by column name (a new dict)."""
+        if not row.clustering:
+            return {}
+        return dict(zip(self._table_names(table).clustering, row.clustering, strict=True))
 
 
 class _EntryContext:
@@ -257,11 +300,11 @@ class _EntryContext:
         self.events.append(
             ChangeEvent(
                 f"{self.mapper._prefix}{self.segment_id}:{self.offset}:{index}",
-                Operation.INSERT if row.liveness is not None else Operation.UPDATE,
+                _INSERT if row.liveness is not None else _UPDATE,
                 table.keyspace,
                 table.table,
                 update.partition_key.copy(),
-                self.clustering(table, row) if row.clustering else {},  # saves a call
+                self.mapper._clustering(table, row) if row.clustering else {},  # saves a call
                 columns,
                 (),
                 collections or {},
@@ -277,13 +320,6 @@ class _EntryContext:
                 SourcePosition(self.segment_id, self.offset, index),
             )
         )
-
-    def clustering(self, table: TableSchema, row: Row) -> dict[str, Any]:
-        """The row's clustering key by column name (a new dict)."""
-        if not row.clustering:
-            return {}
-        names = self.mapper._table_names(table).clustering
-        return dict(zip(names, row.clustering, strict=True))
 
     def partition(self, update: PartitionUpdate) -> None:
         table = update.table
@@ -344,7 +380,7 @@ class _EntryContext:
             self.emit(
                 update.table,
                 update.partition_key,
-                clustering_key=self.clustering(update.table, row),
+                clustering_key=self.mapper._clustering(update.table, row),
                 operation=Operation.DELETE,
                 scope=DeletionScope.ROW,
                 static=row.is_static,
@@ -416,7 +452,7 @@ class _EntryContext:
             self.emit(
                 table,
                 update.partition_key,
-                clustering_key=self.clustering(table, row),
+                clustering_key=self.mapper._clustering(table, row),
                 operation=Operation.DELETE,
                 scope=DeletionScope.CELL,
                 deleted_columns=tuple(deleted),

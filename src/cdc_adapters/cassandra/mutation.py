@@ -84,6 +84,10 @@ _LONG_MIN = -(1 << 63)
 _LONG_MAX = (1 << 63) - 1
 _LIVE_LDT = {12: 0x7FFFFFFF, 13: 0xFFFFFFFF, 14: 0xFFFFFFFF}
 _NONE_DROPPED: frozenset[str] = frozenset()
+# Liveness(...) minus the Python-level __new__ a NamedTuple adds, for the fast path.
+_new_tuple = tuple.__new__
+# Partition flags the fast path does not read: all but a row estimate.
+_NOT_PLAIN_PARTITION = ~_HAS_ROW_ESTIMATE
 # Row flags the fast path reads: liveness (and a TTL), every column of the header.
 _PLAIN_ROW_FLAGS = frozenset(
     {_HAS_TIMESTAMP | _HAS_ALL_COLUMNS, _HAS_TIMESTAMP | _HAS_TTL | _HAS_ALL_COLUMNS}
@@ -377,7 +381,7 @@ _NO_COLUMNS = _Header((), 0)
 
 
 class _TablePlan:
-    __slots__ = ("clustering", "columns", "headers", "partition_key", "schema")
+    __slots__ = ("clustering", "columns", "headers", "key_column", "partition_key", "schema")
 
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
@@ -393,6 +397,12 @@ class _TablePlan:
             for c in schema.clustering
         )
         self.partition_key = _partition_key_decoder(schema)
+        # A key of one column (the usual) by name and decoder, for the fast path to build
+        # the key's dict itself rather than call partition_key, which calls the decoder.
+        self.key_column: tuple[str, ValueDecoder] | None = None
+        if len(schema.partition_key) == 1:
+            column = schema.partition_key[0]
+            self.key_column = (column.name, value_decoder(column.type))
         # Serialized column header -> parsed: most updates of a table repeat a few headers.
         self.headers: dict[bytes, _Header] = {}
 
@@ -453,13 +463,6 @@ class MutationDecoder:
         # Raw id bytes -> table: building a UUID costs more than decoding a small cell.
         self._tables: dict[bytes, _KnownTable] = {}
 
-    def _table(self, data: bytes, pos: int) -> _KnownTable:
-        """The table of the update at ``pos``, its plan current with ``lookup``."""
-        table = self._tables.get(data[pos : pos + 16])
-        if table is not None and self._lookup(table.table_id) is table.schema:
-            return table
-        return self._resolve(data, pos)
-
     def _resolve(self, data: bytes, pos: int) -> _KnownTable:
         """Look a table id up for the first time, or again since its schema changed."""
         raw = data[pos : pos + 16]
@@ -470,6 +473,10 @@ class MutationDecoder:
         schema = self._lookup(table_id)
         if schema is None:
             raise UnknownTableError(table_id, data)
+        if schema.table_id == table_id:
+            # The schema's own id object is likely the one ``lookup`` is keyed by: a dict
+            # then matches it by identity, skipping UUID.__eq__ on every later update.
+            table_id = schema.table_id
         plan = known.plan if known is not None else None
         if plan is None or plan.schema.version != schema.version:
             plan = _TablePlan(schema)
@@ -484,13 +491,18 @@ class MutationDecoder:
         if live_ldt is None:
             raise MutationDecodeError(f"messaging version {messaging_version}", data)
         updates = []
+        tables = self._tables
+        lookup = self._lookup
         try:
             count = data[0]
             pos = 1
             if count >= 0x80:
                 count, pos = read_unsigned_vint(data, 0)
             for _ in range(count):
-                table = self._table(data, pos)
+                # The table and its plan, current with ``lookup``; inline: once per update.
+                table = tables.get(data[pos : pos + 16])
+                if table is None or lookup(table.table_id) is not table.schema:
+                    table = self._resolve(data, pos)
                 if count == 1 and not table.captured:
                     return []  # the common uncaptured case: no need to read it through
                 read = _plain_partition(data, pos + 16, table.plan, live_ldt)
@@ -528,7 +540,7 @@ def _plain_partition(
     key_start = pos + 1
     key_end = key_start + size
     flags = data[key_end]
-    if flags & ~_HAS_ROW_ESTIMATE:
+    if flags & _NOT_PLAIN_PARTITION:
         return None
     # Encoding stats; the TTL and deletion time bases are one byte unless rows expire.
     min_ts, pos = read_unsigned_vint(data, key_end + 1)
@@ -551,7 +563,7 @@ def _plain_partition(
     columns = header.plain
     pos += header.size
     if flags & _HAS_ROW_ESTIMATE:
-        pos = read_unsigned_vint(data, pos)[1]
+        pos = pos + 1 if data[pos] < 0x80 else read_unsigned_vint(data, pos)[1]
     clustering_specs = plan.clustering
     clustering: tuple[Any, ...] = ()
     rows = []
@@ -580,42 +592,33 @@ def _plain_partition(
             expiration, pos = read_unsigned_vint(data, pos)
             expiration = _local_time(expiration + min_ldt, live_ldt)
             cell_flags = _PLAIN_EXPIRING_CELL
-        read = _plain_values(data, pos, columns, cell_flags)
-        if read is None:
-            return None
-        values, pos = read
-        rows.append(
-            Row(clustering, Liveness(timestamp, ttl, expiration), None, values, [], [], False)
-        )
-    key = plan.partition_key(data[key_start:key_end])
-    return PartitionUpdate(plan.schema, key, None, None, rows, [], _NONE_DROPPED, True), pos
-
-
-def _plain_values(
-    data: bytes, pos: int, columns: tuple[_PlainSpec, ...], cell_flags: int
-) -> tuple[dict[str, Any], int] | None:
-    """The values of a row whose cells all have flags ``cell_flags``, and the end position.
-
-    None as soon as one cell differs (a tombstone, its own timestamp, an empty or a long
-    value): the caller then reads the row the general way. Those flags leave a cell with
-    nothing but its value: a fixed-size one, or a length under 128 and the bytes.
-    """
-    values = {}
-    for name, fixed, decode in columns:
-        if data[pos] != cell_flags:
-            return None
-        if fixed >= 0:
-            pos += 1
-            end = pos + fixed
-        else:
-            size = data[pos + 1]
-            if size >= 0x80:
+        # The cells, inline: a call per row costs as much as a cell. Those flags leave a
+        # cell with nothing but its value: a fixed-size one, or a length under 128 and the
+        # bytes; any other cell (a tombstone, its own timestamp, an empty or a long value)
+        # sends the update to the reader.
+        values = {}
+        for name, fixed, decode in columns:
+            if data[pos] != cell_flags:
                 return None
-            pos += 2
-            end = pos + size
-        values[name] = decode(data[pos:end])
-        pos = end
-    return values, pos
+            if fixed >= 0:
+                pos += 1
+                end = pos + fixed
+            else:
+                size = data[pos + 1]
+                if size >= 0x80:
+                    return None
+                pos += 2
+                end = pos + size
+            values[name] = decode(data[pos:end])
+            pos = end
+        liveness = _new_tuple(Liveness, (timestamp, ttl, expiration))
+        rows.append(Row(clustering, liveness, None, values, [], [], False))
+    if plan.key_column is None:
+        key = plan.partition_key(data[key_start:key_end])
+    else:
+        key_name, decode_key = plan.key_column
+        key = {key_name: decode_key(data[key_start:key_end])}
+    return PartitionUpdate(plan.schema, key, None, None, rows, [], _NONE_DROPPED, True), pos
 
 
 class _Reader:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import pickle
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -70,6 +71,17 @@ def test_time_keeps_microseconds_and_truncates_nanoseconds() -> None:
     assert _decode("time", nanos.to_bytes(8, "big")) == dt.time(13, 14, 15, 123_456)
     with pytest.raises(ValueDecodeError):
         _decode("time", (86_400 * 10**9).to_bytes(8, "big"))
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_uuids_are_what_the_uuid_module_builds(raw: bytes) -> None:
+    decoded = _decode("timeuuid", raw)
+    expected = uuid.UUID(bytes=raw)
+    assert type(decoded) is uuid.UUID
+    assert (decoded, hash(decoded), decoded.is_safe) == (expected, hash(expected), expected.is_safe)
+    assert pickle.loads(pickle.dumps(decoded)) == expected
+    with pytest.raises(TypeError):
+        decoded.int = 0
 
 
 def test_timestamps_and_dates() -> None:

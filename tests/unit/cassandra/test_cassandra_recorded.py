@@ -7,18 +7,23 @@ import ipaddress
 import uuid
 from decimal import Decimal
 
+import attrs
 import pytest
 from cassandra_recordings import RecordedSegment
 from cassandra_segments import with_version
 
+from cdc_adapters.cassandra.entry_decoder import EntryDecoder
 from cdc_adapters.cassandra.event_mapper import CounterTracker, EventMapper
 from cdc_adapters.cassandra.mutation import (
     MutationDecodeError,
     MutationDecoder,
     UnknownTableError,
 )
+from cdc_adapters.cassandra.schema_catalog import SchemaCatalog
 from cdc_adapters.cassandra.segment import CommitLogEntry, iter_entries
+from cdc_domain.cql_types import parse_cql_type
 from cdc_domain.events import ChangeEvent, DeletionScope, Operation
+from cdc_domain.schema import ColumnDefinition
 from cdc_domain.values import Duration, UdtValue
 
 CAPTURED = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -239,3 +244,25 @@ def test_counter_tracker_never_guesses_after_a_restart() -> None:
         tracker.increment(("k",), _counter_context(shard, 10, 5), first_sight_is_new=False) is None
     )
     assert tracker.increment(("k",), _counter_context(shard, 20, 8), first_sight_is_new=False) == 3
+
+
+def test_entries_of_one_table_share_one_read_only_schemas_mapping(
+    v7_basic: RecordedSegment,
+) -> None:
+    rows = v7_basic.table("rows")
+    catalog = SchemaCatalog(schemas=v7_basic.schemas.values())
+    decoder = EntryDecoder(catalog)
+    entries = [
+        e
+        for e in iter_entries(v7_basic.data, limit=v7_basic.idx_offset)
+        if isinstance(e, CommitLogEntry) and rows.table_id.bytes in e.mutation
+    ]
+    first, second = (decoder.decode(e, CAPTURED) for e in entries[:2])
+    assert first.schemas == {"fx_v7_basic.rows": rows}
+    assert second.schemas is first.schemas
+    with pytest.raises(TypeError):
+        first.schemas["fx_v7_basic.rows"] = rows  # type: ignore[index]
+    added = ColumnDefinition("added", parse_cql_type("int"))
+    newer = attrs.evolve(rows, columns=(*rows.columns, added))
+    catalog.replace([newer if s is rows else s for s in v7_basic.schemas.values()])
+    assert decoder.decode(entries[0], CAPTURED).schemas == {"fx_v7_basic.rows": newer}
