@@ -14,6 +14,7 @@ import fnmatch
 import uuid
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import NamedTuple
 
 import attrs
 
@@ -54,13 +55,19 @@ class TableFilter:
         return wanted
 
 
-@attrs.frozen(slots=True)
-class DecodedEntry:
+_NO_SCHEMAS: Mapping[str, TableSchema] = MappingProxyType({})
+
+
+class DecodedEntry(NamedTuple):
     """What one entry gave: events (with the schema of each table they were decoded
-    with), or a failure. An entry of tables nobody captures gives neither."""
+    with), or a failure. An entry of tables nobody captures gives neither.
+
+    A named tuple rather than an attrs class: one is built per commit log entry, and a
+    tuple is built in a third of the time a frozen attrs instance takes.
+    """
 
     events: tuple[ChangeEvent, ...] = ()
-    schemas: Mapping[str, TableSchema] = attrs.field(factory=dict)
+    schemas: Mapping[str, TableSchema] = _NO_SCHEMAS
     failure: DeadLetterEvent | None = None
 
 
