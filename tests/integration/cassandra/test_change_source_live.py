@@ -137,8 +137,10 @@ async def test_add_and_drop_column_mid_stream_lose_nothing(
     total = 3 * per_phase
     await following.until(lambda got: len(got) >= total, 60)
     # A reader that starts after the drop decodes the older mutations too.
+    await following.source.aclose()
     lagging = Consumer(live_source(cdc_view, hosts, table), cdc_view)
     await lagging.until(lambda got: len(got) >= total, 60)
+    await lagging.source.aclose()
 
     for consumer in (following, lagging):
         assert not [f for f in consumer.failures if keyspace in str(f.schema_details)]
