@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,14 @@ from cdc_adapters.cassandra.cdc_directory import list_segments
 ROOT = Path(__file__).resolve().parent.parent
 WORKDIR = ROOT / ".demo"
 KS = "ecommerce"
+
+# Why a reason can show up on a machine that ran the demo before: cdc_raw keeps segments
+# until a consumer frees them, and mutations of tables dropped since cannot be decoded.
+REASON_NOTES = {
+    "UNKNOWN_TABLE": "  (mutations of tables dropped before the pipeline started, e.g. by"
+    " earlier runs or tests on this node; none on a fresh one)",
+}
+
 META = "ecommerce_cdc"  # offsets of the destinations that keep them in their database
 PORT = int(os.environ.get("CDC_DEMO_PORT", "18080"))
 WAIT_SECONDS = 180
@@ -291,8 +300,13 @@ class Demo:
         finally:
             await ts.close()
         letters = WORKDIR / "dead_letters.jsonl"
-        count = len(letters.read_text().splitlines()) if letters.exists() else 0
-        print(f"\n    dead letters: {count} (.demo/dead_letters.jsonl)")
+        reasons = Counter(
+            json.loads(line)["reason"]
+            for line in (letters.read_text().splitlines() if letters.exists() else [])
+        )
+        print(f"\n    dead letters: {sum(reasons.values())} (.demo/dead_letters.jsonl)")
+        for reason, count in reasons.most_common():
+            print(f"      {reason:<20} {count}{REASON_NOTES.get(reason, '')}")
 
     # -- ClickHouse over HTTP --------------------------------------------------------
 
