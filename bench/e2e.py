@@ -16,6 +16,9 @@ ClickHouse and TimescaleDB (issue 6).
    pipeline's own (``/status`` lag: now minus the write time of the newest delivered event,
    0 when caught up), sampled every 100 ms. After the load, the time to catch up.
 
+4. With ``--drain-seconds``: the pipeline is stopped, the load writes that long, and the
+   restarted pipeline's time to deliver it all: its own capacity, with no load beside it.
+
 The target: the pipeline keeps up with Cassandra's own maximum rate, p99 lag under
 commit log sync period (50 ms here) + 1 s.
 """
@@ -81,7 +84,7 @@ class Load:
         self.written = 0
 
     def run(self, seconds: float) -> float:
-        """Rows per second over ``seconds``."""
+        """Rows per second over ``seconds`` (``written`` has how many)."""
         started = time.monotonic()
         # Unlimited: chunks that keep ``concurrency`` requests in flight. Limited: a tenth
         # of a second's rows every tenth of a second.
@@ -104,24 +107,25 @@ class Load:
 
 def _load_process(
     hosts: str, ks: str, concurrency: int, first_id: int, seconds: float, rate: float | None
-) -> tuple[float, float]:
-    """:class:`Load` in a process of its own (see :func:`write_load`); its rate and the
-    CPU seconds it used."""
+) -> tuple[float, float, int]:
+    """:class:`Load` in a process of its own (see :func:`write_load`): its rate, the CPU
+    seconds it used and the rows it wrote."""
     host, _, port = hosts.split(",")[0].partition(":")
     cluster = Cluster([host], port=int(port or 9042), protocol_version=5)
     session = cluster.connect()
     cpu = time.process_time()
     try:
         load = Load(session, ks, concurrency, first_id, rate)
-        return load.run(seconds), time.process_time() - cpu
+        return load.run(seconds), time.process_time() - cpu, load.written
     finally:
         cluster.shutdown()
 
 
 def write_load(
     hosts: str, ks: str, concurrency: int, first_id: int, seconds: float, rate: float | None
-) -> tuple[float, float]:
-    """Rows per second the load reached, and the CPU seconds the generator used. It
+) -> tuple[float, float, int]:
+    """Rows per second the load reached, the CPU seconds the generator used and the rows it
+    wrote. It
     saturates its interpreter, so it runs in a separate process: sharing one GIL with it
     would delay the markers and the pollers below and add that delay to every lag."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -301,6 +305,12 @@ async def main() -> None:
         type=float,
         help="rows/s with the pipeline running (default: as fast as Cassandra takes them)",
     )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=0,
+        help="then write this long with the pipeline stopped, and time its catch-up",
+    )
     args = parser.parse_args()
     hosts = env("CDC_TEST_CASSANDRA_HOSTS")
     live = Path(env("CDC_TEST_CASSANDRA_CDC_RAW_DIR"))
@@ -324,7 +334,7 @@ async def main() -> None:
     try:
         print(f"[1/3] Cassandra alone for {args.seconds:g} s ...", flush=True)
         before, wall = cpu_seconds(), time.monotonic()
-        alone, load_cpu = write_load(hosts, ks, args.concurrency, 10**9, args.seconds, None)
+        alone, load_cpu, _ = write_load(hosts, ks, args.concurrency, 10**9, args.seconds, None)
         wall = time.monotonic() - wall
         report["cassandra_alone_rows_per_s"] = round(alone)
         report["cpu_alone"] = cpu_report(before, cpu_seconds(), load_cpu, wall, alone * wall)
@@ -387,7 +397,7 @@ async def _with_pipeline(
             thread.start()
         lags = asyncio.create_task(visible_lags(markers, pg_dsn, ch_url, ks, polling))
         before, started = cpu_seconds(pipeline.pid), time.monotonic()
-        rate, load_cpu = await asyncio.to_thread(
+        rate, load_cpu, _ = await asyncio.to_thread(
             write_load, hosts, ks, args.concurrency, 0, args.seconds, args.rate
         )
         load_ended = time.monotonic()
@@ -406,9 +416,34 @@ async def _with_pipeline(
         for thread in threads:
             thread.join()
         visible = await lags
+        if args.drain_seconds:
+            report["drain"] = await _drain(hosts, ks, workdir, pipeline, args)
     finally:
         pipeline.stop()
     _summarise(report, sampler.samples, visible, started, load_ended, caught_up)
+
+
+async def _drain(
+    hosts: str, ks: str, workdir: Path, pipeline: Pipeline, args: argparse.Namespace
+) -> dict[str, float]:
+    """The pipeline's own capacity: rows written while it is stopped, then how fast it
+    delivers them to every destination once restarted, with the machine to itself."""
+    pipeline.stop()
+    print(f"[drain] {args.drain_seconds:g} s of writes, the pipeline stopped; then its catch-up")
+    _, _, rows = await asyncio.to_thread(
+        write_load, hosts, ks, args.concurrency, 10**10, args.drain_seconds, None
+    )
+    target = durable_end(workdir / "cdc_raw")
+    pipeline.start()
+    started, cpu = time.monotonic(), _proc(pipeline.pid)[0]
+    await asyncio.to_thread(pipeline.wait_caught_up, target, 900)
+    seconds = time.monotonic() - started
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 1),
+        "rows_per_s": round(rows / seconds),
+        "pipeline_cpu_percent": round(100 * (_proc(pipeline.pid)[0] - cpu) / seconds),
+    }
 
 
 def _summarise(
