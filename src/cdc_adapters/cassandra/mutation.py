@@ -381,7 +381,7 @@ _NO_COLUMNS = _Header((), 0)
 
 
 class _TablePlan:
-    __slots__ = ("clustering", "columns", "headers", "key_column", "partition_key", "schema")
+    __slots__ = ("clustering", "columns", "headers", "partition_key", "schema")
 
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
@@ -397,12 +397,6 @@ class _TablePlan:
             for c in schema.clustering
         )
         self.partition_key = _partition_key_decoder(schema)
-        # A key of one column (the usual) by name and decoder, for the fast path to build
-        # the key's dict itself rather than call partition_key, which calls the decoder.
-        self.key_column: tuple[str, ValueDecoder] | None = None
-        if len(schema.partition_key) == 1:
-            column = schema.partition_key[0]
-            self.key_column = (column.name, value_decoder(column.type))
         # Serialized column header -> parsed: most updates of a table repeat a few headers.
         self.headers: dict[bytes, _Header] = {}
 
@@ -613,11 +607,7 @@ def _plain_partition(
             pos = end
         liveness = _new_tuple(Liveness, (timestamp, ttl, expiration))
         rows.append(Row(clustering, liveness, None, values, [], [], False))
-    if plan.key_column is None:
-        key = plan.partition_key(data[key_start:key_end])
-    else:
-        key_name, decode_key = plan.key_column
-        key = {key_name: decode_key(data[key_start:key_end])}
+    key = plan.partition_key(data[key_start:key_end])
     return PartitionUpdate(plan.schema, key, None, None, rows, [], _NONE_DROPPED, True), pos
 
 
