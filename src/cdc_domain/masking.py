@@ -12,8 +12,8 @@ import enum
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 REDACTED = "[REDACTED]"
+
+_T = TypeVar("_T")
 
 
 class MaskingConfigError(ValueError):
@@ -148,8 +150,8 @@ class MaskingPolicy:
     hmac_key: bytes | None = attrs.field(default=None, repr=False)
     key_columns: frozenset[str] = frozenset()
     # (table, column) -> its class and action: every event asks for each of its columns,
-    # once per destination, and trying every rule's regex each time was the policy's
-    # whole cost. The rules are frozen, so the answers never change.
+    # and trying every rule's regex each time was the policy's whole cost. The rules are
+    # frozen, so the answers never change.
     _classified: dict[tuple[str, str], tuple[DataClass, MaskAction]] = attrs.field(
         init=False, factory=dict, eq=False, repr=False
     )
@@ -264,26 +266,29 @@ class MaskingPolicy:
 
     def _mask_mapping(self, table: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """The values with the classified ones masked; None when none needs masking."""
-        masked = None
-        for name, value in values.items():
-            action = self.classify(table, name)[1]
-            if action is not MaskAction.PASS and value is not None:
-                if masked is None:
-                    masked = dict(values)
-                masked[name] = self._mask_value(action, value)
-        return masked
+        return self._masked_copy(table, values, self._mask_value)
 
     def _mask_collections(
         self, table: str, deltas: Mapping[str, CollectionDelta]
     ) -> dict[str, CollectionDelta] | None:
         """The deltas with the classified ones masked; None when none needs masking."""
+        return self._masked_copy(table, deltas, self._mask_delta)
+
+    def _masked_copy(
+        self, table: str, items: Mapping[str, _T], mask: Callable[[MaskAction, _T], _T]
+    ) -> dict[str, _T] | None:
+        """A copy of ``items`` with each classified one masked, made only once something
+        changes (a null value masks to itself): most events have nothing to mask."""
         masked = None
-        for name, delta in deltas.items():
+        for name, item in items.items():
             action = self.classify(table, name)[1]
-            if action is not MaskAction.PASS:
+            if action is MaskAction.PASS:
+                continue
+            new = mask(action, item)
+            if new is not item:
                 if masked is None:
-                    masked = dict(deltas)
-                masked[name] = self._mask_delta(action, delta)
+                    masked = dict(items)
+                masked[name] = new
         return masked
 
     def _mask_keys(self, table: str, values: Mapping[str, Any]) -> dict[str, Any]:
