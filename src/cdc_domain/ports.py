@@ -26,11 +26,16 @@ __all__ = [
     "ChangeSource",
     "Clock",
     "DeadLetterQueue",
+    "HealthChecked",
+    "OffsetCommittingSink",
     "OffsetStore",
+    "ReadinessChecked",
     "SchemaHistory",
     "SchemaSource",
     "Sink",
     "SinkBatch",
+    "SourceStorage",
+    "StorageReporting",
 ]
 
 
@@ -122,6 +127,55 @@ class Sink(Protocol):
     async def health(self) -> HealthReport: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class OffsetCommittingSink(Sink, Protocol):
+    """A sink whose ``commits_offsets`` is true: it records each batch's checkpoint in
+    the batch's own transaction, so its offsets are read back from its own database."""
+
+    def offset_store(self, clock: Clock) -> OffsetStore: ...
+
+
+@runtime_checkable
+class ReadinessChecked(Protocol):
+    """An adapter with a start-up check: a misconfigured destination (TimescaleDB
+    without its extension, say) stops start-up with its reason instead of failing every
+    batch. Raises a permanent :class:`~cdc_domain.errors.CdcError` saying what to fix,
+    or :class:`~cdc_domain.errors.TransientError` when the database cannot be reached."""
+
+    async def check_ready(self) -> None: ...
+
+
+@runtime_checkable
+class HealthChecked(Protocol):
+    """An adapter that can say how its database is: every sink, and sources that can."""
+
+    async def health(self) -> HealthReport: ...
+
+
+@attrs.frozen(slots=True)
+class SourceStorage:
+    """Space the source keeps for changes no destination has freed yet (Cassandra:
+    ``cdc_raw``), against the limit past which the database refuses writes."""
+
+    location: str
+    files: int
+    used_bytes: int
+    total_bytes: int
+
+    @property
+    def ratio(self) -> float:
+        return self.used_bytes / self.total_bytes if self.total_bytes else 0.0
+
+
+@runtime_checkable
+class StorageReporting(Protocol):
+    """A source that holds changes in limited space until they are acknowledged."""
+
+    async def storage(self) -> SourceStorage:
+        """Blocking I/O is the adapter's business; raises OSError when unreadable."""
+        ...
 
 
 @runtime_checkable
