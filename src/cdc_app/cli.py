@@ -29,10 +29,11 @@ from cdc_app.container import Container, running
 from cdc_app.endpoint import health_app, serving
 from cdc_app.logs import configure_logging
 from cdc_app.masking_rules import masking_policy
-from cdc_app.runner import Runner, describe_error
+from cdc_app.runner import Runner
 from cdc_app.settings import Settings
 from cdc_app.shutdown import install_stop_signals
 from cdc_domain.dead_letters import FailureReason
+from cdc_domain.errors import classify, describe_error
 
 __all__ = ["main"]
 
@@ -196,6 +197,7 @@ async def _replicate(settings: Settings, *, once: bool) -> int:
                             "destination failed",
                             destination=outcome.destination,
                             error=describe_error(outcome.error),
+                            failure=classify(outcome.error).value,
                         )
                 clean = all(outcome.ok for outcome in outcomes)
             else:

@@ -14,10 +14,9 @@ from typing import IO, Any
 from cdc_app.components import destination_offsets
 from cdc_app.container import Container, opened, running
 from cdc_app.health_checks import check_health
-from cdc_app.replay import DeadLetterReplay
 from cdc_app.running_pipeline import ask_running_pipeline
 from cdc_app.settings import Settings
-from cdc_app.status import destination_statuses
+from cdc_app.status import destination_statuses, unknown_tables
 from cdc_app.tables import render_table
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.health import HealthStatus
@@ -68,6 +67,7 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
     answer = await ask_running_pipeline(settings.health, "/status")
     if answer is not None:
         statuses: list[dict[str, Any]] = answer["destinations"]
+        tallies: list[dict[str, Any]] = answer["unknown_tables"]
     else:
         async with opened(
             container, container.sinks, container.offsets, container.dead_letters, container.clock
@@ -79,6 +79,7 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
                 dead_letters=dead_letters,
                 clock=clock,
             )
+            tallies = await unknown_tables(dead_letters)
         statuses = [s.to_json() for s in found]
     rows = [
         (
@@ -93,6 +94,28 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
     ]
     headers = ("DESTINATION", "PARTITION", "OFFSET", "LAG", "EVENTS", "DLQ PENDING")
     out.write(render_table(headers, rows))
+    if tallies:
+        out.write(
+            "\nentries of unknown tables (dropped before their schema was read; "
+            "'cdc-app dlq list --reason UNKNOWN_TABLE' shows those kept in full):\n"
+        )
+        out.write(
+            render_table(
+                ("PARTITION", "TABLE ID", "ENTRIES", "KEPT", "FIRST", "LAST", "LAST SEEN"),
+                [
+                    (
+                        t["partition_id"],
+                        t["table_id"],
+                        t["entries"],
+                        t["kept_in_full"],
+                        t["first_position"],
+                        t["last_position"],
+                        t["last_seen"],
+                    )
+                    for t in tallies
+                ],
+            )
+        )
     if answer is None:
         out.write("\nno pipeline answered: lag is only known while one runs\n")
     return 0
@@ -173,9 +196,9 @@ async def dlq_replay(
         timeout_s=_REPLAY_TIMEOUT_S,
     )
     if report is None:
-        async with opened(container, container.replay) as (replay,):
-            assert isinstance(replay, DeadLetterReplay)
-            report = (await replay(destination=destination, reason=reason)).to_json()
+        async with running(container) as components:
+            replayed = await components.replicate.replay(destination=destination, reason=reason)
+            report = replayed.to_json()
     failed, skipped = report["failed"], report["skipped"]
     out.write(
         f"replayed {report['replayed']}, failed again {len(failed)}, skipped {len(skipped)}\n"

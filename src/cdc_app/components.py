@@ -93,6 +93,8 @@ def assemble(
         clock=clock,
         masking=masking,
         history=history,
+        unknown_tables=settings.pipeline.unknown_tables,
+        unknown_tables_kept=settings.pipeline.unknown_tables_kept,
     )
     return Components(
         settings=settings,

@@ -30,7 +30,6 @@ from cdc_app.registry import (
     AdapterRef,
     adapter_class,
 )
-from cdc_app.replay import DeadLetterReplay
 from cdc_app.settings import Settings
 from cdc_domain.errors import TransientError
 from cdc_domain.ports import (
@@ -155,13 +154,6 @@ class Container(containers.DeclarativeContainer):
         offsets=offsets,
         dead_letters=dead_letters,
         history=history,
-    )
-    replay = providers.Factory(
-        DeadLetterReplay,
-        dead_letters=dead_letters,
-        schemas=schemas,
-        sinks=sinks,
-        clock=clock,
     )
 
 

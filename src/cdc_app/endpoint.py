@@ -27,8 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from cdc_app.cdc_raw import measure_cdc_raw
 from cdc_app.components import Components
 from cdc_app.health_checks import check_health
-from cdc_app.replay import DeadLetterReplay
-from cdc_app.status import destination_statuses
+from cdc_app.status import destination_statuses, unknown_tables
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.health import HealthStatus
 
@@ -97,7 +96,10 @@ async def _status(request: web.Request) -> web.Response:
         clock=components.clock,
         progress=components.progress,
     )
-    return web.json_response({"destinations": [s.to_json() for s in statuses]})
+    tallies = await unknown_tables(components.dead_letters)
+    return web.json_response(
+        {"destinations": [s.to_json() for s in statuses], "unknown_tables": tallies}
+    )
 
 
 async def _replay(request: web.Request) -> web.Response:
@@ -107,13 +109,9 @@ async def _replay(request: web.Request) -> web.Response:
         wanted = FailureReason(reason) if reason else None
     except ValueError:
         return web.json_response({"error": f"unknown reason {reason!r}"}, status=400)
-    replay = DeadLetterReplay(
-        dead_letters=components.dead_letters,
-        schemas=components.schemas,
-        sinks=components.sinks,
-        clock=components.clock,
+    report = await components.replicate.replay(
+        destination=request.query.get("destination"), reason=wanted
     )
-    report = await replay(destination=request.query.get("destination"), reason=wanted)
     return web.json_response(report.to_json())
 
 

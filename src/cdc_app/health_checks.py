@@ -20,9 +20,9 @@ import attrs
 from cdc_app.cdc_raw import measure_cdc_raw
 from cdc_app.components import Components
 from cdc_app.progress import DestinationProgress
-from cdc_app.runner import describe_error
 from cdc_app.settings import CassandraSettings
 from cdc_domain.dead_letters import FailureReason
+from cdc_domain.errors import describe_error
 from cdc_domain.health import HealthReport, HealthStatus
 
 __all__ = ["Check", "Health", "check_health"]
@@ -114,11 +114,21 @@ async def _replication(
 ) -> Check:
     problems: list[str] = []
     details: dict[str, Any] = {}
+    halted = False
     if progress is not None:
         details["position"] = str(progress.position) if progress.position else None
         details["lag_seconds"] = progress.lag_seconds(components.clock.now())
         details["consecutive_failures"] = progress.consecutive_failures
-        if progress.consecutive_failures:
+        details["failure"] = progress.failure.value if progress.failure else None
+        halted = progress.halted
+        if halted:
+            retry = progress.retry_in_seconds
+            problems.append(
+                f"stopped on a permanent error ({progress.last_error}); its position is kept "
+                "and nothing is lost. Fix the cause, then restart the pipeline"
+                + (f" (or it tries again in {retry:g} s)" if retry is not None else "")
+            )
+        elif progress.consecutive_failures:
             problems.append(
                 f"its last {progress.consecutive_failures} batch(es) failed "
                 f"({progress.last_error}); it retries from its committed offset (next try in "
@@ -137,7 +147,7 @@ async def _replication(
             f"queue as SCHEMA_INCOMPATIBLE: once {name} holds their columns, run "
             f"'cdc-app dlq replay --destination {name} --reason SCHEMA_INCOMPATIBLE'"
         )
-    status = HealthStatus.DEGRADED if problems else HealthStatus.UP
+    status = HealthStatus.DOWN if halted else HealthStatus.DEGRADED if problems else HealthStatus.UP
     return Check(name, "replication", status, None, "; ".join(problems), details)
 
 
@@ -167,9 +177,14 @@ async def _cdc_raw(components: Components, cassandra: CassandraSettings) -> Chec
 
 def _overall(checks: list[Check]) -> HealthStatus:
     sources = [c for c in checks if c.kind == "source"]
-    destinations = [c for c in checks if c.kind == "destination"]
+    destinations = {c.name for c in checks if c.kind in ("destination", "replication")}
+    down = {
+        c.name
+        for c in checks
+        if c.kind in ("destination", "replication") and c.status is HealthStatus.DOWN
+    }
     if any(c.status is HealthStatus.DOWN for c in sources) or (
-        destinations and all(c.status is HealthStatus.DOWN for c in destinations)
+        destinations and down == destinations
     ):
         return HealthStatus.DOWN
     worst = max((_SEVERITY[c.status] for c in checks), default=0)

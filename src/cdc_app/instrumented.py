@@ -114,7 +114,8 @@ class CountingDeadLetters:
     async def write(self, entries: Sequence[DeadLetterEvent]) -> None:
         await self._queue.write(entries)
         for entry in entries:
-            if entry.destination is not None:
+            # A replayed entry failing again is stored again, not dead-lettered anew.
+            if entry.destination is not None and not entry.retry_count:
                 labels = (entry.table or "", entry.destination, entry.reason.value)
                 self._metrics.events_dead_lettered.labels(*labels).inc()
 

@@ -50,8 +50,10 @@ class Metrics:
         )
         self.retries = Counter(
             "cdc_batch_retries",
-            "Batches retried after a destination failed.",
-            ["destination"],
+            "Failed batches of a destination by failure class: transient ones are retried "
+            "soon with backoff; a permanent one stops the destination until its long retry "
+            "or the next start.",
+            ["destination", "class"],
             registry=registry,
         )
         self.lag_seconds = Gauge(

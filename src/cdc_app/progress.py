@@ -10,6 +10,7 @@ import datetime as dt
 
 import attrs
 
+from cdc_domain.errors import FailureClass
 from cdc_domain.events import SourcePosition
 from cdc_domain.replication import DeliveryOutcome
 from cdc_domain.schema_evolution import BlockedTable
@@ -26,7 +27,9 @@ class DestinationProgress:
     ``caught_up`` is true after a successful batch that found less than a full batch:
     the destination then holds everything the source had, and its lag is 0.
     ``last_written_micros`` is the Cassandra write time of the newest event it wrote;
-    ``blocked`` the tables it cannot follow, as of its latest batch.
+    ``blocked`` the tables it cannot follow, as of its latest batch. ``failure`` is the
+    class of its last failure while it keeps failing: a permanent one means it stopped
+    until ``retry_in_seconds`` (None: until the next start).
     """
 
     name: str
@@ -37,6 +40,7 @@ class DestinationProgress:
     consecutive_failures: int = 0
     last_error: str | None = None
     retry_in_seconds: float | None = None
+    failure: FailureClass | None = None
     caught_up: bool = False
     last_written_micros: int | None = None
     blocked: tuple[BlockedTable, ...] = ()
@@ -53,14 +57,21 @@ class DestinationProgress:
         self.consecutive_failures = 0
         self.last_error = None
         self.retry_in_seconds = None
+        self.failure = None
         self.caught_up = not full
 
-    def failed(self, error: str, retry_in_seconds: float) -> None:
+    def failed(self, error: str, failure: FailureClass, retry_in_seconds: float) -> None:
         self.batches += 1
         self.consecutive_failures += 1
         self.last_error = error
-        self.retry_in_seconds = retry_in_seconds
+        self.failure = failure
+        self.retry_in_seconds = None if retry_in_seconds == float("inf") else retry_in_seconds
         self.caught_up = False
+
+    @property
+    def halted(self) -> bool:
+        """Stopped on a permanent error, waiting for an operator or its long retry."""
+        return self.failure is FailureClass.PERMANENT
 
     def lag_seconds(self, now: dt.datetime) -> float | None:
         """How far behind the source this destination is, None before it wrote

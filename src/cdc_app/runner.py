@@ -1,10 +1,20 @@
 """The long-running pipeline: one loop per destination, and one that frees the source.
 
 Each destination reads its own next batch from its own committed offset (ADR 0002), so
-a slow or failing destination holds back nobody and keeps its place: it retries from
-that offset with a growing pause, reported through its progress, and catches up once
-it answers again. A loop holds one batch at a time, so memory is bounded by
-``max_batch_events`` per destination however far one lags.
+a slow or failing destination holds back nobody and keeps its place. A failed batch is
+classified (:func:`~cdc_domain.errors.classify`):
+
+* transient (connection lost, timeout, deadlock): retried from that offset with
+  exponential backoff and jitter (tenacity), reported through its progress, until the
+  destination answers again and catches up;
+* permanent (a bug, a rejected statement, a permission error): retrying soon would only
+  repeat it, so the destination stops where it is and ``/health`` reports it DOWN with
+  the error. It tries again after ``permanent_retry_s`` (or at the next start, once an
+  operator fixed the cause) from the same offset: nothing is lost meanwhile.
+
+Poison events never fail a batch: the use case dead-letters them and delivers the rest.
+A loop holds one batch at a time, so memory is bounded by ``max_batch_events`` per
+destination however far one lags.
 
 Batching by size and time: a loop whose batch came back full reads again at once (a
 flood goes through in full batches); one that found less waits ``max_batch_delay_ms``
@@ -22,16 +32,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from cdc_app.metrics import Metrics
 from cdc_app.progress import DestinationProgress
 from cdc_app.settings import PipelineSettings
+from cdc_domain.errors import FailureClass, classify, describe_error
 from cdc_domain.replication import DeliveryOutcome, Destination, ReplicateBatch
 
-__all__ = ["Runner", "describe_error"]
+__all__ = ["Runner"]
 
 Logger = structlog.typing.FilteringBoundLogger
 
@@ -89,20 +102,58 @@ class Runner:
         return not abandoned and not crashed
 
     async def _deliver_until(self, stop: asyncio.Event, destination: Destination) -> None:
-        name = destination.name
-        progress = self._progress[name]
-        log = self._log.bind(destination=name)
-        max_events = self._pipeline.max_batch_events
+        progress = self._progress[destination.name]
+        log = self._log.bind(destination=destination.name)
+        retrying = self._retrying(stop, progress, log)
         while not stop.is_set():
-            started = time.perf_counter()
-            outcome = await self._replicate.deliver(destination, max_events)
-            self._metrics.batch_seconds.labels(name).observe(time.perf_counter() - started)
-            if outcome.error is None:
-                pause = self._succeeded(outcome, progress, log)
-            else:
-                pause = self._failed(outcome.error, progress, log)
+            try:
+                outcome: DeliveryOutcome = await retrying(self._batch, destination)
+            except Exception as exc:
+                if stop.is_set():
+                    return  # given up while stopping: the batch is read again next start
+                await _pause(stop, self._halted(exc, progress, log))
+                continue
+            pause = self._succeeded(outcome, progress, log)
             if pause:
                 await _pause(stop, pause)
+
+    async def _batch(self, destination: Destination) -> DeliveryOutcome:
+        started = time.perf_counter()
+        try:
+            return await self._replicate.deliver(destination, self._pipeline.max_batch_events)
+        finally:
+            elapsed = time.perf_counter() - started
+            self._metrics.batch_seconds.labels(destination.name).observe(elapsed)
+
+    def _retrying(
+        self, stop: asyncio.Event, progress: DestinationProgress, log: Logger
+    ) -> AsyncRetrying:
+        """Transient failures retried from the committed offset, with a growing, jittered
+        pause that a stop cuts short; anything else is raised to the loop."""
+        pipeline = self._pipeline
+
+        def record(state: RetryCallState) -> None:
+            assert state.outcome is not None
+            assert state.next_action is not None
+            error = state.outcome.exception()
+            assert error is not None
+            self._failed(error, state.next_action.sleep, progress, log)
+
+        async def sleep(seconds: float) -> None:
+            await _pause(stop, seconds)
+
+        return AsyncRetrying(
+            retry=retry_if_exception(lambda exc: classify(exc) is FailureClass.TRANSIENT),
+            wait=wait_exponential_jitter(
+                multiplier=pipeline.retry_initial_ms / 1000,
+                max=pipeline.retry_max_ms / 1000,
+                jitter=pipeline.retry_initial_ms / 1000,
+            ),
+            stop=lambda _: stop.is_set(),
+            sleep=sleep,
+            before_sleep=record,
+            reraise=True,
+        )
 
     def _succeeded(
         self, outcome: DeliveryOutcome, progress: DestinationProgress, log: Logger
@@ -124,22 +175,44 @@ class Runner:
             )
         return 0.0 if full else self._pipeline.max_batch_delay_ms / 1000
 
-    def _failed(self, error: BaseException, progress: DestinationProgress, log: Logger) -> float:
-        """Record a failed batch; the pause before retrying it from the same offset."""
-        pipeline = self._pipeline
-        retry_ms = pipeline.retry_initial_ms << min(progress.consecutive_failures, 30)
-        pause = min(retry_ms, pipeline.retry_max_ms) / 1000
-        progress.failed(describe_error(error), pause)
-        self._metrics.retries.labels(progress.name).inc()
-        self._metrics.destination_failing.labels(progress.name).set(progress.consecutive_failures)
+    def _failed(
+        self, error: BaseException, pause: float, progress: DestinationProgress, log: Logger
+    ) -> None:
+        """Record a transient failure, retried from the same offset after ``pause``."""
+        self._count_failure(error, FailureClass.TRANSIENT, pause, progress)
         log.warning(
             "batch failed, retrying from the committed offset",
             error=describe_error(error),
             failed_batches=progress.consecutive_failures,
-            retry_in_s=pause,
+            retry_in_s=round(pause, 3),
+            position=str(progress.position) if progress.position else None,
+        )
+
+    def _halted(self, error: BaseException, progress: DestinationProgress, log: Logger) -> float:
+        """Record a permanent failure; how long the destination stays stopped (forever,
+        until the next start, when no long retry is configured)."""
+        retry_s = self._pipeline.permanent_retry_s
+        pause = float("inf") if retry_s is None else float(retry_s)
+        self._count_failure(error, FailureClass.PERMANENT, pause, progress)
+        log.error(
+            "destination stopped on a permanent error; its position is kept",
+            error=describe_error(error),
+            error_at=_where(error),
+            retry_in_s=retry_s,
             position=str(progress.position) if progress.position else None,
         )
         return pause
+
+    def _count_failure(
+        self,
+        error: BaseException,
+        failure: FailureClass,
+        pause: float,
+        progress: DestinationProgress,
+    ) -> None:
+        progress.failed(describe_error(error), failure, pause)
+        self._metrics.retries.labels(progress.name, failure.value).inc()
+        self._metrics.destination_failing.labels(progress.name).set(progress.consecutive_failures)
 
     async def _acknowledge_until(self, stop: asyncio.Event) -> None:
         interval = self._pipeline.acknowledge_interval_ms / 1000
@@ -157,12 +230,16 @@ class Runner:
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds``, or less when a stop is requested meanwhile."""
+    """Sleep ``seconds`` (inf: until stopped), or less when a stop is requested."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        await asyncio.wait_for(stop.wait(), None if seconds == float("inf") else seconds)
 
 
-def describe_error(exc: BaseException) -> str:
-    """An error as its type and message: adapters keep values out of their messages,
-    and a traceback's renderer could show local variables, which may hold them."""
-    return f"{type(exc).__name__}: {exc}"
+def _where(error: BaseException) -> str | None:
+    """Where ``error`` was raised, as file, line and function: enough to find a bug,
+    without a traceback's local values."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return None
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"

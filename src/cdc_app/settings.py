@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import attrs
 
+from cdc_domain.unknown_tables import UnknownTablePolicy
+
 __all__ = [
     "DATABASES",
     "TAGGED",
@@ -97,9 +99,11 @@ _HIDDEN = {_SECRET: "value"}
 _URL = {_SECRET: "url"}
 
 
-def _at_least(minimum: int) -> Callable[[object, attrs.Attribute[int], int], None]:
-    def check(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-        if value < minimum:
+def _at_least(minimum: int) -> Callable[[object, attrs.Attribute[Any], int | None], None]:
+    """A lower bound; None passes, where a field allows it (``null``: no limit)."""
+
+    def check(_: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+        if value is not None and value < minimum:
             raise SettingError(f"{attribute.name} must be at least {minimum}, got {value}")
 
     return check
@@ -122,7 +126,7 @@ class CassandraSettings:
     cdc_total_space_mb: int | None = attrs.field(
         default=None,
         metadata={_NOT_CONNECTION: True},
-        validator=attrs.validators.optional(_at_least(1)),
+        validator=_at_least(1),
     )
 
 
@@ -339,16 +343,24 @@ class MaskingSettings:
 class PipelineSettings:
     """``max_batch_delay_ms`` is how long a destination that found less than a full
     batch waits before reading again, so it bounds a trickle's latency. A destination
-    whose batch fails retries from its own offset after ``retry_initial_ms``, doubling
-    up to ``retry_max_ms``. ``shutdown_timeout_s`` bounds how long a stop waits for
-    in-flight batches."""
+    whose batch fails for a transient reason retries from its own offset after
+    ``retry_initial_ms``, doubling (with jitter) up to ``retry_max_ms``; one that fails
+    for a permanent reason stops and tries again after ``permanent_retry_s`` (null: only
+    at the next start). ``shutdown_timeout_s`` bounds how long a stop waits for
+    in-flight batches. ``unknown_tables`` says what becomes of commit log entries of
+    tables the schema does not know (dropped before the agent started): ``count`` keeps
+    the first ``unknown_tables_kept`` of each table in full and counts the rest,
+    ``dead_letter`` keeps every one, ``skip`` none."""
 
     max_batch_events: int = attrs.field(default=1000, validator=_at_least(1))
     max_batch_delay_ms: int = attrs.field(default=200, validator=_at_least(0))
     retry_initial_ms: int = attrs.field(default=500, validator=_at_least(1))
     retry_max_ms: int = attrs.field(default=30_000, validator=_at_least(1))
+    permanent_retry_s: int | None = attrs.field(default=600, validator=_at_least(1))
     acknowledge_interval_ms: int = attrs.field(default=1000, validator=_at_least(1))
     shutdown_timeout_s: int = attrs.field(default=30, validator=_at_least(1))
+    unknown_tables: UnknownTablePolicy = UnknownTablePolicy.COUNT
+    unknown_tables_kept: int = attrs.field(default=10, validator=_at_least(0))
 
 
 def _ratio(_: object, attribute: attrs.Attribute[float], value: float) -> None:

@@ -14,8 +14,9 @@ import attrs
 
 from cdc_app.progress import DestinationProgress
 from cdc_domain.ports import Clock, DeadLetterQueue, OffsetStore
+from cdc_domain.unknown_tables import stored_tallies
 
-__all__ = ["DestinationStatus", "destination_statuses"]
+__all__ = ["DestinationStatus", "destination_statuses", "unknown_tables"]
 
 
 @attrs.frozen
@@ -57,3 +58,19 @@ async def destination_statuses(
             )
         )
     return statuses
+
+
+async def unknown_tables(dead_letters: DeadLetterQueue) -> list[dict[str, Any]]:
+    """The running count of commit log entries of each unknown table id, per node."""
+    return [
+        {
+            "partition_id": tally.partition_id,
+            "table_id": tally.table_id,
+            "entries": tally.entries,
+            "kept_in_full": tally.kept,
+            "first_position": str(tally.first_position),
+            "last_position": str(tally.last_position),
+            "last_seen": tally.last_seen.isoformat(timespec="seconds"),
+        }
+        for tally in await stored_tallies(dead_letters)
+    ]

@@ -6,16 +6,20 @@ retry, never advance the offset) versus poison (retrying cannot fix it: dead-let
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
     "CdcError",
     "EventsRejectedError",
+    "FailureClass",
     "SchemaIncompatibleError",
     "SinkError",
     "SourceError",
     "TransientError",
+    "classify",
+    "describe_error",
 ]
 
 
@@ -54,3 +58,29 @@ class EventsRejectedError(SinkError):
     def __init__(self, message: str, event_ids: Sequence[str]):
         super().__init__(message)
         self.event_ids = tuple(event_ids)
+
+
+class FailureClass(enum.Enum):
+    """How a failed batch is handled. Poison events never get here: the use case
+    dead-letters them and delivers the rest."""
+
+    TRANSIENT = "transient"
+    """Time may fix it (connection lost, timeout, deadlock): retry soon, with backoff."""
+    PERMANENT = "permanent"
+    """An operator must act (a bug, a rejected statement, a permission error): stop
+    that destination where it is and say why."""
+
+
+def classify(exc: BaseException) -> FailureClass:
+    """Adapters translate their drivers' errors into :class:`TransientError`; the
+    standard library's own connection and timeout errors mean the same. Anything
+    else is a failure retrying soon cannot fix."""
+    if isinstance(exc, TransientError | ConnectionError | TimeoutError):
+        return FailureClass.TRANSIENT
+    return FailureClass.PERMANENT
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error as its type and message: adapters keep values out of their messages,
+    and a traceback's renderer could show local variables, which may hold them."""
+    return f"{type(exc).__name__}: {exc}"

@@ -1,21 +1,31 @@
 """The use case: drive batches from the source through masking and validation into
-every destination, committing each destination's offset only after it confirmed.
+every destination, committing each destination's offset only after it confirmed, and
+re-drive dead letters through the same path once their cause is fixed.
 
 Each destination reads from its own committed position, so a failing destination
 keeps its place and retries from there while the others move on; the source is told
 to free data only once every destination is past it.
+
+Failures are sorted here into two kinds. Poison — events a destination cannot take
+(a bad value, a schema it cannot follow) — go to the dead letter queue and the rest of
+the batch goes on. Anything else fails the batch: :meth:`ReplicateBatch.deliver` raises
+it, the offset stays where it was, and the caller decides from
+:func:`~cdc_domain.errors.classify` whether to retry soon or stop that destination.
+Dead letters are always stored before the offset moves: a crash in between re-delivers
+the batch, and dead letters are idempotent by id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import attrs
 
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
-from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
+from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, describe_error
 from cdc_domain.events import ChangeEvent, SourcePosition
 from cdc_domain.masking import MaskingPolicy, MaskOnce
 from cdc_domain.offsets import Checkpoint
@@ -30,12 +40,17 @@ from cdc_domain.ports import (
     Sink,
     SinkBatch,
 )
-from cdc_domain.routing import RoutedBatch, dead_letter_events, mask_events, route_events
+from cdc_domain.replay import ReplayReport, unreplayable
+from cdc_domain.routing import dead_letter_events, mask_events, route_events
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_evolution import BlockedTable, SchemaEvolution
+from cdc_domain.unknown_tables import UnknownTablePolicy, UnknownTables
 from cdc_domain.validation import EventValidator
 
 __all__ = ["DeliveryOutcome", "Destination", "ReplicateBatch"]
+
+Rejected = Callable[[list[DeadLetterEvent]], Awaitable[None]]
+"""What to do with events a sink rejected, before the rest is written again."""
 
 
 @attrs.frozen(slots=True)
@@ -50,14 +65,15 @@ class Destination:
 
 @attrs.frozen(slots=True)
 class DeliveryOutcome:
-    """What one batch did for one destination. ``error`` is set when the batch failed
-    and the destination's offset stayed where it was."""
+    """What one batch did for one destination. ``error`` is set only by a round over
+    every destination (:meth:`ReplicateBatch.__call__`), for one whose batch failed and
+    whose offset stayed where it was."""
 
     destination: str
     delivered: int = 0
     dead_lettered: int = 0
     position: SourcePosition | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
     schema_changes: int = 0
     last_timestamp_micros: int | None = None
     blocked: tuple[BlockedTable, ...] = ()
@@ -79,6 +95,8 @@ class ReplicateBatch:
         masking: MaskingPolicy,
         history: SchemaHistory,
         validator: EventValidator | None = None,
+        unknown_tables: UnknownTablePolicy = UnknownTablePolicy.COUNT,
+        unknown_tables_kept: int = 10,
     ) -> None:
         self._source = source
         self._schemas = schemas
@@ -89,24 +107,35 @@ class ReplicateBatch:
         self._validator = validator or EventValidator()
         self._evolution = SchemaEvolution(history)
         self._blocked: dict[str, dict[str, BlockedTable]] = {}
+        self._unknown = UnknownTables(
+            policy=unknown_tables,
+            kept_in_full=unknown_tables_kept,
+            dead_letters=dead_letters,
+            partition_id=source.partition_id,
+        )
 
     async def __call__(self, max_events: int) -> list[DeliveryOutcome]:
-        """One batch per destination, concurrently; then free what all have committed."""
-        outcomes = await asyncio.gather(
-            *(self.deliver(destination, max_events) for destination in self._destinations)
+        """One batch per destination, concurrently; then free what all have committed.
+        A destination whose batch failed is reported with its error; the others are
+        never held back by it."""
+        results = await asyncio.gather(
+            *(self.deliver(destination, max_events) for destination in self._destinations),
+            return_exceptions=True,
         )
+        outcomes = []
+        for destination, result in zip(self._destinations, results, strict=True):
+            if isinstance(result, DeliveryOutcome):
+                outcomes.append(result)
+            elif isinstance(result, Exception):
+                outcomes.append(DeliveryOutcome(destination.name, error=result))
+            else:
+                raise result  # cancelled, or an interpreter exit: never a batch's failure
         await self.acknowledge()
-        return list(outcomes)
+        return outcomes
 
     async def deliver(self, destination: Destination, max_events: int) -> DeliveryOutcome:
-        """Read, route and write one batch for one destination; never raises for a
-        failure of that destination, so the others are never held back by it."""
-        try:
-            return await self._deliver(destination, max_events)
-        except Exception as exc:
-            return DeliveryOutcome(destination.name, error=exc)
-
-    async def _deliver(self, destination: Destination, max_events: int) -> DeliveryOutcome:
+        """Read, route and write one batch for one destination. Poison events are
+        dead-lettered; any other failure is raised, with the offset left as it was."""
         partition = self._source.partition_id
         record = await destination.offsets.load(destination.name, partition)
         batch = await self._source.read(record.position if record else None, max_events)
@@ -116,11 +145,11 @@ class ReplicateBatch:
         masked, dead = mask_events(
             batch.events, masking=self._masking, destination=destination.name, now=now
         )
-        dead.extend(batch.failures)
+        dead.extend(await self._unknown.sift(batch.failures, now))
         schemas = await self._schemas_for(batch)
         applied, blocked = await self._evolution.prepare(destination.sink, schemas, now)
         self._blocked[destination.name] = blocked
-        dead.extend(self._blocked_letters(masked, blocked, now))
+        dead.extend(_blocked_letters(masked, blocked, now))
         routed = route_events(
             [e for e in masked if e.qualified_table not in blocked],
             schemas=schemas,
@@ -130,63 +159,130 @@ class ReplicateBatch:
             now=now,
         )
         dead.extend(routed.dead_letters)
-        checkpoint = Checkpoint(partition, batch.end, len(batch.events))
-        written, rejected = await self._write(destination, routed, checkpoint)
-        dead.extend(rejected)
         if dead:
-            # Dead letters are stored before the offset moves: a crash between the two
-            # re-delivers the batch, and dead letters are idempotent by id.
             await self._dlq.write(dead)
+        checkpoint = Checkpoint(partition, batch.end, len(batch.events))
+        rejected: list[DeadLetterEvent] = []
+
+        async def store(letters: list[DeadLetterEvent]) -> None:
+            rejected.extend(letters)
+            await self._dlq.write(letters)
+
+        written = await self._write(
+            destination.sink, routed.valid, routed.schemas, checkpoint, store
+        )
         if not destination.sink.commits_offsets or not written:
             await destination.offsets.commit(destination.name, checkpoint)
         return DeliveryOutcome(
             destination.name,
             delivered=written,
-            dead_lettered=len(dead),
+            dead_lettered=len(dead) + len(rejected),
             position=batch.end,
             schema_changes=applied,
             last_timestamp_micros=max((e.timestamp_micros for e in routed.valid), default=None),
             blocked=tuple(blocked.values()),
         )
 
-    def _blocked_letters(
-        self,
-        events: Sequence[ChangeEvent],
-        blocked: Mapping[str, BlockedTable],
-        now: dt.datetime,
-    ) -> list[DeadLetterEvent]:
-        letters = []
-        for event in events:
-            table = blocked.get(event.qualified_table)
-            if table is not None:
-                letters.append(
-                    DeadLetterEvent.for_event(
-                        event,
-                        reason=FailureReason.SCHEMA_INCOMPATIBLE,
-                        error=table.advice,
-                        failed_at=now,
-                        destination=table.destination,
-                        schema_details={"table": table.table, **table.details},
-                    )
-                )
-        return letters
-
     @property
     def blocked(self) -> list[BlockedTable]:
         """Tables some destination cannot follow, as of each one's latest batch."""
         return [table for tables in self._blocked.values() for table in tables.values()]
 
+    async def replay(
+        self, *, destination: str | None = None, reason: FailureReason | None = None
+    ) -> ReplayReport:
+        """Re-drive pending dead letters into their destination, as a batch would: the
+        table's current schema applied to the destination first, validated, written with
+        the same split of poison from the rest. What goes through is marked replayed;
+        what fails again stays pending with its new error. Events are written as stored
+        (already masked: masking twice would hash a hash), and no offset moves."""
+        entries = await self._dlq.take_for_replay(destination=destination, reason=reason)
+        sinks = {d.name: d.sink for d in self._destinations}
+        skipped = [e for e in entries if unreplayable(e, sinks) is not None]
+        replayable = sorted(
+            (e for e in entries if unreplayable(e, sinks) is None), key=_destination_then_position
+        )
+        replayed: list[str] = []
+        failed: list[DeadLetterEvent] = []
+        for name, group in itertools.groupby(replayable, key=lambda e: e.destination):
+            assert name is not None
+            done, again = await self._replay(sinks[name], list(group))
+            replayed.extend(done)
+            failed.extend(again)
+        if failed:
+            await self._dlq.write(failed)
+        if replayed:
+            await self._dlq.mark_replayed(replayed)
+        return ReplayReport(len(replayed), tuple(failed), tuple(skipped), tuple(sinks))
+
+    async def _replay(
+        self, sink: Sink, entries: list[DeadLetterEvent]
+    ) -> tuple[list[str], list[DeadLetterEvent]]:
+        """The ids written, and the entries that failed again with their new error."""
+        now = self._clock.now()
+        by_event: dict[str, list[DeadLetterEvent]] = {}
+        for entry in entries:
+            assert entry.event is not None
+            by_event.setdefault(entry.event.event_id, []).append(entry)
+        failed: dict[str, DeadLetterEvent] = {}
+
+        def fail(event_id: str, error: str) -> None:
+            for entry in by_event[event_id]:
+                failed[entry.dlq_id] = attrs.evolve(
+                    entry, error=error, retry_count=entry.retry_count + 1, failed_at=now
+                )
+
+        events = [group[0].event for group in by_event.values() if group[0].event is not None]
+        schemas: dict[str, TableSchema] = {}
+        for name in dict.fromkeys(e.qualified_table for e in events):
+            keyspace, _, table = name.partition(".")
+            schema = await self._schemas.table(keyspace, table)
+            if schema is not None:
+                schemas[name] = schema
+        try:
+            _, blocked = await self._evolution.prepare(sink, schemas, now)
+            ready = []
+            for event in events:
+                schema = schemas.get(event.qualified_table)
+                if schema is None:
+                    fail(event.event_id, f"no schema is known for {event.qualified_table}")
+                elif event.qualified_table in blocked:
+                    fail(event.event_id, blocked[event.qualified_table].advice)
+                elif not (result := self._validator.validate(event, schema, sink.kind)).valid:
+                    fail(event.event_id, result.message)
+                else:
+                    ready.append(event)
+
+            async def again(letters: list[DeadLetterEvent]) -> None:
+                for letter in letters:
+                    assert letter.event is not None
+                    fail(letter.event.event_id, letter.error)
+
+            await self._write(sink, tuple(ready), schemas, None, again)
+        except Exception as exc:
+            # An operator's command: whatever stops this destination's replay is reported
+            # on every entry it leaves pending, and the other destinations go on.
+            for event_id, group in by_event.items():
+                if group[0].dlq_id not in failed:
+                    fail(event_id, describe_error(exc))
+        done = [entry.dlq_id for entry in entries if entry.dlq_id not in failed]
+        return done, list(failed.values())
+
     async def _write(
-        self, destination: Destination, routed: RoutedBatch, checkpoint: Checkpoint
-    ) -> tuple[int, list[DeadLetterEvent]]:
-        """Write the valid events; split off the ones the sink rejects as poison and
-        write the rest again, so one bad event never blocks its batch."""
-        events = routed.valid
-        rejected: list[DeadLetterEvent] = []
+        self,
+        sink: Sink,
+        events: tuple[ChangeEvent, ...],
+        schemas: Mapping[str, TableSchema],
+        checkpoint: Checkpoint | None,
+        rejected: Rejected,
+    ) -> int:
+        """Write the valid events; hand the ones the sink rejects as poison to
+        ``rejected`` and write the rest again, so one bad event never blocks its batch.
+        Returns how many were written."""
         while events:
             try:
-                await destination.sink.write(SinkBatch(events, routed.schemas, checkpoint))
-                return len(events), rejected
+                await sink.write(SinkBatch(events, schemas, checkpoint))
+                return len(events)
             except SchemaIncompatibleError as exc:
                 bad = tuple(e for e in events if e.qualified_table == exc.table)
                 reason, error, details = FailureReason.SCHEMA_INCOMPATIBLE, str(exc), exc.details
@@ -195,20 +291,20 @@ class ReplicateBatch:
                 bad = tuple(e for e in events if e.event_id in ids)
                 reason, error, details = FailureReason.PROCESSING_ERROR, str(exc), {}
             if not bad:
-                raise RuntimeError(f"{destination.name} rejected events it did not name")
-            rejected.extend(
+                raise RuntimeError(f"{sink.name} rejected events it did not name")
+            await rejected(
                 dead_letter_events(
                     bad,
                     reason=reason,
                     error=error,
-                    destination=destination.name,
+                    destination=sink.name,
                     now=self._clock.now(),
                     details=details,
                 )
             )
             bad_ids = {e.event_id for e in bad}
             events = tuple(e for e in events if e.event_id not in bad_ids)
-        return 0, rejected
+        return 0
 
     async def _schemas_for(self, batch: ChangeBatch) -> dict[str, TableSchema]:
         """The schemas the source decoded with; the schema source for what it left out."""
@@ -235,3 +331,29 @@ class ReplicateBatch:
         lowest = min(positions)
         await self._source.acknowledge(lowest)
         return lowest
+
+
+def _blocked_letters(
+    events: Sequence[ChangeEvent], blocked: Mapping[str, BlockedTable], now: dt.datetime
+) -> list[DeadLetterEvent]:
+    letters = []
+    for event in events:
+        table = blocked.get(event.qualified_table)
+        if table is not None:
+            letters.append(
+                DeadLetterEvent.for_event(
+                    event,
+                    reason=FailureReason.SCHEMA_INCOMPATIBLE,
+                    error=table.advice,
+                    failed_at=now,
+                    destination=table.destination,
+                    schema_details={"table": table.table, **table.details},
+                )
+            )
+    return letters
+
+
+def _destination_then_position(entry: DeadLetterEvent) -> tuple[str, SourcePosition]:
+    assert entry.event is not None
+    assert entry.destination is not None
+    return entry.destination, entry.event.position

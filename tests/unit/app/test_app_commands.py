@@ -228,7 +228,7 @@ async def test_replay_goes_through_a_running_pipeline_when_one_answers(tmp_path)
             out = io.StringIO()
             # Replaying outside the pipeline would fail: only the endpoint can answer.
             unused = Container(settings=settings)
-            unused.replay.override(providers.Callable(_no_replay_outside_the_pipeline))
+            unused.components.override(providers.Callable(_no_replay_outside_the_pipeline))
             code = await commands.dlq_replay(settings, unused, out, destination=None, reason=None)
     assert (code, out.getvalue()) == (0, "replayed 1, failed again 0, skipped 0\n")
     after = await stored(tmp_path)

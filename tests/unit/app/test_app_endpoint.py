@@ -229,7 +229,7 @@ async def test_metrics_count_by_table_destination_and_reason(tmp_path: Path):
         )
         assert value("cdc_lag_seconds", destination=destination) == 0
         assert value("cdc_batch_duration_seconds_count", destination=destination) >= 1
-    assert value("cdc_batch_retries_total", destination="flaky") == 2
+    assert value("cdc_batch_retries_total", destination="flaky", **{"class": "transient"}) == 2
     assert value("cdc_destination_failing_batches", destination="flaky") == 0
     assert value("cdc_raw_segments_pending") == 1
     assert value("cdc_raw_bytes") == 100

@@ -1,13 +1,6 @@
 import attrs
-import pytest
 
 from cdc_adapters.memory import (
-    ManualClock,
-    MemoryChangeSource,
-    MemoryDeadLetterQueue,
-    MemoryOffsetStore,
-    MemorySchemaHistory,
-    MemorySchemaSource,
     MemorySink,
 )
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
@@ -17,9 +10,8 @@ from cdc_domain.events import Operation, SourcePosition
 from cdc_domain.masking import REDACTED, MaskingPolicy
 from cdc_domain.replication import Destination, ReplicateBatch
 from cdc_domain.schema_changes import ChangeKind
-from tests.factories import column, event, table
-
-ORDERS = table("orders", regular={"status": "text", "email": "text", "hits": "counter"})
+from tests.factories import column, event
+from tests.unit.domain.conftest import ORDERS
 
 
 class RejectingSink(MemorySink):
@@ -39,19 +31,6 @@ class RejectingSink(MemorySink):
         if bad:
             raise EventsRejectedError("value out of range", bad)
         await super().write(batch)
-
-
-@pytest.fixture
-def world():
-    clock = ManualClock()
-    return {
-        "clock": clock,
-        "source": MemoryChangeSource("node1"),
-        "schemas": MemorySchemaSource([ORDERS, table("items")]),
-        "dlq": MemoryDeadLetterQueue(),
-        "offsets": MemoryOffsetStore(clock),
-        "history": MemorySchemaHistory(),
-    }
 
 
 def replicate(world, *sinks, masking=None):
