@@ -10,7 +10,7 @@ from pathlib import Path
 from dependency_injector import providers
 
 from cdc_adapters.local import JsonLinesDeadLetterQueue, SqliteOffsetStore
-from cdc_adapters.memory import ManualClock, MemorySchemaSource, MemorySink
+from cdc_adapters.memory import ManualClock, MemoryChangeSource, MemorySchemaSource, MemorySink
 from cdc_app import commands
 from cdc_app.container import Container, running
 from cdc_app.endpoint import health_app, serving
@@ -143,6 +143,36 @@ async def test_status_reads_offsets_and_dead_letters_when_no_pipeline_runs(tmp_p
     assert rows[0] == ["DESTINATION", "PARTITION", "OFFSET", "LAG", "EVENTS", "DLQ", "PENDING"]
     assert rows[1] == ["audit", "node1", "3:40:1", "-", "5", "2"]
     assert "lag is only known while one runs" in out.getvalue()
+
+
+async def test_status_shows_the_tallies_of_unknown_tables(tmp_path):
+    gone = "5a1b0c2d-0000-4000-8000-000000000001"
+    settings = jsonl_settings(tmp_path, pipeline={"unknown_tables_kept": 1})
+    source = MemoryChangeSource("node1")
+    for offset in range(4):
+        source.fail(
+            DeadLetterEvent.for_raw(
+                b"raw",
+                reason=FailureReason.UNKNOWN_TABLE,
+                error="UnknownTableError",
+                failed_at=NOW,
+                position=SourcePosition(2, offset),
+                schema_details={"table_id": gone},
+            )
+        )
+    container = jsonl_container(settings)
+    container.source.override(providers.Object(source))
+    async with running(container) as components:
+        await components.replicate(10)
+    out = io.StringIO()
+
+    assert await commands.status(settings, jsonl_container(settings), out) == 0
+
+    text = out.getvalue()
+    assert "entries of unknown tables" in text
+    assert ["node1", gone, "4", "1", "2:0:0", "2:3:0"] == table_rows(text)[4][:6]
+    kept = await stored(tmp_path)
+    assert sorted(e.raw is not None for e in kept.values()) == [False, True]
 
 
 async def test_status_and_health_ask_the_running_pipeline_first():
