@@ -1,10 +1,8 @@
-"""The TimescaleDB sink: the history of every change, or a mirror (ADR 0005).
+"""The TimescaleDB history sink: one row per change, in a hypertable per table (ADR 0005).
 
-``mode: history`` (default) appends one row per change event to a hypertable per
-Cassandra table, partitioned on the change's write time; re-delivered events are
-skipped by the unique (event id, time) index. ``mode: mirror`` is the PostgreSQL
-mirror sink on this database. Either way the batch and the destination's offset row
-commit in one transaction.
+Each change event is appended to the hypertable of its Cassandra table, partitioned on
+the change's write time; re-delivered events are skipped by the unique (event id, time)
+index. The batch and the destination's offset row commit in one transaction.
 
 The sink checks for the ``timescaledb`` extension before its first write and refuses
 to go on without it, unless ``fallback_to_plain_tables`` allows ordinary tables.
@@ -17,36 +15,28 @@ from typing import Any
 
 from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import PostgresOffsetStore, ensure_offsets_table
+from cdc_adapters.postgres.offsets import ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
-from cdc_adapters.postgres.pool import own_or_shared, pool_health
-from cdc_adapters.postgres.sink import PostgresSink
+from cdc_adapters.postgres.pooled_sink import PooledSink
 from cdc_adapters.postgres.transactions import write_with_offset
 from cdc_adapters.postgres.values import UnwritableValueError
-from cdc_adapters.timescaledb.extension import (
-    TimescaleInfo,
-    TimescaleMissingError,
-    timescaledb_info,
-)
+from cdc_adapters.timescaledb.extension import ExtensionCheck, TimescaleInfo
 from cdc_adapters.timescaledb.history import HistoryLayout
 from cdc_domain.destinations import DestinationKind
-from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, SinkError
+from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent
-from cdc_domain.health import HealthReport
-from cdc_domain.mirror import RowKey
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import Clock, SinkBatch
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_changes import ChangeKind, SchemaChange
 
-__all__ = ["MODES", "TimescaleSink"]
+__all__ = ["TimescaleHistorySink"]
 
-MODES = ("history", "mirror")
 _KIND = DestinationKind.TIMESCALEDB
 
 
-class TimescaleSink:
-    """Change history (or a mirror) in TimescaleDB.
+class TimescaleHistorySink(PooledSink):
+    """The history of every change in TimescaleDB.
 
     The pool defaults to one connection (``pool_max_size=1``): the WASM TimescaleDB
     used in development serves one connection at a time, and health checks go
@@ -59,92 +49,46 @@ class TimescaleSink:
         name: str,
         dsn: str | None = None,
         pool: Any = None,
-        mode: str = "history",
         schema: str = "{keyspace}",
         table: str = "{table}",
         metadata_schema: str = "public",
         fallback_to_plain_tables: bool = False,
         chunk_interval: str = "7 days",
-        drop_columns: str = "keep",
         pool_min_size: int = 1,
         pool_max_size: int = 1,
         retry: RetryPolicy | None = None,
         health_timeout: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self._name = name
-        self._mode = mode
-        self._naming = Naming(schema, table, metadata_schema)
-        self._fallback = fallback_to_plain_tables
-        self._chunk_interval = chunk_interval
-        self._pool, self._owns_pool = own_or_shared(
-            dsn, pool, min_size=pool_min_size, max_size=pool_max_size
+        super().__init__(
+            name=name,
+            kind=_KIND,
+            naming=Naming(schema, table, metadata_schema),
+            dsn=dsn,
+            pool=pool,
+            pool_min_size=pool_min_size,
+            pool_max_size=pool_max_size,
+            retry=retry,
+            health_timeout=health_timeout,
+            clock=clock,
         )
-        self._retry = retry or RetryPolicy()
-        self._health_timeout = health_timeout
-        self._clock = clock
-        self._checked = False
-        self._timescale: TimescaleInfo | None = None
+        self._extension = ExtensionCheck(
+            name, self._pool, self._retry, fallback=fallback_to_plain_tables
+        )
+        self._chunk_interval = chunk_interval
         self._layouts: dict[tuple[str, str], HistoryLayout] = {}
         self._latest: dict[str, HistoryLayout] = {}
         self._ensured: set[tuple[str, str]] = set()
-        self._mirror = (
-            PostgresSink(
-                name=name,
-                pool=self._pool,
-                schema=schema,
-                table=table,
-                metadata_schema=metadata_schema,
-                drop_columns=drop_columns,
-                retry=self._retry,
-                health_timeout=health_timeout,
-                clock=clock,
-                kind=_KIND,
-            )
-            if mode == "mirror"
-            else None
-        )
 
-    @property
-    def name(self) -> str:
-        return self._name
+    async def check_ready(self) -> None:
+        """Verify TimescaleDB at start-up (see :meth:`ExtensionCheck.info`); the sink
+        also checks before its first write, when start-up could not reach it."""
+        await self._extension.info()
 
-    @property
-    def kind(self) -> DestinationKind:
-        return _KIND
-
-    @property
-    def commits_offsets(self) -> bool:
-        return True
-
-    @property
-    def mode(self) -> str:
-        return self._mode
-
-    async def check_extension(self) -> TimescaleInfo | None:
-        """Verify TimescaleDB at start-up; None means plain tables (the allowed fallback).
-
-        Raises TimescaleMissingError (saying what to do) when the extension is missing
-        and ``fallback_to_plain_tables`` is off.
-        """
-        if not self._checked:
-
-            async def attempt() -> TimescaleInfo | None:
-                pool = await self._pool.get()
-                async with pool.acquire() as connection:
-                    return await timescaledb_info(connection)
-
-            info = await with_retries(self._retry, attempt, f"{self._name} start-up")
-            if info is None and not self._fallback:
-                raise TimescaleMissingError(
-                    f"{self._name}: the database has no 'timescaledb' extension (and it is "
-                    "not available to CREATE EXTENSION). Install TimescaleDB, or set "
-                    "fallback_to_plain_tables: true to keep the history in plain tables."
-                )
-            self._timescale, self._checked = info, True
-        return self._timescale
+    async def timescale(self) -> TimescaleInfo | None:
+        """The extension the history is written with (its schema qualifies
+        ``time_bucket``), None when it went to plain tables."""
+        return await self._extension.info()
 
     # ------------------------------------------------------------------ writing
 
@@ -163,10 +107,7 @@ class TimescaleSink:
 
     async def write(self, batch: SinkBatch) -> None:
         """Append the batch's events and move the offset, in one transaction."""
-        await self.check_extension()
-        if self._mirror is not None:
-            await self._mirror.write(batch)
-            return
+        timescale = await self._extension.info()
         layouts: dict[str, HistoryLayout] = {}
         for table in dict.fromkeys(e.qualified_table for e in batch.events):
             schema = batch.schemas.get(table)
@@ -180,17 +121,15 @@ class TimescaleSink:
                 f"{self._name}: " + "; ".join(sorted(set(rejected.values()))[:5]), list(rejected)
             )
         try:
-            await self._transaction(layouts, rows, batch.checkpoint)
+            await self._transaction(timescale, layouts, rows, batch.checkpoint)
         except Exception as exc:
             if not is_poison(exc):
-                if hasattr(exc, "sqlstate"):
-                    raise SinkError(f"{self._name}: {type(exc).__name__}: {exc}") from exc
-                raise
+                raise self._translate(exc) from exc
 
             async def fails(subset: Sequence[ChangeEvent]) -> bool:
                 trial_rows, _ = self._rows(subset, layouts, partition)
                 try:
-                    await self._transaction(layouts, trial_rows, None, trial=True)
+                    await self._transaction(timescale, layouts, trial_rows, None, trial=True)
                 except Exception as trial_exc:
                     if is_poison(trial_exc):
                         return True
@@ -219,13 +158,14 @@ class TimescaleSink:
 
     async def _transaction(
         self,
+        timescale: TimescaleInfo | None,
         layouts: Mapping[str, HistoryLayout],
         rows: Mapping[str, list[tuple[Any, ...]]],
         checkpoint: Checkpoint | None,
         trial: bool = False,
     ) -> None:
         async def ensure(connection: Any) -> None:
-            await self._ensure(connection, list(layouts.values()))
+            await self._ensure(connection, timescale, list(layouts.values()))
 
         async def apply(connection: Any) -> None:
             for table in sorted(rows):
@@ -244,7 +184,9 @@ class TimescaleSink:
             trial=trial,
         )
 
-    async def _ensure(self, connection: Any, layouts: Sequence[HistoryLayout]) -> None:
+    async def _ensure(
+        self, connection: Any, timescale: TimescaleInfo | None, layouts: Sequence[HistoryLayout]
+    ) -> None:
         if ("", "offsets") not in self._ensured:
             await ensure_offsets_table(connection, self._naming.metadata_schema)
             self._ensured.add(("", "offsets"))
@@ -257,7 +199,7 @@ class TimescaleSink:
                     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                     f"cdc:{layout.qualified}",
                 )
-                for statement in layout.ddl(self._timescale, self._chunk_interval):
+                for statement in layout.ddl(timescale, self._chunk_interval):
                     await connection.execute(statement)
             self._ensured.add(key)
 
@@ -267,10 +209,7 @@ class TimescaleSink:
         """History rows keep changed columns in jsonb, so only a new table needs DDL;
         every other compatible change is taken as it comes (and DROP_TABLE keeps the
         history, which is the point of having one)."""
-        await self.check_extension()
-        if self._mirror is not None:
-            await self._mirror.apply_schema_change(change)
-            return
+        timescale = await self._extension.info()
         change.require_compatible(_KIND, self._name)
         if change.kind is ChangeKind.DROP_TABLE:
             return
@@ -279,11 +218,11 @@ class TimescaleSink:
         async def attempt() -> None:
             pool = await self._pool.get()
             async with pool.acquire() as connection:
-                await self._ensure(connection, [layout])
+                await self._ensure(connection, timescale, [layout])
 
         await with_retries(self._retry, attempt, f"{self._name} schema change")
 
-    # ------------------------------------------------------------------ reading, health
+    # ------------------------------------------------------------------ reading
 
     async def event_ids(self, table: str | TableSchema) -> list[str]:
         """Ids of the events held for a table (named ``keyspace.table`` as this sink
@@ -301,12 +240,6 @@ class TimescaleSink:
             )
         return [r["_cdc_event_id"] for r in rows]
 
-    async def rows(self, table: str | TableSchema) -> dict[RowKey, dict[str, Any]]:
-        """The mirror's rows (``mode: mirror`` only)."""
-        if self._mirror is None:
-            raise SinkError(f"{self._name} keeps a history, not a mirror")
-        return await self._mirror.rows(table)
-
     async def is_hypertable(self, table: str) -> bool:
         layout = self._latest.get(table)
         if layout is None:
@@ -320,18 +253,3 @@ class TimescaleSink:
                 layout.table,
             )
         return bool(found)
-
-    def offset_store(self, clock: Clock) -> PostgresOffsetStore:
-        """The store of the offsets this sink commits with its batches: the same table,
-        through the sink's own pool, so a one-connection server is never asked for a
-        second connection."""
-        return PostgresOffsetStore(
-            pool=self._pool, schema=self._naming.metadata_schema, clock=clock, retry=self._retry
-        )
-
-    async def health(self) -> HealthReport:
-        return await pool_health(self._name, self._pool, self._health_timeout)
-
-    async def aclose(self) -> None:
-        if self._owns_pool:
-            await self._pool.aclose()
