@@ -17,13 +17,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from cdc_app.cdc_raw import measure_cdc_raw
 from cdc_app.components import Components
 from cdc_app.progress import DestinationProgress
 from cdc_app.runner import describe_error
-from cdc_app.settings import CassandraSettings
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.health import HealthReport, HealthStatus
+from cdc_domain.ports import StorageReporting
 
 __all__ = ["Check", "Health", "check_health"]
 
@@ -89,9 +88,8 @@ async def check_health(
         for sink in components.sinks
     ]
     checks = [*reports, *replication]
-    cassandra = components.settings.cassandra
-    if cassandra is not None:
-        checks.append(await _cdc_raw(components, cassandra))
+    if isinstance(components.source, StorageReporting):
+        checks.append(await _cdc_raw(components, components.source))
     return Health(_overall(checks), tuple(checks))
 
 
@@ -141,24 +139,25 @@ async def _replication(
     return Check(name, "replication", status, None, "; ".join(problems), details)
 
 
-async def _cdc_raw(components: Components, cassandra: CassandraSettings) -> Check:
+async def _cdc_raw(components: Components, source: StorageReporting) -> Check:
     try:
-        usage = await asyncio.to_thread(measure_cdc_raw, cassandra)
+        storage = await source.storage()
     except OSError as exc:
-        message = f"cannot measure {cassandra.cdc_raw_dir}: {exc.strerror or exc}"
+        where = exc.filename or "the source's storage"
+        message = f"cannot measure {where}: {exc.strerror or exc}"
         return Check("cdc_raw", "cdc_raw", HealthStatus.DEGRADED, None, message)
-    components.metrics.record_cdc_raw(usage)
+    components.metrics.record_cdc_raw(storage)
     threshold = components.settings.health.cdc_raw_warn_ratio
     details = {
-        "segments": usage.segments,
-        "used_bytes": usage.used_bytes,
-        "total_bytes": usage.total_bytes,
-        "ratio": round(usage.ratio, 4),
+        "segments": storage.files,
+        "used_bytes": storage.used_bytes,
+        "total_bytes": storage.total_bytes,
+        "ratio": round(storage.ratio, 4),
     }
-    if usage.ratio <= threshold:
+    if storage.ratio <= threshold:
         return Check("cdc_raw", "cdc_raw", HealthStatus.UP, None, "", details)
     message = (
-        f"{usage.directory} is {usage.ratio:.0%} full (warning above {threshold:.0%}): when "
+        f"{storage.location} is {storage.ratio:.0%} full (warning above {threshold:.0%}): when "
         "it reaches cdc_total_space Cassandra rejects writes to CDC tables. Bring lagging "
         "or failing destinations back (they hold segments there), or raise cdc_total_space"
     )

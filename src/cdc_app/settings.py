@@ -121,7 +121,6 @@ class CassandraSettings:
     password: str | None = attrs.field(default=None, repr=_hidden, metadata=_HIDDEN)
     cdc_total_space_mb: int | None = attrs.field(
         default=None,
-        metadata={_NOT_CONNECTION: True},
         validator=attrs.validators.optional(_at_least(1)),
     )
 
