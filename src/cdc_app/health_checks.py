@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import attrs
 
@@ -21,21 +21,14 @@ from cdc_app.components import Components
 from cdc_app.progress import DestinationProgress
 from cdc_app.runner import describe_error
 from cdc_domain.dead_letters import FailureReason
-from cdc_domain.health import HealthReport, HealthStatus
-from cdc_domain.ports import StorageReporting
+from cdc_domain.health import HealthStatus
+from cdc_domain.ports import HealthChecked, StorageReporting
 
 __all__ = ["Check", "Health", "check_health"]
 
 _CHECK_TIMEOUT_SECONDS = 5.0
 
 _SEVERITY = {HealthStatus.UP: 0, HealthStatus.DEGRADED: 1, HealthStatus.DOWN: 2}
-
-
-@runtime_checkable
-class _HealthChecked(Protocol):
-    """An adapter that can say how its database is; sinks must, sources may."""
-
-    async def health(self) -> HealthReport: ...
 
 
 @attrs.frozen
@@ -81,7 +74,7 @@ async def check_health(
         ("schemas", "schemas", components.schemas),
         *((sink.name, "destination", sink) for sink in components.sinks),
     ]
-    checked = [(name, kind, a) for name, kind, a in dependencies if isinstance(a, _HealthChecked)]
+    checked = [(name, kind, a) for name, kind, a in dependencies if isinstance(a, HealthChecked)]
     reports = await asyncio.gather(*(_check(name, kind, a) for name, kind, a in checked))
     replication = [
         await _replication(components, sink.name, (progress or {}).get(sink.name))
@@ -93,7 +86,7 @@ async def check_health(
     return Health(_overall(checks), tuple(checks))
 
 
-async def _check(name: str, kind: str, adapter: _HealthChecked) -> Check:
+async def _check(name: str, kind: str, adapter: HealthChecked) -> Check:
     started = time.perf_counter()
     try:
         report = await asyncio.wait_for(adapter.health(), _CHECK_TIMEOUT_SECONDS)
