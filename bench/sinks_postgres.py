@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cdc_adapters.postgres import PostgresSink, create_pool
-from cdc_adapters.timescaledb import TimescaleSink
+from cdc_adapters.timescaledb import TimescaleHistorySink
 from cdc_domain.events import ChangeEvent, DeletionScope, Operation, SourcePosition
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import SinkBatch
@@ -247,7 +247,7 @@ async def bench_timescaledb(dsn: str, events: int) -> None:
     print(f"TimescaleDB ({dsn.split('@')[-1]}), history mode, {events:,} events")
     for batch_size in (1000, 10_000):
         schema = f"bench_{batch_size}_{uuid.uuid4().hex[:6]}"
-        sink = TimescaleSink(name="bench", pool=pool, schema=schema, metadata_schema=schema)
+        sink = TimescaleHistorySink(name="bench", pool=pool, schema=schema, metadata_schema=schema)
         seconds = await run_sink(sink, events, batch_size)
         source = f'"{schema}"."users"'
         async with pool.acquire() as connection:

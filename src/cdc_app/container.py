@@ -37,6 +37,7 @@ from cdc_domain.ports import (
     Clock,
     DeadLetterQueue,
     OffsetStore,
+    ReadinessChecked,
     SchemaHistory,
     SchemaSource,
     Sink,
@@ -116,11 +117,10 @@ async def _prepare(sink: Sink) -> None:
     """Checks a sink makes before the pipeline trusts it (TimescaleDB: the extension is
     there, or plain tables were allowed), so a misconfigured destination stops start-up
     with its reason instead of failing every batch."""
-    check = getattr(sink, "check_extension", None)
-    if check is None:
+    if not isinstance(sink, ReadinessChecked):
         return
     try:
-        await check()
+        await sink.check_ready()
     except TransientError:
         # Unreachable now is not misconfigured: the destination is reported down and
         # retried like any other, rather than keeping the whole pipeline from starting.

@@ -24,12 +24,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from cdc_app.cdc_raw import measure_cdc_raw
 from cdc_app.components import Components
 from cdc_app.health_checks import check_health
 from cdc_app.status import destination_statuses, unknown_tables
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.health import HealthStatus
+from cdc_domain.ports import StorageReporting
 
 __all__ = ["health_app", "serving"]
 
@@ -118,10 +118,10 @@ async def _replay(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     components = request.app[_COMPONENTS]
     _refresh_lag(components)
-    cassandra = components.settings.cassandra
-    if cassandra is not None:
+    source = components.source
+    if isinstance(source, StorageReporting):
         with contextlib.suppress(OSError):  # /health says why it cannot be measured
-            components.metrics.record_cdc_raw(await asyncio.to_thread(measure_cdc_raw, cassandra))
+            components.metrics.record_cdc_raw(await source.storage())
     body = components.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -13,30 +13,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import attrs
 
-from cdc_app.cdc_raw import measure_cdc_raw
 from cdc_app.components import Components
 from cdc_app.progress import DestinationProgress
-from cdc_app.settings import CassandraSettings
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.errors import describe_error
-from cdc_domain.health import HealthReport, HealthStatus
+from cdc_domain.health import HealthStatus
+from cdc_domain.ports import HealthChecked, StorageReporting
 
 __all__ = ["Check", "Health", "check_health"]
 
 _CHECK_TIMEOUT_SECONDS = 5.0
 
 _SEVERITY = {HealthStatus.UP: 0, HealthStatus.DEGRADED: 1, HealthStatus.DOWN: 2}
-
-
-@runtime_checkable
-class _HealthChecked(Protocol):
-    """An adapter that can say how its database is; sinks must, sources may."""
-
-    async def health(self) -> HealthReport: ...
 
 
 @attrs.frozen
@@ -82,20 +74,19 @@ async def check_health(
         ("schemas", "schemas", components.schemas),
         *((sink.name, "destination", sink) for sink in components.sinks),
     ]
-    checked = [(name, kind, a) for name, kind, a in dependencies if isinstance(a, _HealthChecked)]
+    checked = [(name, kind, a) for name, kind, a in dependencies if isinstance(a, HealthChecked)]
     reports = await asyncio.gather(*(_check(name, kind, a) for name, kind, a in checked))
     replication = [
         await _replication(components, sink.name, (progress or {}).get(sink.name))
         for sink in components.sinks
     ]
     checks = [*reports, *replication]
-    cassandra = components.settings.cassandra
-    if cassandra is not None:
-        checks.append(await _cdc_raw(components, cassandra))
+    if isinstance(components.source, StorageReporting):
+        checks.append(await _cdc_raw(components, components.source))
     return Health(_overall(checks), tuple(checks))
 
 
-async def _check(name: str, kind: str, adapter: _HealthChecked) -> Check:
+async def _check(name: str, kind: str, adapter: HealthChecked) -> Check:
     started = time.perf_counter()
     try:
         report = await asyncio.wait_for(adapter.health(), _CHECK_TIMEOUT_SECONDS)
@@ -151,24 +142,25 @@ async def _replication(
     return Check(name, "replication", status, None, "; ".join(problems), details)
 
 
-async def _cdc_raw(components: Components, cassandra: CassandraSettings) -> Check:
+async def _cdc_raw(components: Components, source: StorageReporting) -> Check:
     try:
-        usage = await asyncio.to_thread(measure_cdc_raw, cassandra)
+        storage = await source.storage()
     except OSError as exc:
-        message = f"cannot measure {cassandra.cdc_raw_dir}: {exc.strerror or exc}"
+        where = exc.filename or "the source's storage"
+        message = f"cannot measure {where}: {exc.strerror or exc}"
         return Check("cdc_raw", "cdc_raw", HealthStatus.DEGRADED, None, message)
-    components.metrics.record_cdc_raw(usage)
+    components.metrics.record_cdc_raw(storage)
     threshold = components.settings.health.cdc_raw_warn_ratio
     details = {
-        "segments": usage.segments,
-        "used_bytes": usage.used_bytes,
-        "total_bytes": usage.total_bytes,
-        "ratio": round(usage.ratio, 4),
+        "segments": storage.files,
+        "used_bytes": storage.used_bytes,
+        "total_bytes": storage.total_bytes,
+        "ratio": round(storage.ratio, 4),
     }
-    if usage.ratio <= threshold:
+    if storage.ratio <= threshold:
         return Check("cdc_raw", "cdc_raw", HealthStatus.UP, None, "", details)
     message = (
-        f"{usage.directory} is {usage.ratio:.0%} full (warning above {threshold:.0%}): when "
+        f"{storage.location} is {storage.ratio:.0%} full (warning above {threshold:.0%}): when "
         "it reaches cdc_total_space Cassandra rejects writes to CDC tables. Bring lagging "
         "or failing destinations back (they hold segments there), or raise cdc_total_space"
     )

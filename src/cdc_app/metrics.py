@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from cdc_app.cdc_raw import CdcRawUsage
+from cdc_domain.ports import SourceStorage
 
 __all__ = ["Metrics"]
 
@@ -91,10 +91,10 @@ class Metrics:
             registry=registry,
         )
 
-    def record_cdc_raw(self, usage: CdcRawUsage) -> None:
-        self.cdc_raw_segments.set(usage.segments)
-        self.cdc_raw_bytes.set(usage.used_bytes)
-        self.cdc_raw_capacity_bytes.set(usage.total_bytes)
+    def record_cdc_raw(self, storage: SourceStorage) -> None:
+        self.cdc_raw_segments.set(storage.files)
+        self.cdc_raw_bytes.set(storage.used_bytes)
+        self.cdc_raw_capacity_bytes.set(storage.total_bytes)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

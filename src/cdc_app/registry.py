@@ -84,7 +84,7 @@ SINKS = MappingProxyType(
         "memory": AdapterRef("cdc_adapters.memory:MemorySink"),
         "clickhouse": AdapterRef("cdc_adapters.clickhouse:ClickHouseSink", "clickhouse"),
         "postgres": AdapterRef("cdc_adapters.postgres:PostgresSink", "postgres"),
-        "timescaledb": AdapterRef("cdc_adapters.timescaledb:TimescaleSink", "postgres"),
+        "timescaledb": AdapterRef("cdc_adapters.timescaledb:timescale_sink", "postgres"),
     }
 )
 OFFSET_STORES = MappingProxyType(

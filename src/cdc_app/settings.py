@@ -125,7 +125,6 @@ class CassandraSettings:
     password: str | None = attrs.field(default=None, repr=_hidden, metadata=_HIDDEN)
     cdc_total_space_mb: int | None = attrs.field(
         default=None,
-        metadata={_NOT_CONNECTION: True},
         validator=_at_least(1),
     )
 

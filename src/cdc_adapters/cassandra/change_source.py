@@ -41,6 +41,7 @@ from pathlib import Path
 import attrs
 
 from cdc_adapters.cassandra.cdc_directory import ListedSegment, list_segments
+from cdc_adapters.cassandra.cdc_raw_space import measure_cdc_raw
 from cdc_adapters.cassandra.driver import CassandraConnection
 from cdc_adapters.cassandra.entry_decoder import (
     DecodedEntry,
@@ -52,7 +53,7 @@ from cdc_adapters.cassandra.schema_catalog import SchemaCatalog
 from cdc_adapters.cassandra.segment import CommitLogEntry, CommitLogError, SegmentReader
 from cdc_domain.dead_letters import DeadLetterEvent
 from cdc_domain.events import ChangeEvent, SourcePosition
-from cdc_domain.ports import ChangeBatch
+from cdc_domain.ports import ChangeBatch, SourceStorage
 from cdc_domain.schema import TableSchema
 
 __all__ = ["CassandraChangeSource", "SourceStats"]
@@ -138,6 +139,8 @@ class CassandraChangeSource:
     the directory), or from ``schemas`` when given (a fixed catalog: tools and tests).
     ``tables`` narrows the ``cdc = true`` tables captured (``ks.table``, ``ks.*``).
     ``archive_dir`` keeps consumed segments there instead of deleting them.
+    ``cdc_total_space_mb`` is the node's ``cdc_total_space``, which :meth:`storage`
+    measures ``cdc_raw`` against (None: Cassandra's default).
     """
 
     def __init__(
@@ -154,9 +157,13 @@ class CassandraChangeSource:
         schema_refresh_s: float = 60.0,
         cache_events: int = 20_000,
         max_scan_entries: int = 50_000,
+        cdc_total_space_mb: int | None = None,
     ) -> None:
         if not partition_id:
             raise ValueError("partition_id is required")
+        if cdc_total_space_mb is not None and cdc_total_space_mb < 1:
+            raise ValueError(f"cdc_total_space_mb must be at least 1, got {cdc_total_space_mb}")
+        self._total_space_mb = cdc_total_space_mb
         self._partition_id = partition_id
         self._directory = Path(cdc_raw_dir)
         self._archive = Path(archive_dir) if archive_dir is not None else None
@@ -204,6 +211,11 @@ class CassandraChangeSource:
     async def acknowledge(self, position: SourcePosition) -> None:
         async with self._lock:
             await asyncio.to_thread(self._acknowledge, position)
+
+    async def storage(self) -> SourceStorage:
+        """How full ``cdc_raw`` is (see :func:`measure_cdc_raw`). Not behind the read
+        lock: a health check must not wait for a long scan."""
+        return await asyncio.to_thread(measure_cdc_raw, self._directory, self._total_space_mb)
 
     async def aclose(self) -> None:
         async with self._lock:

@@ -35,8 +35,8 @@ def _user_tables(catalog: SchemaCatalog) -> Tables:
 class CassandraSchemaSource:
     """Table schemas of the node at ``hosts[0]``, and what changed between refreshes.
 
-    It takes the ``cassandra`` section's keys; ``cdc_raw_dir`` is one of them and is not
-    needed to read schemas.
+    It takes the ``cassandra`` section's keys; ``cdc_raw_dir`` and ``cdc_total_space_mb``
+    are among them and are not needed to read schemas.
     """
 
     def __init__(
@@ -46,6 +46,7 @@ class CassandraSchemaSource:
         username: str | None = None,
         password: str | None = None,
         cdc_raw_dir: str | os.PathLike[str] | None = None,
+        cdc_total_space_mb: int | None = None,
     ) -> None:
         self._connection = CassandraConnection(hosts, username=username, password=password)
         self._catalog = SchemaCatalog(self._connection.load_schemas)

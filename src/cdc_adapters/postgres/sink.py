@@ -29,9 +29,9 @@ from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.identifiers import derived_name, qualified, quote
 from cdc_adapters.postgres.layout import RowTarget, TableLayout
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import PostgresOffsetStore, ensure_offsets_table
+from cdc_adapters.postgres.offsets import ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
-from cdc_adapters.postgres.pool import own_or_shared, pool_health
+from cdc_adapters.postgres.pooled_sink import PooledSink
 from cdc_adapters.postgres.read_back import mirror_rows
 from cdc_adapters.postgres.statements import (
     delta_sql,
@@ -42,9 +42,8 @@ from cdc_adapters.postgres.statements import (
 )
 from cdc_adapters.postgres.transactions import write_with_offset
 from cdc_domain.destinations import DestinationKind
-from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, SinkError
+from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent
-from cdc_domain.health import HealthReport
 from cdc_domain.mirror import RowKey
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import Clock, SinkBatch
@@ -129,15 +128,13 @@ def _tombstone_tuple(layout: TableLayout, tombstone: Tombstone) -> tuple[Any, ..
     )
 
 
-class PostgresSink:
+class PostgresSink(PooledSink):
     """Mirrors Cassandra tables into PostgreSQL with column-level last-write-wins.
 
     ``schema``/``table`` name where each Cassandra table lands (templates over
     ``{keyspace}`` and ``{table}``); ``metadata_schema`` holds ``cdc_offsets``.
     ``drop_columns`` is ``keep`` (default: a dropped column stays, no longer written,
-    so no data is destroyed) or ``drop``. Give ``pool`` (an asyncpg pool or a
-    :class:`PoolHandle`) to share one (then the caller closes it), else the sink makes
-    its own from ``dsn`` on first use.
+    so no data is destroyed) or ``drop``. ``dsn`` and ``pool``: see :class:`PooledSink`.
     """
 
     def __init__(
@@ -159,32 +156,23 @@ class PostgresSink:
     ) -> None:
         if drop_columns not in DROP_COLUMN_POLICIES:
             raise ValueError(f"drop_columns must be one of {DROP_COLUMN_POLICIES}")
-        self._name = name
-        self._kind = kind
-        self._naming = Naming(schema, table, metadata_schema)
-        self._drop_columns = drop_columns
-        self._pool, self._owns_pool = own_or_shared(
-            dsn, pool, min_size=pool_min_size, max_size=pool_max_size
+        super().__init__(
+            name=name,
+            kind=kind,
+            naming=Naming(schema, table, metadata_schema),
+            dsn=dsn,
+            pool=pool,
+            pool_min_size=pool_min_size,
+            pool_max_size=pool_max_size,
+            retry=retry,
+            health_timeout=health_timeout,
+            clock=clock,
         )
-        self._retry = retry or RetryPolicy()
-        self._health_timeout = health_timeout
-        self._clock = clock
+        self._drop_columns = drop_columns
         self._prepared: dict[tuple[str, str], _Prepared] = {}
         self._ensured: set[tuple[str, str]] = set()
         self._latest: dict[str, TableLayout] = {}
         self._offsets_ready = False
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def kind(self) -> DestinationKind:
-        return self._kind
-
-    @property
-    def commits_offsets(self) -> bool:
-        return True
 
     # ------------------------------------------------------------------ writing
 
@@ -230,11 +218,6 @@ class PostgresSink:
                 raise self._translate(exc) from exc
             bad = await self._find_poison(prepared, batch.events)
             raise EventsRejectedError(f"{self._name}: {exc}", bad) from exc
-
-    def _translate(self, exc: Exception) -> Exception:
-        if isinstance(exc, SinkError) or not hasattr(exc, "sqlstate"):
-            return exc
-        return SinkError(f"{self._name}: {type(exc).__name__}: {exc}")
 
     async def _transaction(
         self,
@@ -403,7 +386,7 @@ class PostgresSink:
                 ]
         return []
 
-    # ------------------------------------------------------------------ reading, health
+    # ------------------------------------------------------------------ reading
 
     async def rows(self, table: str | TableSchema) -> dict[RowKey, dict[str, Any]]:
         """The mirror of a table as a reader of its live view sees it; name the table
@@ -447,21 +430,6 @@ class PostgresSink:
             )
             removed += int(status.split()[-1])
         return removed
-
-    def offset_store(self, clock: Clock) -> PostgresOffsetStore:
-        """The store of the offsets this sink commits with its batches: the same table,
-        through the sink's own pool, so a one-connection server is never asked for a
-        second connection."""
-        return PostgresOffsetStore(
-            pool=self._pool, schema=self._naming.metadata_schema, clock=clock, retry=self._retry
-        )
-
-    async def health(self) -> HealthReport:
-        return await pool_health(self._name, self._pool, self._health_timeout)
-
-    async def aclose(self) -> None:
-        if self._owns_pool:
-            await self._pool.aclose()
 
 
 def _side_names(column: str) -> list[str]:

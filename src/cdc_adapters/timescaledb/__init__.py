@@ -1,7 +1,17 @@
-"""TimescaleDB adapters: the change-history sink (or a mirror, reusing the PostgreSQL
-sink). Offsets and dead letters use the PostgreSQL adapters on the same database."""
+"""TimescaleDB adapters: the change-history sink and the mirror sink (the PostgreSQL
+sink on a TimescaleDB database), both checking for the extension at start-up.
+Offsets and dead letters use the PostgreSQL adapters on the same database."""
 
 from cdc_adapters.timescaledb.extension import TimescaleInfo, TimescaleMissingError
-from cdc_adapters.timescaledb.sink import MODES, TimescaleSink
+from cdc_adapters.timescaledb.history_sink import TimescaleHistorySink
+from cdc_adapters.timescaledb.mirror_sink import TimescaleMirrorSink
+from cdc_adapters.timescaledb.sink import MODES, timescale_sink
 
-__all__ = ["MODES", "TimescaleInfo", "TimescaleMissingError", "TimescaleSink"]
+__all__ = [
+    "MODES",
+    "TimescaleHistorySink",
+    "TimescaleInfo",
+    "TimescaleMirrorSink",
+    "TimescaleMissingError",
+    "timescale_sink",
+]

@@ -11,9 +11,11 @@ from typing import Any
 
 import attrs
 
+from cdc_adapters.postgres.errors import RetryPolicy, with_retries
+from cdc_adapters.postgres.pool import PoolHandle
 from cdc_domain.errors import SinkError
 
-__all__ = ["TimescaleInfo", "TimescaleMissingError", "timescaledb_info"]
+__all__ = ["ExtensionCheck", "TimescaleInfo", "TimescaleMissingError", "timescaledb_info"]
 
 
 class TimescaleMissingError(SinkError):
@@ -40,3 +42,41 @@ async def timescaledb_info(connection: Any, *, install: bool = True) -> Timescal
             await connection.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             return await timescaledb_info(connection, install=False)
     return TimescaleInfo(row["extversion"], row["schema"]) if row is not None else None
+
+
+class ExtensionCheck:
+    """The start-up check both TimescaleDB sinks make, through the sink's own pool (a
+    one-connection server must never be asked for a second connection) and only until
+    it passes: its answer does not change while the sink runs."""
+
+    def __init__(self, name: str, pool: PoolHandle, retry: RetryPolicy, *, fallback: bool):
+        self._name = name
+        self._pool = pool
+        self._retry = retry
+        self._fallback = fallback
+        self._checked = False
+        self._info: TimescaleInfo | None = None
+
+    async def info(self) -> TimescaleInfo | None:
+        """The extension, or None for plain tables (the allowed fallback).
+
+        Raises TimescaleMissingError (saying what to do) when the extension is missing
+        and plain tables were not allowed, TransientError when the database stays
+        unreachable through the retries.
+        """
+        if not self._checked:
+
+            async def attempt() -> TimescaleInfo | None:
+                pool = await self._pool.get()
+                async with pool.acquire() as connection:
+                    return await timescaledb_info(connection)
+
+            info = await with_retries(self._retry, attempt, f"{self._name} start-up")
+            if info is None and not self._fallback:
+                raise TimescaleMissingError(
+                    f"{self._name}: the database has no 'timescaledb' extension (and it is "
+                    "not available to CREATE EXTENSION). Install TimescaleDB, or set "
+                    "fallback_to_plain_tables: true to write to plain tables instead."
+                )
+            self._info, self._checked = info, True
+        return self._info

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from cdc_adapters.postgres import RetryPolicy, create_pool
-from cdc_adapters.timescaledb import TimescaleSink
+from cdc_adapters.timescaledb import TimescaleHistorySink, TimescaleMirrorSink
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.05, max_wait=0.2, max_seconds=5)
+SINKS = {"history": TimescaleHistorySink, "mirror": TimescaleMirrorSink}
 
 
 class Names:
@@ -54,10 +55,9 @@ def make_ts_sink(ts_pool: Any, ts_names: Names):
 
     async def make(mode: str = "history", table: str = "contract.orders", **options: Any):
         schema, metadata = ts_names.fresh()
-        sink = TimescaleSink(
+        sink = SINKS[mode](
             name="ts",
             pool=ts_pool,
-            mode=mode,
             schema=schema,
             metadata_schema=metadata,
             retry=FAST_RETRY,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from cdc_adapters.postgres import PostgresOffsetStore, create_pool
-from cdc_adapters.timescaledb import TimescaleSink
 from tests.integration.postgres.crash_driver import (
     DESTINATION,
     PARTITION,
@@ -20,7 +19,7 @@ from tests.integration.postgres.crash_driver import (
     stream,
 )
 from tests.integration.postgres.mirror_model import ITEMS, reference
-from tests.integration.timescaledb.conftest import FAST_RETRY
+from tests.integration.timescaledb.conftest import FAST_RETRY, SINKS
 
 
 @pytest.mark.parametrize("mode", ["history", "mirror"])
@@ -32,10 +31,9 @@ async def test_killed_writers_lose_nothing_and_repeat_nothing(
 
     async def new_round():
         pool = await create_pool(timescaledb_dsn, min_size=1, max_size=1)
-        sink = TimescaleSink(
+        sink = SINKS[mode](
             name=DESTINATION,
             pool=pool,
-            mode=mode,
             schema=schema,
             metadata_schema=metadata,
             retry=FAST_RETRY,

@@ -8,8 +8,16 @@ import math
 import pytest
 
 from cdc_adapters.postgres.values import from_json
-from cdc_adapters.timescaledb import TimescaleMissingError, TimescaleSink
+from cdc_adapters.timescaledb import (
+    TimescaleHistorySink,
+    TimescaleMirrorSink,
+    TimescaleMissingError,
+    timescale_sink,
+)
+from cdc_app.config import settings_from
+from cdc_app.container import Container, running
 from cdc_domain.events import Operation
+from cdc_domain.ports import HealthChecked, OffsetCommittingSink, ReadinessChecked
 from tests.contract.sink_contract import HISTORY, QUALIFIED, batch, changes
 from tests.integration.postgres import type_cases
 from tests.integration.postgres.mirror_model import batch_of, reference
@@ -22,7 +30,7 @@ async def test_history_lands_in_a_hypertable_queryable_by_time_bucket(make_ts_si
     sink, _ = await make_ts_sink("history")
     await sink.write(batch(HISTORY))
     assert await sink.is_hypertable(QUALIFIED)
-    extension = await sink.check_extension()
+    extension = await sink.timescale()
     assert extension is not None
     table = f'"{sink._naming.schema_for("contract", "orders")}"."orders"'
     async with ts_pool.acquire() as connection:
@@ -58,13 +66,14 @@ async def test_without_the_extension_start_up_fails_clearly_unless_plain_tables_
     postgres_database_dsn,
 ):
     """The project's PostgreSQL has no TimescaleDB: a real "extension missing" server."""
-    strict = TimescaleSink(name="ts", dsn=postgres_database_dsn, retry=FAST_RETRY)
-    with pytest.raises(TimescaleMissingError, match="fallback_to_plain_tables"):
-        await strict.check_extension()
-    with pytest.raises(TimescaleMissingError):
-        await strict.write(batch(HISTORY))
-    await strict.aclose()
-    relaxed = TimescaleSink(
+    for kind in (TimescaleHistorySink, TimescaleMirrorSink):
+        strict = kind(name="ts", dsn=postgres_database_dsn, retry=FAST_RETRY)
+        with pytest.raises(TimescaleMissingError, match="fallback_to_plain_tables"):
+            await strict.check_ready()
+        with pytest.raises(TimescaleMissingError):
+            await strict.write(batch(HISTORY))
+        await strict.aclose()
+    relaxed = TimescaleHistorySink(
         name="ts",
         dsn=postgres_database_dsn,
         schema="plain_{keyspace}",
@@ -74,8 +83,43 @@ async def test_without_the_extension_start_up_fails_clearly_unless_plain_tables_
     )
     await relaxed.write(batch(HISTORY))
     assert await relaxed.event_ids(QUALIFIED) == [e.event_id for e in HISTORY]
-    assert not await relaxed.check_extension()
+    await relaxed.check_ready()
+    assert await relaxed.timescale() is None
     await relaxed.aclose()
+
+
+async def test_the_container_stops_start_up_on_a_database_without_the_extension(
+    postgres_database_dsn,
+):
+    settings = settings_from(
+        {
+            "source": {"type": "memory"},
+            "destinations": [{"name": "ts", "type": "timescaledb", "mode": "mirror"}],
+            "timescaledb": {"dsn": postgres_database_dsn},
+            "offsets": {"type": "memory"},
+            "dead_letters": {"type": "memory"},
+            "schema_history": {"type": "memory"},
+        },
+        {},
+    )
+    with pytest.raises(TimescaleMissingError, match="fallback_to_plain_tables"):
+        async with running(Container(settings=settings)):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind"), [("history", TimescaleHistorySink), ("mirror", TimescaleMirrorSink)]
+)
+def test_the_mode_picks_the_sink_and_each_sink_has_the_ports_the_app_asks_for(mode, kind):
+    """Settings give every key of both modes; each sink takes its own (no I/O here)."""
+    options = {"chunk_interval": "1 day", "drop_columns": "keep"}
+    sink = timescale_sink(name="ts", dsn="postgresql://nowhere/db", mode=mode, **options)
+    assert type(sink) is kind
+    assert isinstance(sink, OffsetCommittingSink)
+    assert isinstance(sink, ReadinessChecked)
+    assert isinstance(sink, HealthChecked)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        timescale_sink(name="ts", dsn="postgresql://nowhere/db", mode="replica")
 
 
 async def test_every_type_round_trips_through_mirror_mode(make_ts_sink):

@@ -269,7 +269,7 @@ def test_masking_rules_load_from_their_file(write_config):
 def test_every_registered_adapter_loads():
     for table in (CHANGE_SOURCES, SCHEMA_SOURCES, SINKS, OFFSET_STORES, DEAD_LETTER_QUEUES):
         for adapter_type in table:
-            assert isinstance(adapter_class(table, adapter_type), type)
+            assert callable(adapter_class(table, adapter_type))
 
 
 def test_an_adapter_whose_driver_is_missing_names_its_extra(tmp_path, monkeypatch):

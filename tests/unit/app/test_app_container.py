@@ -14,7 +14,7 @@ from cdc_adapters.memory import (
     MemorySink,
 )
 from cdc_app.config import settings_from
-from cdc_app.container import Container, running
+from cdc_app.container import Container, opened, running
 from cdc_app.settings import Settings
 from cdc_domain.masking import REDACTED
 from tests.factories import event, table
@@ -92,6 +92,21 @@ async def test_resources_are_built_from_settings_and_closed_on_exit(tmp_path):
     assert (mirror.name, audit.name, source.partition_id) == ("mirror", "audit", "node1")
     assert mirror.closed
     assert source.closed
+
+
+async def test_the_cassandra_source_gets_the_space_cdc_raw_is_measured_against(tmp_path):
+    """Opening the source connects to nothing: the node is only asked for schemas."""
+    (tmp_path / "CommitLog-7-1.log").write_bytes(b"x" * 10)
+    settings = memory_settings(
+        source={"type": "cassandra", "partition_id": "node1"},
+        cassandra={"hosts": ["127.0.0.1:9"], "cdc_raw_dir": str(tmp_path), "cdc_total_space_mb": 3},
+    )
+    container = Container(settings=settings)
+
+    async with opened(container, container.source) as (source,):
+        storage = await source.storage()
+
+    assert (storage.files, storage.used_bytes, storage.total_bytes) == (1, 10, 3 * 1024 * 1024)
 
 
 async def test_jsonl_destination_and_sqlite_offsets_from_settings(tmp_path):

@@ -11,10 +11,12 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdc_adapters.memory import MemorySink
+from cdc_adapters.cassandra.cdc_raw_space import measure_cdc_raw
+from cdc_adapters.memory import MemoryChangeSource, MemorySink
 from cdc_app.container import running
 from cdc_app.endpoint import health_app, serving
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
+from cdc_domain.ports import SourceStorage
 from cdc_domain.schema_evolution import BlockedTable
 from tests.factories import event
 from tests.unit.app.wiring import CUSTOMERS, MemoryWiring, eventually, written
@@ -50,6 +52,18 @@ async def served(wiring: MemoryWiring, *, run: bool = True) -> AsyncIterator[End
             stop.set()
             if task is not None:
                 await asyncio.wait_for(task, 10)
+
+
+class CdcRawSource(MemoryChangeSource):
+    """The in-memory source, reporting a ``cdc_raw`` directory's space as the Cassandra
+    source does (1 MiB of ``cdc_total_space``)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__("node1")
+        self.directory = directory
+
+    async def storage(self) -> SourceStorage:
+        return await asyncio.to_thread(measure_cdc_raw, self.directory, 1)
 
 
 def checks(body: dict) -> dict[tuple[str, str], dict]:
@@ -157,11 +171,7 @@ async def test_cdc_raw_above_the_threshold_degrades(tmp_path: Path):
     for name in ("CommitLog-7-1.log", "CommitLog-7-2.log"):
         (cdc_raw / name).write_bytes(b"x" * 450_000)
     (cdc_raw / "CommitLog-7-1_cdc.idx").write_text("450000\nCOMPLETED\n")
-    wiring = MemoryWiring(
-        [MemorySink("mirror")],
-        pipeline=FAST,
-        cassandra={"cdc_raw_dir": str(cdc_raw), "cdc_total_space_mb": 1},
-    )
+    wiring = MemoryWiring([MemorySink("mirror")], source=CdcRawSource(cdc_raw), pipeline=FAST)
 
     async with served(wiring, run=False) as endpoint:
         _, body = await endpoint.get("/health")
@@ -174,6 +184,20 @@ async def test_cdc_raw_above_the_threshold_degrades(tmp_path: Path):
     assert usage["total_bytes"] == 1024 * 1024
     assert "rejects writes to CDC tables" in usage["message"]
     assert checks(after)["cdc_raw", "cdc_raw"]["status"] == "up"
+
+
+async def test_cdc_raw_that_cannot_be_measured_degrades_and_says_where(tmp_path: Path):
+    missing = tmp_path / "cdc_raw"
+    wiring = MemoryWiring([MemorySink("mirror")], source=CdcRawSource(missing), pipeline=FAST)
+
+    async with served(wiring, run=False) as endpoint:
+        _, body = await endpoint.get("/health")
+        status, _ = await endpoint.get("/metrics")
+
+    usage = checks(body)["cdc_raw", "cdc_raw"]
+    assert usage["status"] == "degraded"
+    assert usage["message"].startswith(f"cannot measure {missing}: ")
+    assert status == 200
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -190,11 +214,7 @@ async def test_metrics_count_by_table_destination_and_reason(tmp_path: Path):
     (cdc_raw / "CommitLog-7-1.log").write_bytes(b"x" * 100)
     mirror, flaky = MemorySink("mirror"), MemorySink("flaky")
     flaky.fail_next = 2
-    wiring = MemoryWiring(
-        [mirror, flaky],
-        pipeline=FAST,
-        cassandra={"cdc_raw_dir": str(cdc_raw), "cdc_total_space_mb": 1},
-    )
+    wiring = MemoryWiring([mirror, flaky], source=CdcRawSource(cdc_raw), pipeline=FAST)
     wiring.source.append(
         event(table="customers", key=1, columns={"name": "a"}),
         event(table="customers", key=2, columns={"name": "b"}),

@@ -52,13 +52,17 @@ class MemoryWiring:
     """The container and the in-memory adapters it was given."""
 
     def __init__(
-        self, sinks: Iterable[Sink] = (), settings: Settings | None = None, **sections: object
+        self,
+        sinks: Iterable[Sink] = (),
+        settings: Settings | None = None,
+        source: MemoryChangeSource | None = None,
+        **sections: object,
     ) -> None:
         self.sinks = list(sinks) or [MemorySink("mirror")]
         names = [{"name": sink.name, "type": "memory"} for sink in self.sinks]
         self.settings = settings or memory_settings(destinations=names, **sections)
         self.clock = ManualClock()
-        self.source = MemoryChangeSource("node1")
+        self.source = source or MemoryChangeSource("node1")
         self.schemas = MemorySchemaSource([CUSTOMERS])
         self.offsets = MemoryOffsetStore(self.clock)
         self.dead_letters = MemoryDeadLetterQueue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import attrs
@@ -16,7 +17,7 @@ from cdc_adapters.cassandra.schema_catalog import SchemaCatalog
 from cdc_adapters.cassandra.segment import CommitLogEntry, iter_entries
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.events import ChangeEvent, SourcePosition
-from cdc_domain.ports import ChangeBatch, ChangeSource
+from cdc_domain.ports import ChangeBatch, ChangeSource, SourceStorage, StorageReporting
 from cdc_domain.schema import TableSchema
 
 FIRST = 1_700_000_000_000
@@ -329,6 +330,46 @@ async def test_a_segment_deleted_under_the_reader_is_skipped(
     events, failures, _, _ = await _drain(source, first.end)
     assert not failures
     assert {e.position.segment_id for e in events} == {FIRST + 1}
+
+
+async def test_storage_is_what_cdc_raw_holds_until_acknowledged(
+    v7_basic: RecordedSegment, cdc_raw: CdcRaw, mutations: list[bytes]
+) -> None:
+    cdc_raw.write(FIRST, [mutations[:2]])
+    cdc_raw.write(FIRST + 1, [mutations[2:]], completed=False)
+    source = _source(v7_basic, cdc_raw, cdc_total_space_mb=2)
+    assert isinstance(source, StorageReporting)
+    held = sum(p.stat().st_size for p in cdc_raw.path.iterdir())
+
+    before = await source.storage()
+    _, _, end, _ = await _drain(source)
+    assert end is not None
+    await source.acknowledge(end)
+    after = await source.storage()
+
+    assert before == SourceStorage(str(cdc_raw.path), 2, held, 2 * 1024 * 1024)
+    assert after.files == 1  # the segment Cassandra still writes stays
+    assert after.used_bytes == cdc_raw.log(FIRST + 1).stat().st_size + len(
+        cdc_raw.idx(FIRST + 1).read_bytes()
+    )
+
+
+async def test_storage_without_a_configured_cap_is_cassandras_default(
+    v7_basic: RecordedSegment, cdc_raw: CdcRaw
+) -> None:
+    volume = shutil.disk_usage(cdc_raw.path).total
+    storage = await _source(v7_basic, cdc_raw).storage()
+    assert storage.total_bytes == min(4096 * 1024 * 1024, volume // 8)
+    assert (storage.files, storage.used_bytes, storage.ratio) == (0, 0, 0.0)
+
+
+async def test_storage_of_an_unreadable_directory_raises_oserror(
+    v7_basic: RecordedSegment, cdc_raw: CdcRaw
+) -> None:
+    source = _source(v7_basic, cdc_raw)
+    cdc_raw.path.rmdir()
+    with pytest.raises(FileNotFoundError):
+        await source.storage()
 
 
 def test_catalog_restores_a_dropped_column_for_older_mutations(
