@@ -7,7 +7,6 @@ get the adapters themselves, whose ``health`` the wrappers would hide.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -20,6 +19,7 @@ from cdc_domain.ports import (
     ChangeSource,
     Clock,
     DeadLetterQueue,
+    OffsetCommittingSink,
     OffsetStore,
     SchemaHistory,
     SchemaSource,
@@ -45,11 +45,6 @@ class Components:
     replicate: ReplicateBatch
 
 
-@runtime_checkable
-class _OwnsOffsets(Protocol):
-    def offset_store(self, clock: Clock) -> OffsetStore: ...
-
-
 def destination_offsets(
     sinks: Sequence[Sink], shared: OffsetStore, clock: Clock
 ) -> dict[str, OffsetStore]:
@@ -59,7 +54,7 @@ def destination_offsets(
     stores: dict[str, OffsetStore] = {}
     for sink in sinks:
         if sink.commits_offsets:
-            if not isinstance(sink, _OwnsOffsets):
+            if not isinstance(sink, OffsetCommittingSink):
                 raise TypeError(f"{type(sink).__qualname__} commits offsets but has no store")
             stores[sink.name] = sink.offset_store(clock)
         else:

@@ -26,14 +26,15 @@ from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
 )
+from cattrs.strategies import configure_tagged_union
 from cattrs.v import transform_error
 
-from cdc_app.registry import AdapterUnavailableError, adapter_class, adapters_in_use
+from cdc_app.availability import AdapterUnavailableError, adapters_in_use, check_available
 from cdc_app.settings import (
     DATABASES,
     TAGGED,
     DeadLetters,
-    Destination,
+    DestinationSettings,
     Offsets,
     SchemaHistory,
     SettingError,
@@ -174,11 +175,10 @@ def _consistency(settings: Settings) -> Iterable[str]:
         if destination.name in names:
             yield f"destinations[{index}].name: duplicate destination name {destination.name!r}"
         names.add(destination.name)
-    for path, table, adapter_type in adapters_in_use(settings):
+    for path, adapter_type in adapters_in_use(settings):
         try:
-            adapter_class(table, adapter_type)
-            settings.connection(adapter_type)
-        except (AdapterUnavailableError, SettingError) as exc:
+            check_available(settings, adapter_type)
+        except AdapterUnavailableError as exc:
             yield f"{path}: {exc}"
 
 
@@ -227,13 +227,15 @@ def _converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _structure_float)
     for label, union in (
         ("source", Source),
-        ("destination", Destination),
+        ("destination", DestinationSettings),
         ("offsets", Offsets),
         ("dead letter", DeadLetters),
         ("schema history", SchemaHistory),
     ):
-        converter.register_structure_hook(union, _tagged(converter, label))
-    for sequence in (tuple[str, ...], tuple[Destination, ...]):
+        configure_tagged_union(union, converter, tag_generator=_tag, tag_name="type")
+        dispatch = converter.get_structure_hook(union)
+        converter.register_structure_hook(union, _checked_tag(dispatch, label))
+    for sequence in (tuple[str, ...], tuple[DestinationSettings, ...]):
         structure = _list_only(converter.get_structure_hook(sequence))
         converter.register_structure_hook_func(_is(sequence), structure)
     return converter
@@ -276,23 +278,27 @@ def _list_only(structure: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any
     return hook
 
 
-def _tagged(converter: cattrs.Converter, label: str) -> Callable[[Any, Any], Any]:
-    """Structure a union by its ``type`` key, naming the choices when it is wrong."""
+def _tag(member: type) -> str:
+    tag: str = member.TYPE  # type: ignore[attr-defined]
+    return tag
+
+
+def _checked_tag(dispatch: Callable[[Any, Any], Any], label: str) -> Callable[[Any, Any], Any]:
+    """cattrs' tagged-union hook, after a check of the ``type`` key that names the
+    choices when it is missing or wrong (cattrs reports a bare KeyError)."""
     by_type = {member.TYPE: member for member in TAGGED[label]}
 
-    def hook(value: Any, _: Any) -> Any:
+    def hook(value: Any, union: Any) -> Any:
         if not isinstance(value, Mapping):
             raise SettingError("expected a mapping")
-        data = dict(value)
-        chosen = data.pop("type", None)
+        chosen = value.get("type")
         if chosen is None:
             raise _at_key("type", KeyError("type"), TAGGED[label][0])
-        member = by_type.get(chosen) if isinstance(chosen, str) else None
-        if member is None:
+        if not isinstance(chosen, str) or chosen not in by_type:
             choices = ", ".join(by_type)
             problem = SettingError(f"unknown {label} type {chosen!r} (expected one of: {choices})")
             raise _at_key("type", problem, TAGGED[label][0])
-        return converter.structure(data, member)
+        return dispatch(dict(value), union)
 
     return hook
 

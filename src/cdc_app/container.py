@@ -10,26 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, TypeVar
 
-import attrs
 from dependency_injector import containers, providers
 
 from cdc_adapters.local import SystemClock
+from cdc_app import factories
 from cdc_app.components import Components, assemble
 from cdc_app.masking_rules import masking_policy
 from cdc_app.metrics import Metrics
-from cdc_app.registry import (
-    CHANGE_SOURCES,
-    DEAD_LETTER_QUEUES,
-    OFFSET_STORES,
-    SCHEMA_HISTORIES,
-    SCHEMA_SOURCES,
-    SINKS,
-    AdapterRef,
-    adapter_class,
-)
 from cdc_app.settings import Settings
 from cdc_domain.errors import TransientError
 from cdc_domain.ports import (
@@ -46,58 +36,43 @@ from cdc_domain.ports import (
 __all__ = ["Container", "opened", "running"]
 
 
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
 @contextlib.asynccontextmanager
-async def _opened(
-    port: type[Any], table: Mapping[str, AdapterRef], adapter_type: str, kwargs: Mapping[str, Any]
-) -> AsyncIterator[Any]:
-    """An adapter that is checked against its port, and closed on the way out."""
-    adapter = adapter_class(table, adapter_type)(**kwargs)
-    if not isinstance(adapter, port):
-        raise TypeError(f"{type(adapter).__qualname__} does not implement {port.__name__}")
+async def _closing(adapter: C) -> AsyncIterator[C]:
     try:
         yield adapter
     finally:
         await adapter.aclose()
 
 
-def _arguments(settings: Settings, entry: Any, **collaborators: Any) -> dict[str, Any]:
-    """The constructor arguments the registry promises an adapter (see its docstring)."""
-    options = attrs.asdict(entry, recurse=False)
-    return {**options, **collaborators, **settings.connection(entry.TYPE)}
-
-
-async def _source(settings: Settings) -> AsyncIterator[ChangeSource]:
-    source = settings.source
-    kwargs = _arguments(settings, source)
-    async with _opened(ChangeSource, CHANGE_SOURCES, source.TYPE, kwargs) as adapter:
+async def _schemas(settings: Settings) -> AsyncIterator[SchemaSource]:
+    async with _closing(factories.schema_source(settings)) as adapter:
         yield adapter
 
 
-async def _schemas(settings: Settings) -> AsyncIterator[SchemaSource]:
-    source_type = settings.source.TYPE
-    kwargs = settings.connection(source_type)
-    async with _opened(SchemaSource, SCHEMA_SOURCES, source_type, kwargs) as adapter:
+async def _source(settings: Settings, schemas: SchemaSource) -> AsyncIterator[ChangeSource]:
+    async with _closing(factories.change_source(settings, schemas)) as adapter:
         yield adapter
 
 
 async def _offsets(settings: Settings, clock: Clock) -> AsyncIterator[OffsetStore]:
-    offsets = settings.offsets
-    kwargs = _arguments(settings, offsets, clock=clock)
-    async with _opened(OffsetStore, OFFSET_STORES, offsets.TYPE, kwargs) as adapter:
+    async with _closing(factories.offset_store(settings, clock)) as adapter:
         yield adapter
 
 
 async def _dead_letters(settings: Settings) -> AsyncIterator[DeadLetterQueue]:
-    queue = settings.dead_letters
-    kwargs = _arguments(settings, queue)
-    async with _opened(DeadLetterQueue, DEAD_LETTER_QUEUES, queue.TYPE, kwargs) as adapter:
+    async with _closing(factories.dead_letter_queue(settings)) as adapter:
         yield adapter
 
 
 async def _history(settings: Settings) -> AsyncIterator[SchemaHistory]:
-    history = settings.schema_history
-    kwargs = _arguments(settings, history)
-    async with _opened(SchemaHistory, SCHEMA_HISTORIES, history.TYPE, kwargs) as adapter:
+    async with _closing(factories.schema_history(settings)) as adapter:
         yield adapter
 
 
@@ -106,7 +81,7 @@ async def _sinks(settings: Settings) -> AsyncIterator[list[Sink]]:
     async with contextlib.AsyncExitStack() as stack:
         sinks = []
         for destination in settings.destinations:
-            opened = _opened(Sink, SINKS, destination.TYPE, _arguments(settings, destination))
+            opened = _closing(factories.sink(destination, settings))
             sink = await stack.enter_async_context(opened)
             await _prepare(sink)
             sinks.append(sink)
@@ -133,8 +108,8 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     masking = providers.Singleton(masking_policy, settings.provided.masking)
 
-    source = providers.Resource(_source, settings)
     schemas = providers.Resource(_schemas, settings)
+    source = providers.Resource(_source, settings, schemas)
     offsets = providers.Resource(_offsets, settings, clock)
     dead_letters = providers.Resource(_dead_letters, settings)
     history = providers.Resource(_history, settings)

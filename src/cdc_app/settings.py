@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from cdc_domain.destinations import DroppedColumns
 from cdc_domain.unknown_tables import UnknownTablePolicy
 
 __all__ = [
@@ -24,9 +25,10 @@ __all__ = [
     "CassandraSettings",
     "CassandraSource",
     "ClickHouseDestination",
+    "ClickHouseOffsets",
     "ClickHouseSettings",
     "DeadLetters",
-    "Destination",
+    "DestinationSettings",
     "HealthSettings",
     "JsonlDeadLetters",
     "JsonlDestination",
@@ -42,7 +44,9 @@ __all__ = [
     "MemorySource",
     "Offsets",
     "PipelineSettings",
+    "PostgresDeadLetters",
     "PostgresDestination",
+    "PostgresOffsets",
     "PostgresSettings",
     "SchemaHistory",
     "SettingError",
@@ -51,6 +55,7 @@ __all__ = [
     "SqliteOffsets",
     "TimescaleDbDestination",
     "TimescaleDbSettings",
+    "TimescaleMode",
     "mask_secret",
     "mask_url",
 ]
@@ -107,10 +112,6 @@ def _at_least(minimum: int) -> Callable[[object, attrs.Attribute[Any], int | Non
             raise SettingError(f"{attribute.name} must be at least {minimum}, got {value}")
 
     return check
-
-
-_NOT_CONNECTION = "not_connection"
-"""Field metadata key: the field configures the app, not an adapter's connection."""
 
 
 @attrs.frozen(kw_only=True)
@@ -191,9 +192,6 @@ class MemoryDestination:
     name: str
 
 
-_DROP_POLICIES = attrs.validators.in_(("keep", "drop"))
-
-
 @attrs.frozen(kw_only=True)
 class PostgresDestination:
     """A current-state mirror. ``schema`` and ``table`` name each Cassandra table's
@@ -206,20 +204,25 @@ class PostgresDestination:
     schema: str = "{keyspace}"
     table: str = "{table}"
     metadata_schema: str = "public"
-    drop_columns: str = attrs.field(default="keep", validator=_DROP_POLICIES)
+    drop_columns: DroppedColumns = DroppedColumns.KEEP
 
 
 @attrs.frozen(kw_only=True)
 class ClickHouseDestination:
-    """``database_prefix`` is put before each keyspace's database name; ``drop_policy``
+    """``database_prefix`` is put before each keyspace's database name; ``drop_columns``
     says what a dropped Cassandra column does (``keep``: data is never destroyed by
     default); ``cached_rows`` bounds the rows kept to merge partial updates."""
 
     TYPE: ClassVar[str] = "clickhouse"
     name: str
     database_prefix: str = ""
-    drop_policy: str = attrs.field(default="keep", validator=_DROP_POLICIES)
+    drop_columns: DroppedColumns = DroppedColumns.KEEP
     cached_rows: int = attrs.field(default=100_000, validator=_at_least(0))
+
+
+class TimescaleMode(enum.Enum):
+    HISTORY = "history"
+    MIRROR = "mirror"
 
 
 @attrs.frozen(kw_only=True)
@@ -230,18 +233,16 @@ class TimescaleDbDestination:
 
     TYPE: ClassVar[str] = "timescaledb"
     name: str
-    mode: str = attrs.field(
-        default="history", validator=attrs.validators.in_(("history", "mirror"))
-    )
+    mode: TimescaleMode = TimescaleMode.HISTORY
     schema: str = "{keyspace}"
     table: str = "{table}"
     metadata_schema: str = "public"
     fallback_to_plain_tables: bool = False
     chunk_interval: str = "7 days"
-    drop_columns: str = attrs.field(default="keep", validator=_DROP_POLICIES)
+    drop_columns: DroppedColumns = DroppedColumns.KEEP
 
 
-Destination = (
+DestinationSettings = (
     JsonlDestination
     | MemoryDestination
     | PostgresDestination
@@ -271,7 +272,17 @@ class PostgresOffsets:
     schema: str = "public"
 
 
-Offsets = SqliteOffsets | MemoryOffsets | PostgresOffsets
+@attrs.frozen(kw_only=True)
+class ClickHouseOffsets:
+    """Offsets in ``<database>.<table>`` of the ``clickhouse`` database, for a deployment
+    whose only database is ClickHouse (no local disk to keep SQLite on)."""
+
+    TYPE: ClassVar[str] = "clickhouse"
+    database: str = "cdc"
+    table: str = "cdc_offsets"
+
+
+Offsets = SqliteOffsets | MemoryOffsets | PostgresOffsets | ClickHouseOffsets
 
 
 @attrs.frozen(kw_only=True)
@@ -322,7 +333,7 @@ TAGGED: dict[str, tuple[type[Any], ...]] = {
         ClickHouseDestination,
         TimescaleDbDestination,
     ),
-    "offsets": (SqliteOffsets, MemoryOffsets, PostgresOffsets),
+    "offsets": (SqliteOffsets, MemoryOffsets, PostgresOffsets, ClickHouseOffsets),
     "dead letter": (JsonlDeadLetters, MemoryDeadLetters, PostgresDeadLetters),
     "schema history": (JsonlSchemaHistory, MemorySchemaHistory),
 }
@@ -405,7 +416,7 @@ class LoggingSettings:
 @attrs.frozen(kw_only=True)
 class Settings:
     source: Source
-    destinations: tuple[Destination, ...]
+    destinations: tuple[DestinationSettings, ...]
     offsets: Offsets = SqliteOffsets()
     dead_letters: DeadLetters = JsonlDeadLetters()
     schema_history: SchemaHistory = JsonlSchemaHistory()
@@ -417,18 +428,3 @@ class Settings:
     postgres: PostgresSettings | None = None
     clickhouse: ClickHouseSettings | None = None
     timescaledb: TimescaleDbSettings | None = None
-
-    def connection(self, adapter_type: str) -> dict[str, Any]:
-        """The connection keyword arguments of an adapter of ``adapter_type``: those of
-        the database section of that name, none when the type needs no database."""
-        if adapter_type not in DATABASES:
-            return {}
-        section = getattr(self, adapter_type)
-        if section is None:
-            prefix = f"CDC_{adapter_type.upper()}_"
-            raise SettingError(
-                f"{adapter_type} needs the '{adapter_type}' section (or {prefix}* variables)"
-            )
-        return attrs.asdict(
-            section, recurse=False, filter=lambda field, _: not field.metadata.get(_NOT_CONNECTION)
-        )

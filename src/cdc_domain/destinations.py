@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["DestinationKind"]
+__all__ = ["DestinationKind", "DroppedColumns"]
 
 
 class DestinationKind(enum.Enum):
@@ -18,3 +18,12 @@ class DestinationKind(enum.Enum):
     TIMESCALEDB = "timescaledb"
     FILE = "file"
     MEMORY = "memory"
+
+
+class DroppedColumns(enum.Enum):
+    """What a destination does when a Cassandra column (or table) is dropped: ``KEEP``
+    (the default: data is never destroyed unless asked) stops writing it and keeps what
+    it holds; ``DROP`` drops it there too."""
+
+    KEEP = "keep"
+    DROP = "drop"

@@ -14,11 +14,12 @@ a byte further), while Cassandra is still writing it; the reader only moves on t
 segment once the idx says ``COMPLETED`` and everything up to its offset has been read, so
 a late final section of an older segment cannot be skipped.
 
-Schemas. The catalog is refreshed when the node's schema version changes, checked after
-the idx offsets are read: any mutation below those offsets was written after the DDL
-that preceded it, so the refresh sees that DDL (a table just given ``cdc = true``, a new
-column). A batch ends where a table's schema version changes, and ``ChangeBatch.schemas``
-holds the version each table's events were decoded with.
+Schemas. The source decodes with the agent's one catalog (the schema source's), and
+refreshes it when the node's schema version changes, checked after the idx offsets are
+read: any mutation below those offsets was written after the DDL that preceded it, so
+the refresh sees that DDL (a table just given ``cdc = true``, a new column). A batch
+ends where a table's schema version changes, and ``ChangeBatch.schemas`` holds the
+version each table's events were decoded with.
 
 Work per call. :class:`SegmentReader` keeps each segment's section boundaries, so a read
 at the head only reads the bytes added since; decoded entries are kept for the last
@@ -33,7 +34,6 @@ import asyncio
 import datetime as dt
 import os
 import shutil
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +42,6 @@ import attrs
 
 from cdc_adapters.cassandra.cdc_directory import ListedSegment, list_segments
 from cdc_adapters.cassandra.cdc_raw_space import measure_cdc_raw
-from cdc_adapters.cassandra.driver import CassandraConnection
 from cdc_adapters.cassandra.entry_decoder import (
     DecodedEntry,
     EntryDecoder,
@@ -50,6 +49,7 @@ from cdc_adapters.cassandra.entry_decoder import (
     failure_for,
 )
 from cdc_adapters.cassandra.schema_catalog import SchemaCatalog
+from cdc_adapters.cassandra.schema_source import CassandraSchemaSource
 from cdc_adapters.cassandra.segment import CommitLogEntry, CommitLogError, SegmentReader
 from cdc_domain.dead_letters import DeadLetterEvent
 from cdc_domain.events import ChangeEvent, SourcePosition
@@ -135,12 +135,12 @@ class _Batch:
 class CassandraChangeSource:
     """Change events from the commit log segments in one node's ``cdc_raw_dir``.
 
-    Schemas come from the node at ``hosts`` (the first one; it must be the node owning
-    the directory), or from ``schemas`` when given (a fixed catalog: tools and tests).
-    ``tables`` narrows the ``cdc = true`` tables captured (``ks.table``, ``ks.*``).
-    ``archive_dir`` keeps consumed segments there instead of deleting them.
-    ``cdc_total_space_mb`` is the node's ``cdc_total_space``, which :meth:`storage`
-    measures ``cdc_raw`` against (None: Cassandra's default).
+    ``schemas`` is the schema source of the node owning the directory, whose catalog the
+    source decodes with and keeps refreshed, or a fixed catalog (tools and tests); the
+    source does not close it. ``tables`` narrows the ``cdc = true`` tables captured
+    (``ks.table``, ``ks.*``). ``archive_dir`` keeps consumed segments there instead of
+    deleting them. ``cdc_total_space_mb`` is the node's ``cdc_total_space``, which
+    :meth:`storage` measures ``cdc_raw`` against (None: Cassandra's default).
     """
 
     def __init__(
@@ -148,13 +148,9 @@ class CassandraChangeSource:
         *,
         partition_id: str,
         cdc_raw_dir: str | os.PathLike[str],
-        hosts: Sequence[str] = (),
-        username: str | None = None,
-        password: str | None = None,
+        schemas: CassandraSchemaSource | SchemaCatalog,
         tables: Sequence[str] = (),
         archive_dir: str | os.PathLike[str] | None = None,
-        schemas: SchemaCatalog | None = None,
-        schema_refresh_s: float = 60.0,
         cache_events: int = 20_000,
         max_scan_entries: int = 50_000,
         cdc_total_space_mb: int | None = None,
@@ -167,19 +163,11 @@ class CassandraChangeSource:
         self._partition_id = partition_id
         self._directory = Path(cdc_raw_dir)
         self._archive = Path(archive_dir) if archive_dir is not None else None
-        self._connection: CassandraConnection | None = None
-        if schemas is None:
-            if not hosts:
-                raise ValueError("hosts are needed to read schemas (or pass a schema catalog)")
-            connection = CassandraConnection(hosts, username=username, password=password)
-            self._connection = connection
-            schemas = SchemaCatalog(connection.load_schemas)
-        self._catalog = schemas
+        catalog = schemas.catalog if isinstance(schemas, CassandraSchemaSource) else schemas
+        self._catalog = catalog
         self._decoder = EntryDecoder(
-            schemas, tables=TableFilter(tables), event_prefix=f"{partition_id}:"
+            catalog, tables=TableFilter(tables), event_prefix=f"{partition_id}:"
         )
-        self._refresh_every = schema_refresh_s
-        self._schema_version: object = None
         self._readers: dict[int, SegmentReader] = {}
         self._decoded: OrderedDict[tuple[int, int], DecodedEntry] = OrderedDict()
         self._cached_events = 0
@@ -218,9 +206,7 @@ class CassandraChangeSource:
         return await asyncio.to_thread(measure_cdc_raw, self._directory, self._total_space_mb)
 
     async def aclose(self) -> None:
-        async with self._lock:
-            if self._connection is not None:
-                await asyncio.to_thread(self._connection.close)
+        """Nothing of its own to release: the schema source is closed by its owner."""
 
     # -- reading (in a worker thread, one call at a time) --------------------------------
 
@@ -230,7 +216,7 @@ class CassandraChangeSource:
         self._forget_readers(segments)
         if not _anything_new(segments, after):
             return ChangeBatch()
-        self._watch_schema()
+        self._catalog.watch()
         batch = _Batch(after, max_events)
         captured_at = dt.datetime.now(dt.UTC)
         budget = [self._max_scan]
@@ -242,18 +228,6 @@ class CassandraChangeSource:
             if not segment.index.completed:
                 break  # never move past a segment Cassandra may still write to
         return batch.result()
-
-    def _watch_schema(self) -> None:
-        """Refresh the catalog when the node's schema changed, and every so often."""
-        connection = self._connection
-        if connection is None:
-            return
-        version = connection.schema_version()
-        refreshed_at = self._catalog.refreshed_at
-        stale = refreshed_at is None or time.monotonic() - refreshed_at > self._refresh_every
-        if version != self._schema_version or stale:
-            self._catalog.refresh()
-            self._schema_version = version
 
     def _scan(
         self,

@@ -24,9 +24,11 @@ import attrs
 
 from cdc_domain.schema import ColumnDefinition, ColumnKind, TableSchema
 
-__all__ = ["SYSTEM_KEYSPACES", "SchemaCatalog", "SchemaLoader"]
+__all__ = ["SYSTEM_KEYSPACES", "SchemaCatalog", "SchemaLoader", "VersionProbe"]
 
 SchemaLoader = Callable[[], Iterable[TableSchema]]
+VersionProbe = Callable[[], object]
+"""The node's schema version, which changes with every DDL it applied (blocking)."""
 
 SYSTEM_KEYSPACES = frozenset(
     {
@@ -45,6 +47,8 @@ SYSTEM_KEYSPACES = frozenset(
 class SchemaCatalog:
     """Schemas by table id, refreshed through ``load``; ``history`` versions kept per table.
 
+    One per agent: the change source decodes with it, and the schema source, the use case
+    and dead letter replay read it, so all of them see a DDL at the same moment.
     Thread-safe: the change source decodes in a worker thread while the event loop may
     ask for tables.
     """
@@ -54,9 +58,14 @@ class SchemaCatalog:
         load: SchemaLoader | None = None,
         schemas: Iterable[TableSchema] = (),
         *,
+        version: VersionProbe | None = None,
+        refresh_every_s: float = 60.0,
         history: int = 16,
     ) -> None:
         self._load = load
+        self._version = version
+        self._seen_version: object = None
+        self._refresh_every = refresh_every_s
         self._history = history
         self._lock = threading.Lock()
         self._current: dict[uuid.UUID, TableSchema] = {}
@@ -86,6 +95,18 @@ class SchemaCatalog:
             return False
         loaded = list(self._load())
         return self.replace(loaded)
+
+    def watch(self) -> None:
+        """Refresh when the node's schema changed, and every ``refresh_every_s`` (a
+        missed version change costs at most that long). Blocking: one cheap query."""
+        if self._version is None:
+            return
+        version = self._version()
+        refreshed_at = self.refreshed_at
+        stale = refreshed_at is None or time.monotonic() - refreshed_at > self._refresh_every
+        if version != self._seen_version or stale:
+            self.refresh()
+            self._seen_version = version
 
     def replace(self, schemas: Iterable[TableSchema]) -> bool:
         new = {s.table_id: s for s in schemas}

@@ -1,4 +1,9 @@
-"""The SchemaSource port over a live node's ``system_schema``.
+"""The SchemaSource port over a live node's ``system_schema``, and the agent's one
+schema catalog.
+
+The change source decodes with this source's :class:`SchemaCatalog` and refreshes it
+when the node's schema version changes, so what the use case and dead letter replay ask
+here is what the reader decodes with, never a copy loaded once at start-up.
 
 The driver's calls block, so each refresh runs in a worker thread. ``tables`` lists the
 user tables (system keyspaces are left out: nothing replicates them); the catalog keeps
@@ -8,7 +13,6 @@ every table, system ones included, because the commit log holds their mutations 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Mapping, Sequence
 
@@ -33,11 +37,9 @@ def _user_tables(catalog: SchemaCatalog) -> Tables:
 
 
 class CassandraSchemaSource:
-    """Table schemas of the node at ``hosts[0]``, and what changed between refreshes.
-
-    It takes the ``cassandra`` section's keys; ``cdc_raw_dir`` and ``cdc_total_space_mb``
-    are among them and are not needed to read schemas.
-    """
+    """Table schemas of the node at ``hosts[0]`` (the node whose ``cdc_raw`` the agent
+    reads), and what changed between refreshes. ``schema_refresh_s`` bounds how long a
+    schema change can go unseen should the version check miss it."""
 
     def __init__(
         self,
@@ -45,27 +47,35 @@ class CassandraSchemaSource:
         hosts: Sequence[str],
         username: str | None = None,
         password: str | None = None,
-        cdc_raw_dir: str | os.PathLike[str] | None = None,
-        cdc_total_space_mb: int | None = None,
+        schema_refresh_s: float = 60.0,
     ) -> None:
         self._connection = CassandraConnection(hosts, username=username, password=password)
-        self._catalog = SchemaCatalog(self._connection.load_schemas)
+        self._catalog = SchemaCatalog(
+            self._connection.load_schemas,
+            version=self._connection.schema_version,
+            refresh_every_s=schema_refresh_s,
+        )
         self._diff = SchemaDiff()
         self._seen: Tables | None = None
         self._lock = asyncio.Lock()
 
-    async def _loaded(self) -> Tables:
-        async with self._lock:
-            if self._seen is None:
-                await asyncio.to_thread(self._catalog.refresh)
-                self._seen = _user_tables(self._catalog)
-            return self._seen
+    @property
+    def catalog(self) -> SchemaCatalog:
+        """The catalog the change source decodes with and keeps refreshed."""
+        return self._catalog
+
+    async def _current(self) -> Tables:
+        if self._catalog.refreshed_at is None:
+            async with self._lock:
+                if self._catalog.refreshed_at is None:
+                    await asyncio.to_thread(self._catalog.refresh)
+        return _user_tables(self._catalog)
 
     async def table(self, keyspace: str, table: str) -> TableSchema | None:
-        return (await self._loaded()).get((keyspace, table))
+        return (await self._current()).get((keyspace, table))
 
     async def tables(self) -> Mapping[tuple[str, str], TableSchema]:
-        return dict(await self._loaded())
+        return await self._current()
 
     async def refresh(self) -> list[SchemaChange]:
         """Reload from the node and return the changes since the previous load (none

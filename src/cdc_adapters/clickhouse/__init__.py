@@ -6,12 +6,11 @@ mirror, and which types fall back on servers older than ClickHouse 21.9.
 
 from cdc_adapters.clickhouse.client import ClickHouseClient, RetryPolicy
 from cdc_adapters.clickhouse.offsets import ClickHouseOffsetStore
-from cdc_adapters.clickhouse.sink import ClickHouseSink, DropPolicy
+from cdc_adapters.clickhouse.sink import ClickHouseSink
 
 __all__ = [
     "ClickHouseClient",
     "ClickHouseOffsetStore",
     "ClickHouseSink",
-    "DropPolicy",
     "RetryPolicy",
 ]

@@ -13,7 +13,6 @@ replay. ADR 0006 gives the reasoning and the measurements.
 
 from __future__ import annotations
 
-import enum
 import json
 import operator
 import time
@@ -34,7 +33,7 @@ from cdc_adapters.clickhouse.row_state import (
 from cdc_adapters.clickhouse.sql import quote_identifier, quote_string
 from cdc_adapters.clickhouse.state_cache import KeyFilter, LruCache
 from cdc_adapters.clickhouse.tables import TableLayout
-from cdc_domain.destinations import DestinationKind
+from cdc_domain.destinations import DestinationKind, DroppedColumns
 from cdc_domain.errors import EventsRejectedError
 from cdc_domain.events import ChangeEvent, DeletionScope
 from cdc_domain.health import HealthReport, HealthStatus
@@ -43,18 +42,11 @@ from cdc_domain.schema import TableSchema
 from cdc_domain.schema_changes import ChangeKind, SchemaChange
 from cdc_domain.values import value_from_json, value_to_json
 
-__all__ = ["ClickHouseSink", "DropPolicy"]
+__all__ = ["ClickHouseSink"]
 
 Key = tuple[Any, ...]
 RowKey = tuple[Key, Key]
 _LOOKUP_CHARS = 100_000  # well under ClickHouse's default max_query_size of 256 KiB
-
-
-class DropPolicy(enum.Enum):
-    """What a dropped Cassandra column or table does to its ClickHouse counterpart."""
-
-    KEEP = "keep"
-    DROP = "drop"
 
 
 @attrs.define
@@ -72,7 +64,7 @@ class ClickHouseSink:
 
     Built from configuration keys (``url``, ``user``, ``password`` of the ClickHouse
     section). ``database_prefix`` + keyspace names the database of each keyspace's
-    tables. ``drop_policy`` (``keep`` or ``drop``) decides what dropped Cassandra columns
+    tables. ``drop_columns`` (``keep`` or ``drop``) decides what dropped Cassandra columns
     and tables do here. ``cached_rows`` bounds the states kept to skip read-backs; the
     cache assumes this sink is the only writer of its tables, and so does the key filter
     (``key_filter_bits`` per table found empty) that skips read-backs of new keys. With
@@ -87,7 +79,7 @@ class ClickHouseSink:
         user: str | None = None,
         password: str | None = None,
         database_prefix: str = "",
-        drop_policy: DropPolicy | str = DropPolicy.KEEP,
+        drop_columns: DroppedColumns = DroppedColumns.KEEP,
         cached_rows: int = 100_000,
         key_filter_bits: int = 1 << 23,
         retry: RetryPolicy | None = None,
@@ -95,7 +87,7 @@ class ClickHouseSink:
         self._client = ClickHouseClient(url, user=user, password=password, retry=retry)
         self._name = name
         self._prefix = database_prefix
-        self._drop_policy = DropPolicy(drop_policy)
+        self._drop_columns = DroppedColumns(drop_columns)
         self._layouts: dict[str, TableLayout] = {}
         self._rows: LruCache[RowState] = LruCache(cached_rows)
         # Per table written only by this sink since it was empty: the keys it may hold.
@@ -149,7 +141,7 @@ class ClickHouseSink:
             await self._drop_table(change.schema)
         elif change.kind is ChangeKind.DROP_COLUMN:
             layout = await self._layout(change.schema)
-            if self._drop_policy is DropPolicy.DROP and change.column is not None:
+            if self._drop_columns is DroppedColumns.DROP and change.column is not None:
                 await self._drop_column(layout, change.column)
         elif change.kind is ChangeKind.ALTER_TYPE:
             layout = await self._layout(change.schema)
@@ -245,7 +237,7 @@ class ClickHouseSink:
         self._rows.clear()
         self._partitions.clear()
         self._known.clear()
-        if self._drop_policy is DropPolicy.KEEP:
+        if self._drop_columns is DroppedColumns.KEEP:
             return
         if layout is None:
             features = await self._client.features()

@@ -5,13 +5,10 @@ Offsets and dead letters use the PostgreSQL adapters on the same database."""
 from cdc_adapters.timescaledb.extension import TimescaleInfo, TimescaleMissingError
 from cdc_adapters.timescaledb.history_sink import TimescaleHistorySink
 from cdc_adapters.timescaledb.mirror_sink import TimescaleMirrorSink
-from cdc_adapters.timescaledb.sink import MODES, timescale_sink
 
 __all__ = [
-    "MODES",
     "TimescaleHistorySink",
     "TimescaleInfo",
     "TimescaleMirrorSink",
     "TimescaleMissingError",
-    "timescale_sink",
 ]

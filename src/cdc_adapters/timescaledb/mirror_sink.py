@@ -13,7 +13,7 @@ from typing import Any
 from cdc_adapters.postgres.errors import RetryPolicy
 from cdc_adapters.postgres.sink import PostgresSink
 from cdc_adapters.timescaledb.extension import ExtensionCheck
-from cdc_domain.destinations import DestinationKind
+from cdc_domain.destinations import DestinationKind, DroppedColumns
 from cdc_domain.ports import Clock, SinkBatch
 from cdc_domain.schema_changes import SchemaChange
 
@@ -37,7 +37,7 @@ class TimescaleMirrorSink(PostgresSink):
         table: str = "{table}",
         metadata_schema: str = "public",
         fallback_to_plain_tables: bool = False,
-        drop_columns: str = "keep",
+        drop_columns: DroppedColumns = DroppedColumns.KEEP,
         pool_min_size: int = 1,
         pool_max_size: int = 1,
         retry: RetryPolicy | None = None,

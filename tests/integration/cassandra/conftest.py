@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cassandra_live import CdcCapture
 from cdc_view import CdcRawView
+
+from cdc_adapters.cassandra import CassandraSchemaSource
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +81,14 @@ def ddl(cassandra_session: Any, keyspace: str) -> Callable[[str], None]:
 @pytest.fixture(scope="session")
 def hosts() -> list[str]:
     return _env("CDC_TEST_CASSANDRA_HOSTS").split(",")
+
+
+@pytest.fixture
+async def schemas(hosts: list[str]) -> AsyncIterator[CassandraSchemaSource]:
+    """The node's schema source, whose catalog the sources under test decode with."""
+    source = CassandraSchemaSource(hosts=hosts)
+    yield source
+    await source.aclose()
 
 
 @pytest.fixture

@@ -8,16 +8,18 @@ from collections.abc import Callable
 
 from cdc_view import CdcRawView
 
-from cdc_adapters.cassandra.change_source import CassandraChangeSource
+from cdc_adapters.cassandra import CassandraChangeSource, CassandraSchemaSource
 from cdc_domain.dead_letters import DeadLetterEvent
 from cdc_domain.events import ChangeEvent, SourcePosition
 from cdc_domain.ports import ChangeBatch
 
 
-def live_source(view: CdcRawView, hosts: list[str], *tables: str) -> CassandraChangeSource:
+def live_source(
+    view: CdcRawView, schemas: CassandraSchemaSource, *tables: str
+) -> CassandraChangeSource:
     """A source over the view capturing ``tables`` (``ks.table`` or ``ks.*``)."""
     return CassandraChangeSource(
-        partition_id="it-node", cdc_raw_dir=view.view, hosts=hosts, tables=tables
+        partition_id="it-node", cdc_raw_dir=view.view, schemas=schemas, tables=tables
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from cdc_view import CdcRawView
 from live_source import Consumer, live_source
 
+from cdc_adapters.cassandra import CassandraSchemaSource
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.events import SourcePosition
 
@@ -24,7 +25,7 @@ def _ids(events) -> list[int]:
 
 
 async def test_a_stream_over_several_segments_arrives_in_order_and_is_freed(
-    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, hosts: list[str]
+    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, schemas: CassandraSchemaSource
 ) -> None:
     cassandra_session.execute(
         f"CREATE TABLE {keyspace}.rollover (id int PRIMARY KEY, payload blob) WITH cdc = true"
@@ -36,7 +37,7 @@ async def test_a_stream_over_several_segments_arrives_in_order_and_is_freed(
     payload = bytes(range(256)) * 16
     for row_id in range(count):
         cassandra_session.execute(insert, (row_id, payload))
-    consumer = Consumer(live_source(cdc_view, hosts, f"{keyspace}.rollover"), cdc_view)
+    consumer = Consumer(live_source(cdc_view, schemas, f"{keyspace}.rollover"), cdc_view)
     events = await consumer.until(lambda got: len(got) >= count, within=60)
     assert _ids(events) == list(range(count))  # complete, once each, in write order
     segments = sorted({e.position.segment_id for e in events})
@@ -55,7 +56,7 @@ async def test_a_stream_over_several_segments_arrives_in_order_and_is_freed(
 
 
 async def test_stopping_anywhere_redelivers_nothing_committed_and_loses_nothing(
-    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, hosts: list[str]
+    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, schemas: CassandraSchemaSource
 ) -> None:
     cassandra_session.execute(
         f"CREATE TABLE {keyspace}.restart (id int PRIMARY KEY, v text) WITH cdc = true"
@@ -75,7 +76,7 @@ async def test_stopping_anywhere_redelivers_nothing_committed_and_loses_nothing(
     delivered: Counter[int] = Counter()
     stops = 0
     while stops < 20 or writer.is_alive():
-        source = live_source(cdc_view, hosts, f"{keyspace}.restart")
+        source = live_source(cdc_view, schemas, f"{keyspace}.restart")
         consumer = Consumer(source, cdc_view)
         consumer.after = committed
         for _ in range(rng.randint(1, 4)):
@@ -90,7 +91,7 @@ async def test_stopping_anywhere_redelivers_nothing_committed_and_loses_nothing(
         await source.aclose()
         stops += 1
     writer.join()
-    final = Consumer(live_source(cdc_view, hosts, f"{keyspace}.restart"), cdc_view)
+    final = Consumer(live_source(cdc_view, schemas, f"{keyspace}.restart"), cdc_view)
     final.after = committed
     await final.until(lambda got: set(range(count)) <= set(delivered) | set(_ids(got)), 60)
     delivered.update(_ids(final.events))
@@ -101,7 +102,7 @@ async def test_stopping_anywhere_redelivers_nothing_committed_and_loses_nothing(
 
 
 async def test_add_and_drop_column_mid_stream_lose_nothing(
-    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, hosts: list[str]
+    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, schemas: CassandraSchemaSource
 ) -> None:
     table = f"{keyspace}.evolving"
     cassandra_session.execute(
@@ -127,7 +128,7 @@ async def test_add_and_drop_column_mid_stream_lose_nothing(
                 f"INSERT INTO {table} (id, a, c) VALUES (%s, %s, %s)", (row_id, row_id, row_id * 2)
             )
 
-    following = Consumer(live_source(cdc_view, hosts, table), cdc_view)
+    following = Consumer(live_source(cdc_view, schemas, table), cdc_view)
     writer = threading.Thread(target=write)
     writer.start()
     while writer.is_alive():  # the head of the log, while the DDL happens
@@ -138,7 +139,7 @@ async def test_add_and_drop_column_mid_stream_lose_nothing(
     await following.until(lambda got: len(got) >= total, 60)
     # A reader that starts after the drop decodes the older mutations too.
     await following.source.aclose()
-    lagging = Consumer(live_source(cdc_view, hosts, table), cdc_view)
+    lagging = Consumer(live_source(cdc_view, schemas, table), cdc_view)
     await lagging.until(lambda got: len(got) >= total, 60)
     await lagging.source.aclose()
 
@@ -160,7 +161,7 @@ async def test_add_and_drop_column_mid_stream_lose_nothing(
 
 
 async def test_mutations_of_a_table_never_seen_are_unknown_table_dead_letters(
-    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, hosts: list[str]
+    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, schemas: CassandraSchemaSource
 ) -> None:
     cassandra_session.execute(
         f"CREATE TABLE {keyspace}.gone (id int PRIMARY KEY, v text) WITH cdc = true"
@@ -178,7 +179,7 @@ async def test_mutations_of_a_table_never_seen_are_unknown_table_dead_letters(
         f"CREATE TABLE {keyspace}.after_gone (id int PRIMARY KEY) WITH cdc = true"
     )
     cassandra_session.execute(f"INSERT INTO {keyspace}.after_gone (id) VALUES (7)")
-    consumer = Consumer(live_source(cdc_view, hosts, f"{keyspace}.*"), cdc_view)
+    consumer = Consumer(live_source(cdc_view, schemas, f"{keyspace}.*"), cdc_view)
     events = await consumer.until(lambda got: any(e.table == "after_gone" for e in got))
     unknown = [f for f in consumer.failures if f.schema_details.get("table_id") == str(table_id)]
     assert len(unknown) == 3
@@ -190,4 +191,30 @@ async def test_mutations_of_a_table_never_seen_are_unknown_table_dead_letters(
         assert failure.schema_details["segment_id"] == failure.position.segment_id
     assert [e.partition_key for e in events if e.table == "after_gone"] == [{"id": 7}]
     assert consumer.source.stats.unknown_tables >= 3
+    await consumer.source.aclose()
+
+
+async def test_the_schema_source_sees_a_ddl_as_soon_as_the_change_source_decodes_after_it(
+    cassandra_session: Any, keyspace: str, cdc_view: CdcRawView, schemas: CassandraSchemaSource
+) -> None:
+    """One catalog per agent: the use case and dead letter replay ask the schema source,
+    and must see the columns the events they handle were decoded with."""
+    cassandra_session.execute(
+        f"CREATE TABLE {keyspace}.shared (id int PRIMARY KEY, a text) WITH cdc = true"
+    )
+    cassandra_session.execute(f"INSERT INTO {keyspace}.shared (id, a) VALUES (1, 'x')")
+    consumer = Consumer(live_source(cdc_view, schemas, f"{keyspace}.shared"), cdc_view)
+    await consumer.until(lambda got: len(got) >= 1)
+    before = await schemas.table(keyspace, "shared")
+    assert before is not None
+    assert set(before.column_names) == {"id", "a"}
+
+    cassandra_session.execute(f"ALTER TABLE {keyspace}.shared ADD b int")
+    cassandra_session.execute(f"INSERT INTO {keyspace}.shared (id, b) VALUES (2, 5)")
+    events = await consumer.until(lambda got: len(got) >= 2)
+
+    after = await schemas.table(keyspace, "shared")
+    assert after is not None
+    assert set(after.column_names) == {"id", "a", "b"}
+    assert events[-1].columns == {"b": 5}
     await consumer.source.aclose()

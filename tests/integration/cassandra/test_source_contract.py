@@ -27,8 +27,10 @@ def contract_table(cassandra_session: Any, keyspace: str) -> str:
 
 class TestCassandraChangeSource(ChangeSourceContract):
     @pytest.fixture
-    async def change_source(self, cdc_view: CdcRawView, hosts: list[str], contract_table: str):
-        source = live_source(cdc_view, hosts, contract_table)
+    async def change_source(
+        self, cdc_view: CdcRawView, schemas: CassandraSchemaSource, contract_table: str
+    ):
+        source = live_source(cdc_view, schemas, contract_table)
         yield source
         await source.aclose()
 
@@ -38,7 +40,7 @@ class TestCassandraChangeSource(ChangeSourceContract):
         cassandra_session: Any,
         contract_table: str,
         cdc_view: CdcRawView,
-        hosts: list[str],
+        schemas: CassandraSchemaSource,
     ):
         async def produce(count: int) -> None:
             ids = [next(_ids) for _ in range(count)]
@@ -47,7 +49,7 @@ class TestCassandraChangeSource(ChangeSourceContract):
                     f"INSERT INTO {contract_table} (id, v) VALUES (%s, 'x')", (row_id,)
                 )
             # Durable at the source: a reader of its own sees every row.
-            probe = Consumer(live_source(cdc_view, hosts, contract_table), cdc_view)
+            probe = Consumer(live_source(cdc_view, schemas, contract_table), cdc_view)
             wanted = set(ids)
             await probe.until(lambda events: wanted <= {e.partition_key["id"] for e in events})
             await probe.source.aclose()

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cdc_adapters.cassandra.change_source import CassandraChangeSource
+from cdc_adapters.cassandra import CassandraChangeSource, CassandraSchemaSource
 from cdc_adapters.cassandra.driver import CassandraConnection
 from cdc_adapters.postgres.layout import TableLayout
 from cdc_adapters.postgres.naming import Naming
@@ -232,10 +232,11 @@ async def captured_events(
 ) -> dict[str, set[str]]:
     """Every event the source produces from an untouched copy of ``cdc_raw``, by table:
     what the pipeline (same partition id, so the same event ids) had to deliver."""
+    schemas = CassandraSchemaSource(hosts=hosts.split(","))
     source = CassandraChangeSource(
         partition_id=partition_id,
         cdc_raw_dir=reference_dir,
-        hosts=hosts.split(","),
+        schemas=schemas,
         tables=[f"{keyspace}.*"],
     )
     events: dict[str, set[str]] = {}
@@ -250,3 +251,4 @@ async def captured_events(
             after = batch.end
     finally:
         await source.aclose()
+        await schemas.aclose()

@@ -9,7 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from cdc_adapters.cassandra.change_source import CassandraChangeSource
+from cdc_adapters.cassandra import CassandraChangeSource, CassandraSchemaSource
 from cdc_domain.events import DeletionScope
 from cdc_domain.mirror import MirrorState
 from tests.integration.e2e.harness import CdcRawLinks, durable_end
@@ -38,16 +38,15 @@ async def test_a_desc_range_deletion_removes_the_rows_cassandra_removed(
         )
         cassandra_session.execute(f"DELETE FROM {ks}.lines WHERE order_id = 1 AND line >= 8")
         await asyncio.to_thread(durable_end, copy)
+    schemas = CassandraSchemaSource(hosts=[cassandra_endpoint.contact_point])
     source = CassandraChangeSource(
-        partition_id="node1",
-        cdc_raw_dir=copy,
-        hosts=[cassandra_endpoint.contact_point],
-        tables=[f"{ks}.lines"],
+        partition_id="node1", cdc_raw_dir=copy, schemas=schemas, tables=[f"{ks}.lines"]
     )
     try:
         batch = await source.read(None, 1000)
     finally:
         await source.aclose()
+        await schemas.aclose()
     ranges = [e.clustering_range for e in batch.events if e.scope is DeletionScope.RANGE]
     assert [r.descending for r in ranges if r is not None] == [("line",), ("line",)]
     state = MirrorState()

@@ -12,9 +12,9 @@ from cdc_adapters.timescaledb import (
     TimescaleHistorySink,
     TimescaleMirrorSink,
     TimescaleMissingError,
-    timescale_sink,
 )
-from cdc_app.config import settings_from
+from cdc_app import factories
+from cdc_app.config import ConfigError, settings_from
 from cdc_app.container import Container, running
 from cdc_domain.events import Operation
 from cdc_domain.ports import HealthChecked, OffsetCommittingSink, ReadinessChecked
@@ -91,35 +91,40 @@ async def test_without_the_extension_start_up_fails_clearly_unless_plain_tables_
 async def test_the_container_stops_start_up_on_a_database_without_the_extension(
     postgres_database_dsn,
 ):
-    settings = settings_from(
+    settings = ts_settings(postgres_database_dsn, "mirror")
+    with pytest.raises(TimescaleMissingError, match="fallback_to_plain_tables"):
+        async with running(Container(settings=settings)):
+            pass
+
+
+def ts_settings(dsn: str, mode: str):
+    return settings_from(
         {
             "source": {"type": "memory"},
-            "destinations": [{"name": "ts", "type": "timescaledb", "mode": "mirror"}],
-            "timescaledb": {"dsn": postgres_database_dsn},
+            "destinations": [{"name": "ts", "type": "timescaledb", "mode": mode}],
+            "timescaledb": {"dsn": dsn},
             "offsets": {"type": "memory"},
             "dead_letters": {"type": "memory"},
             "schema_history": {"type": "memory"},
         },
         {},
     )
-    with pytest.raises(TimescaleMissingError, match="fallback_to_plain_tables"):
-        async with running(Container(settings=settings)):
-            pass
 
 
 @pytest.mark.parametrize(
     ("mode", "kind"), [("history", TimescaleHistorySink), ("mirror", TimescaleMirrorSink)]
 )
 def test_the_mode_picks_the_sink_and_each_sink_has_the_ports_the_app_asks_for(mode, kind):
-    """Settings give every key of both modes; each sink takes its own (no I/O here)."""
-    options = {"chunk_interval": "1 day", "drop_columns": "keep"}
-    sink = timescale_sink(name="ts", dsn="postgresql://nowhere/db", mode=mode, **options)
+    settings = ts_settings("postgresql://nowhere/db", mode)
+    sink = factories.sink(settings.destinations[0], settings)  # no I/O until used
     assert type(sink) is kind
     assert isinstance(sink, OffsetCommittingSink)
     assert isinstance(sink, ReadinessChecked)
     assert isinstance(sink, HealthChecked)
-    with pytest.raises(ValueError, match="mode must be one of"):
-        timescale_sink(name="ts", dsn="postgresql://nowhere/db", mode="replica")
+    with pytest.raises(
+        ConfigError, match=r"destinations\[0\]\.mode: expected one of: history, mirror"
+    ):
+        ts_settings("postgresql://nowhere/db", "replica")
 
 
 async def test_every_type_round_trips_through_mirror_mode(make_ts_sink):

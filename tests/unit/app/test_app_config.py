@@ -3,19 +3,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from cdc_adapters.memory import ManualClock
+from cdc_app import availability, factories
+from cdc_app.availability import AdapterUnavailableError, check_available
 from cdc_app.config import ConfigError, load_settings, render_settings, settings_from
 from cdc_app.masking_rules import masking_policy
-from cdc_app.registry import (
-    CHANGE_SOURCES,
-    DEAD_LETTER_QUEUES,
-    OFFSET_STORES,
-    SCHEMA_HISTORIES,
-    SCHEMA_SOURCES,
-    SINKS,
-    AdapterRef,
-    AdapterUnavailableError,
-    adapter_class,
-)
 from cdc_app.settings import (
     TAGGED,
     JsonlDestination,
@@ -24,12 +16,19 @@ from cdc_app.settings import (
     MemoryDestination,
     MemorySource,
     PostgresSettings,
-    SettingError,
     Settings,
     SqliteOffsets,
     mask_url,
 )
 from cdc_domain.masking import MaskAction
+from cdc_domain.ports import (
+    ChangeSource,
+    DeadLetterQueue,
+    OffsetStore,
+    SchemaHistory,
+    SchemaSource,
+    Sink,
+)
 
 BASE = {"source": {"type": "memory"}, "destinations": [{"name": "mirror", "type": "memory"}]}
 
@@ -177,19 +176,59 @@ def test_an_unknown_type_lists_the_known_ones():
     )
 
 
+DATABASE_SECTIONS = {
+    "cassandra": {"cdc_raw_dir": "/var/lib/cassandra/cdc_raw"},
+    "postgres": {"dsn": "postgresql://h/db"},
+    "clickhouse": {"url": "http://h:8123"},
+    "timescaledb": {"dsn": "postgresql://h/ts"},
+}
+NEEDS = {
+    "jsonl": {"path": "x.jsonl"},
+    "cassandra": {"partition_id": "node1"},
+}
+
+
 @pytest.mark.parametrize(
-    ("label", "table"),
+    ("section", "member"),
     [
-        ("destination", SINKS),
-        ("offsets", OFFSET_STORES),
-        ("dead letter", DEAD_LETTER_QUEUES),
-        ("schema history", SCHEMA_HISTORIES),
-        ("source", CHANGE_SOURCES),
-        ("source", SCHEMA_SOURCES),
+        (section, member)
+        for section, label in (
+            ("destinations", "destination"),
+            ("offsets", "offsets"),
+            ("dead_letters", "dead letter"),
+            ("schema_history", "schema history"),
+            ("source", "source"),
+        )
+        for member in TAGGED[label]
     ],
 )
-def test_every_type_the_settings_accept_has_an_adapter(label, table):
-    assert {member.TYPE for member in TAGGED[label]} == set(table)
+async def test_every_type_the_settings_accept_is_built_by_its_factory(section, member):
+    entry = {"type": member.TYPE, **NEEDS.get(member.TYPE, {})}
+    if section == "destinations":
+        entry["name"] = "d"
+    loaded = settings(
+        **DATABASE_SECTIONS, **{section: [entry] if section == "destinations" else entry}
+    )
+    clock = ManualClock()
+    schemas = factories.schema_source(loaded)
+    built = {
+        "destinations": lambda: factories.sink(loaded.destinations[0], loaded),
+        "offsets": lambda: factories.offset_store(loaded, clock),
+        "dead_letters": lambda: factories.dead_letter_queue(loaded),
+        "schema_history": lambda: factories.schema_history(loaded),
+        "source": lambda: factories.change_source(loaded, schemas),
+    }[section]()
+    port = {
+        "destinations": Sink,
+        "offsets": OffsetStore,
+        "dead_letters": DeadLetterQueue,
+        "schema_history": SchemaHistory,
+        "source": ChangeSource,
+    }[section]
+    assert isinstance(built, port)
+    assert isinstance(schemas, SchemaSource)
+    await built.aclose()
+    await schemas.aclose()
 
 
 def test_destination_names_are_unique_and_required():
@@ -198,15 +237,14 @@ def test_destination_names_are_unique_and_required():
     assert problems(destinations=twice) == ("destinations[1].name: duplicate destination name 'a'",)
 
 
-def test_a_database_type_connects_with_its_section():
-    loaded = settings(postgres={"dsn": "postgresql://h/db"})
-
-    assert loaded.connection("postgres") == {"dsn": "postgresql://h/db"}
-    assert loaded.connection("jsonl") == {}
-    with pytest.raises(
-        SettingError, match=r"'clickhouse' section \(or CDC_CLICKHOUSE_\* variables"
-    ):
-        loaded.connection("clickhouse")
+def test_a_database_type_needs_its_section():
+    assert problems(destinations=[{"name": "a", "type": "clickhouse"}]) == (
+        "destinations[0].type: clickhouse needs the 'clickhouse' section "
+        "(or CDC_CLICKHOUSE_* variables)",
+    )
+    assert problems(offsets={"type": "postgres"}) == (
+        "offsets.type: postgres needs the 'postgres' section (or CDC_POSTGRES_* variables)",
+    )
 
 
 def test_secrets_are_masked_when_printed():
@@ -266,19 +304,12 @@ def test_masking_rules_load_from_their_file(write_config):
         masking_policy(MaskingSettings(rules_file=str(rules) + ".missing"))
 
 
-def test_every_registered_adapter_loads():
-    for table in (CHANGE_SOURCES, SCHEMA_SOURCES, SINKS, OFFSET_STORES, DEAD_LETTER_QUEUES):
-        for adapter_type in table:
-            assert callable(adapter_class(table, adapter_type))
-
-
-def test_an_adapter_whose_driver_is_missing_names_its_extra(tmp_path, monkeypatch):
-    (tmp_path / "fake_adapter.py").write_text("import a_driver_that_is_not_installed\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    ref = AdapterRef("fake_adapter:FakeSink", extra="postgres")
+def test_an_adapter_whose_driver_is_missing_names_its_extra(monkeypatch):
+    monkeypatch.setitem(availability._DRIVERS, "postgres", ("a_driver_not_installed", "postgres"))
+    loaded = settings(postgres={"dsn": "postgresql://h/db"})
 
     with pytest.raises(AdapterUnavailableError) as caught:
-        ref.load("postgres")
+        check_available(loaded, "postgres")
 
     assert str(caught.value) == (
         "postgres needs the 'postgres' extra: pip install 'cassandra-cdc[postgres]'"

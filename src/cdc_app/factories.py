@@ -1,0 +1,231 @@
+"""Each adapter made from its settings: one typed function per port, a case per ``type``.
+
+Configuration keys are the user's words and constructor arguments the adapter's; this
+module is the one place that maps one to the other, so either can change alone, and
+mypy checks every call. Adapters are imported inside their case: a build without a
+database's extra still runs with the others (:mod:`cdc_app.availability` says what to
+install when that database is asked for).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from cdc_app.settings import (
+    CassandraSource,
+    ClickHouseDestination,
+    ClickHouseOffsets,
+    DestinationSettings,
+    JsonlDeadLetters,
+    JsonlDestination,
+    JsonlSchemaHistory,
+    MemoryDeadLetters,
+    MemoryDestination,
+    MemoryOffsets,
+    MemorySchemaHistory,
+    MemorySource,
+    PostgresDeadLetters,
+    PostgresDestination,
+    PostgresOffsets,
+    SettingError,
+    Settings,
+    SqliteOffsets,
+    TimescaleDbDestination,
+    TimescaleMode,
+)
+from cdc_domain.ports import (
+    ChangeSource,
+    Clock,
+    DeadLetterQueue,
+    OffsetStore,
+    SchemaHistory,
+    SchemaSource,
+    Sink,
+)
+
+__all__ = [
+    "change_source",
+    "dead_letter_queue",
+    "offset_store",
+    "schema_history",
+    "schema_source",
+    "sink",
+]
+
+T = TypeVar("T")
+
+
+def _section(value: T | None, name: str) -> T:
+    """A database section the adapter connects with; the configuration check reports a
+    missing one first, this is the last line of defence."""
+    if value is None:
+        raise SettingError(f"the '{name}' section (or CDC_{name.upper()}_* variables) is missing")
+    return value
+
+
+def schema_source(settings: Settings) -> SchemaSource:
+    source = settings.source
+    match source:
+        case MemorySource():
+            from cdc_adapters.memory import MemorySchemaSource
+
+            return MemorySchemaSource()
+        case CassandraSource():
+            from cdc_adapters.cassandra import CassandraSchemaSource
+
+            cassandra = _section(settings.cassandra, "cassandra")
+            return CassandraSchemaSource(
+                hosts=cassandra.hosts,
+                username=cassandra.username,
+                password=cassandra.password,
+                schema_refresh_s=source.schema_refresh_s,
+            )
+
+
+def change_source(settings: Settings, schemas: SchemaSource) -> ChangeSource:
+    """The source decodes with ``schemas``' catalog: one per agent (see
+    :class:`~cdc_adapters.cassandra.CassandraSchemaSource`)."""
+    source = settings.source
+    match source:
+        case MemorySource():
+            from cdc_adapters.memory import MemoryChangeSource
+
+            return MemoryChangeSource(source.partition_id)
+        case CassandraSource():
+            from cdc_adapters.cassandra import CassandraChangeSource, CassandraSchemaSource
+
+            if not isinstance(schemas, CassandraSchemaSource):
+                raise TypeError("a cassandra source decodes with the cassandra schema source")
+            cassandra = _section(settings.cassandra, "cassandra")
+            return CassandraChangeSource(
+                partition_id=source.partition_id,
+                cdc_raw_dir=cassandra.cdc_raw_dir,
+                schemas=schemas,
+                tables=source.tables,
+                archive_dir=source.archive_dir,
+                cdc_total_space_mb=cassandra.cdc_total_space_mb,
+            )
+
+
+def sink(destination: DestinationSettings, settings: Settings) -> Sink:
+    match destination:
+        case JsonlDestination():
+            from cdc_adapters.local import JsonLinesSink
+
+            return JsonLinesSink(destination.path, name=destination.name)
+        case MemoryDestination():
+            from cdc_adapters.memory import MemorySink
+
+            return MemorySink(destination.name)
+        case PostgresDestination():
+            from cdc_adapters.postgres import PostgresSink
+
+            return PostgresSink(
+                name=destination.name,
+                dsn=_section(settings.postgres, "postgres").dsn,
+                schema=destination.schema,
+                table=destination.table,
+                metadata_schema=destination.metadata_schema,
+                drop_columns=destination.drop_columns,
+            )
+        case ClickHouseDestination():
+            from cdc_adapters.clickhouse import ClickHouseSink
+
+            clickhouse = _section(settings.clickhouse, "clickhouse")
+            return ClickHouseSink(
+                name=destination.name,
+                url=clickhouse.url,
+                user=clickhouse.user,
+                password=clickhouse.password,
+                database_prefix=destination.database_prefix,
+                drop_columns=destination.drop_columns,
+                cached_rows=destination.cached_rows,
+            )
+        case TimescaleDbDestination():
+            return _timescale_sink(destination, settings)
+
+
+def _timescale_sink(destination: TimescaleDbDestination, settings: Settings) -> Sink:
+    from cdc_adapters.timescaledb import TimescaleHistorySink, TimescaleMirrorSink
+
+    dsn = _section(settings.timescaledb, "timescaledb").dsn
+    if destination.mode is TimescaleMode.MIRROR:
+        return TimescaleMirrorSink(
+            name=destination.name,
+            dsn=dsn,
+            schema=destination.schema,
+            table=destination.table,
+            metadata_schema=destination.metadata_schema,
+            fallback_to_plain_tables=destination.fallback_to_plain_tables,
+            drop_columns=destination.drop_columns,
+        )
+    return TimescaleHistorySink(
+        name=destination.name,
+        dsn=dsn,
+        schema=destination.schema,
+        table=destination.table,
+        metadata_schema=destination.metadata_schema,
+        fallback_to_plain_tables=destination.fallback_to_plain_tables,
+        chunk_interval=destination.chunk_interval,
+    )
+
+
+def offset_store(settings: Settings, clock: Clock) -> OffsetStore:
+    offsets = settings.offsets
+    match offsets:
+        case SqliteOffsets():
+            from cdc_adapters.local import SqliteOffsetStore
+
+            return SqliteOffsetStore(offsets.path, clock)
+        case MemoryOffsets():
+            from cdc_adapters.memory import MemoryOffsetStore
+
+            return MemoryOffsetStore(clock)
+        case PostgresOffsets():
+            from cdc_adapters.postgres import PostgresOffsetStore
+
+            dsn = _section(settings.postgres, "postgres").dsn
+            return PostgresOffsetStore(dsn=dsn, schema=offsets.schema, clock=clock)
+        case ClickHouseOffsets():
+            from cdc_adapters.clickhouse import ClickHouseOffsetStore
+
+            clickhouse = _section(settings.clickhouse, "clickhouse")
+            return ClickHouseOffsetStore(
+                url=clickhouse.url,
+                user=clickhouse.user,
+                password=clickhouse.password,
+                clock=clock,
+                database=offsets.database,
+                table=offsets.table,
+            )
+
+
+def dead_letter_queue(settings: Settings) -> DeadLetterQueue:
+    queue = settings.dead_letters
+    match queue:
+        case JsonlDeadLetters():
+            from cdc_adapters.local import JsonLinesDeadLetterQueue
+
+            return JsonLinesDeadLetterQueue(queue.path)
+        case MemoryDeadLetters():
+            from cdc_adapters.memory import MemoryDeadLetterQueue
+
+            return MemoryDeadLetterQueue()
+        case PostgresDeadLetters():
+            from cdc_adapters.postgres import PostgresDeadLetterQueue
+
+            dsn = _section(settings.postgres, "postgres").dsn
+            return PostgresDeadLetterQueue(dsn=dsn, schema=queue.schema)
+
+
+def schema_history(settings: Settings) -> SchemaHistory:
+    history = settings.schema_history
+    match history:
+        case JsonlSchemaHistory():
+            from cdc_adapters.local import JsonLinesSchemaHistory
+
+            return JsonLinesSchemaHistory(history.path)
+        case MemorySchemaHistory():
+            from cdc_adapters.memory import MemorySchemaHistory as MemoryHistory
+
+            return MemoryHistory()
