@@ -20,7 +20,6 @@ from cdc_app.status import destination_statuses, unknown_tables
 from cdc_app.tables import render_table
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.health import HealthStatus
-from cdc_domain.ports import Clock, SchemaHistory, SchemaSource
 from cdc_domain.schema_evolution import SchemaEvolution
 from cdc_domain.serialization import make_converter
 
@@ -69,13 +68,13 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
         statuses: list[dict[str, Any]] = answer["destinations"]
         tallies: list[dict[str, Any]] = answer["unknown_tables"]
     else:
-        async with opened(
-            container, container.sinks, container.offsets, container.dead_letters, container.clock
-        ) as (sinks, offsets, dead_letters, clock):
+        async with opened(container) as adapters:
+            clock, dead_letters = adapters.clock(), await adapters.dead_letters()
+            stores = destination_offsets(await adapters.sinks(), await adapters.offsets(), clock)
             found = await destination_statuses(
                 names=[d.name for d in settings.destinations],
                 partition_id=settings.source.partition_id,
-                offsets=destination_offsets(sinks, offsets, clock),
+                offsets=stores,
                 dead_letters=dead_letters,
                 clock=clock,
             )
@@ -130,7 +129,8 @@ async def dlq_list(
     include_replayed: bool,
     limit: int | None,
 ) -> int:
-    async with opened(container, container.dead_letters) as (queue,):
+    async with opened(container) as adapters:
+        queue = await adapters.dead_letters()
         entries = await queue.list(
             destination=destination, reason=reason, include_replayed=include_replayed, limit=limit
         )
@@ -165,8 +165,8 @@ async def dlq_list(
 
 async def dlq_show(container: Container, out: IO[str], err: IO[str], dlq_id: str) -> int:
     """One entry in full, as JSON; ``dlq_id`` may be any unambiguous prefix."""
-    async with opened(container, container.dead_letters) as (queue,):
-        entries = await queue.list(include_replayed=True)
+    async with opened(container) as adapters:
+        entries = await (await adapters.dead_letters()).list(include_replayed=True)
     found = [e for e in entries if e.dlq_id.startswith(dlq_id)]
     if len(found) != 1:
         problem = "no dead letter" if not found else f"{len(found)} dead letters match"
@@ -217,31 +217,24 @@ async def schema_accept(
     has changed the destination by hand; the pipeline then unblocks the table. Exits 2
     when the table or destination is unknown."""
     keyspace, _, name = table.partition(".")
-    async with opened(container, container.schemas, container.history, container.clock) as (
-        schemas,
-        history,
-        clock,
-    ):
-        assert isinstance(schemas, SchemaSource)
-        assert isinstance(history, SchemaHistory)
-        assert isinstance(clock, Clock)
+    async with opened(container) as adapters:
         if destination not in {d.name for d in container.settings().destinations}:
             err.write(f"no destination named {destination!r} is configured\n")
             return 2
-        schema = await schemas.table(keyspace, name)
+        schema = await (await adapters.schemas()).table(keyspace, name)
         if schema is None:
             err.write(f"no table {table!r} is known to the schema source\n")
             return 2
-        change = await SchemaEvolution(history).accept(destination, schema, clock.now())
+        evolution = SchemaEvolution(await adapters.history())
+        change = await evolution.accept(destination, schema, adapters.clock().now())
     out.write(f"{destination}: accepted {change.qualified_table} (schema {schema.version})\n")
     return 0
 
 
 async def schema_history(container: Container, out: IO[str], *, destination: str | None) -> int:
     """Every schema change applied, oldest first: the audit trail of each destination."""
-    async with opened(container, container.history) as (history,):
-        assert isinstance(history, SchemaHistory)
-        applied = await history.changes(destination)
+    async with opened(container) as adapters:
+        applied = await (await adapters.history()).changes(destination)
     rows = [
         [entry.applied_at.isoformat(timespec="seconds"), entry.destination, entry.change.describe()]
         for entry in applied

@@ -33,7 +33,7 @@ from cdc_domain.ports import (
     Sink,
 )
 
-__all__ = ["Container", "opened", "running"]
+__all__ = ["Container", "Opened", "opened", "running"]
 
 
 class _Closable(Protocol):
@@ -143,14 +143,54 @@ async def running(container: Container) -> AsyncIterator[Components]:
         await _settled(container.shutdown_resources())
 
 
+class Opened:
+    """The container's adapters, each opened when first asked for (with what it needs),
+    so a command that reads the dead letter queue connects to nothing else."""
+
+    def __init__(self, container: Container) -> None:
+        self._container = container
+
+    async def source(self) -> ChangeSource:
+        source = await _settled(self._container.source())
+        assert isinstance(source, ChangeSource)
+        return source
+
+    async def schemas(self) -> SchemaSource:
+        schemas = await _settled(self._container.schemas())
+        assert isinstance(schemas, SchemaSource)
+        return schemas
+
+    async def sinks(self) -> list[Sink]:
+        sinks = await _settled(self._container.sinks())
+        assert all(isinstance(sink, Sink) for sink in sinks)
+        return list(sinks)
+
+    async def offsets(self) -> OffsetStore:
+        offsets = await _settled(self._container.offsets())
+        assert isinstance(offsets, OffsetStore)
+        return offsets
+
+    async def dead_letters(self) -> DeadLetterQueue:
+        queue = await _settled(self._container.dead_letters())
+        assert isinstance(queue, DeadLetterQueue)
+        return queue
+
+    async def history(self) -> SchemaHistory:
+        history = await _settled(self._container.history())
+        assert isinstance(history, SchemaHistory)
+        return history
+
+    def clock(self) -> Clock:
+        clock = self._container.clock()
+        assert isinstance(clock, Clock)
+        return clock
+
+
 @contextlib.asynccontextmanager
-async def opened(
-    container: Container, *wanted: providers.Provider[Any]
-) -> AsyncIterator[tuple[Any, ...]]:
-    """What each of ``wanted`` gives, with only the resources they need opened, and
-    closed on the way out."""
+async def opened(container: Container) -> AsyncIterator[Opened]:
+    """Adapters opened as they are asked for, all closed on the way out."""
     try:
-        yield tuple([await _settled(provider()) for provider in wanted])
+        yield Opened(container)
     finally:
         await _settled(container.shutdown_resources())
 

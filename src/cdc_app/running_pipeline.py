@@ -28,8 +28,8 @@ async def ask_running_pipeline(
     method: str = "GET",
     params: Mapping[str, str] | None = None,
     timeout_s: float = _TIMEOUT_SECONDS,
-) -> Any | None:
-    """The JSON the endpoint answers at ``path``, or None when no pipeline answers
+) -> dict[str, Any] | None:
+    """The JSON object the endpoint answers at ``path``, or None when no pipeline answers
     (its endpoint is off, nothing listens, or what listens is something else)."""
     if not health.port:
         return None
@@ -45,6 +45,7 @@ async def ask_running_pipeline(
         ):
             if response.content_type != "application/json":
                 return None
-            return await response.json()
+            answer = await response.json()
+            return answer if isinstance(answer, dict) else None
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None

@@ -13,7 +13,7 @@ from typing import Any
 
 from cdc_adapters.postgres.errors import RetryPolicy, with_retries
 from cdc_adapters.postgres.identifiers import qualified, quote
-from cdc_adapters.postgres.pool import PoolHandle
+from cdc_adapters.postgres.pool import PoolHandle, SharedPool
 from cdc_domain.dead_letters import DeadLetterEvent, DeadLetterStatus, FailureReason
 from cdc_domain.serialization import make_converter
 
@@ -27,7 +27,7 @@ class PostgresDeadLetterQueue:
         self,
         *,
         dsn: str | None = None,
-        pool: Any = None,
+        pool: SharedPool = None,
         schema: str = "public",
         retry: RetryPolicy | None = None,
     ) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from cdc_adapters.postgres.errors import RetryPolicy, with_retries
 from cdc_adapters.postgres.identifiers import qualified, quote
-from cdc_adapters.postgres.pool import PoolHandle
+from cdc_adapters.postgres.pool import PoolHandle, SharedPool
 from cdc_domain.events import SourcePosition
 from cdc_domain.offsets import Checkpoint, OffsetRecord
 from cdc_domain.ports import Clock
@@ -81,7 +81,7 @@ class PostgresOffsetStore:
         self,
         *,
         dsn: str | None = None,
-        pool: Any = None,
+        pool: SharedPool = None,
         schema: str = "public",
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,

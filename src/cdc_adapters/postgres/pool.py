@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from cdc_domain.health import HealthReport, HealthStatus
 
-__all__ = ["PoolHandle", "create_pool"]
+__all__ = ["PoolHandle", "SharedPool", "create_pool"]
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -51,7 +51,7 @@ async def create_pool(
     max_size: int = 4,
     connect_timeout: float = 10.0,
     command_timeout: float | None = 120.0,
-) -> Any:
+) -> asyncpg.Pool:
     """An asyncpg pool whose connections carry this adapter's codecs.
 
     For the WASM TimescaleDB server (a single backend that serves one connection at a
@@ -75,7 +75,7 @@ class PoolHandle:
         self,
         dsn: str | None = None,
         *,
-        pool: Any = None,
+        pool: asyncpg.Pool | None = None,
         min_size: int = 1,
         max_size: int = 4,
         connect_timeout: float = 10.0,
@@ -89,7 +89,7 @@ class PoolHandle:
         self._connect_timeout = connect_timeout
         self._lock = asyncio.Lock()
 
-    async def get(self) -> Any:
+    async def get(self) -> asyncpg.Pool:
         if self._pool is not None:
             return self._pool
         async with self._lock:
@@ -109,8 +109,13 @@ class PoolHandle:
             await pool.close()
 
 
+SharedPool: TypeAlias = "PoolHandle | asyncpg.Pool | None"
+"""What an adapter may be given instead of a dsn: another adapter's handle (shared, not
+closed by it), a pool the caller owns, or None to make its own from the dsn."""
+
+
 def own_or_shared(
-    dsn: str | None, pool: Any, *, min_size: int, max_size: int
+    dsn: str | None, pool: SharedPool, *, min_size: int, max_size: int
 ) -> tuple[PoolHandle, bool]:
     """The handle an adapter uses, and whether the adapter owns it (closes it): a
     ``PoolHandle`` passed in is shared with its owner; anything else makes a new one."""
@@ -131,3 +136,4 @@ async def pool_health(name: str, pool: PoolHandle, limit_s: float) -> HealthRepo
     except Exception as exc:
         return HealthReport(name, HealthStatus.DOWN, None, f"{type(exc).__name__}: {exc}")
     return HealthReport(name, HealthStatus.UP, round((time.perf_counter() - started) * 1000, 3))
+

@@ -8,12 +8,10 @@ through one pool of their own; holding that here once keeps their ``offset_store
 
 from __future__ import annotations
 
-from typing import Any
-
 from cdc_adapters.postgres.errors import RetryPolicy
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.offsets import PostgresOffsetStore
-from cdc_adapters.postgres.pool import own_or_shared, pool_health
+from cdc_adapters.postgres.pool import SharedPool, own_or_shared, pool_health
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.errors import SinkError
 from cdc_domain.health import HealthReport
@@ -37,7 +35,7 @@ class PooledSink:
         kind: DestinationKind,
         naming: Naming,
         dsn: str | None,
-        pool: Any,
+        pool: SharedPool,
         pool_min_size: int,
         pool_max_size: int,
         retry: RetryPolicy | None,

@@ -31,6 +31,7 @@ from cdc_adapters.postgres.layout import RowTarget, TableLayout
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.offsets import ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
+from cdc_adapters.postgres.pool import SharedPool
 from cdc_adapters.postgres.pooled_sink import PooledSink
 from cdc_adapters.postgres.read_back import mirror_rows
 from cdc_adapters.postgres.statements import (
@@ -141,7 +142,7 @@ class PostgresSink(PooledSink):
         *,
         name: str,
         dsn: str | None = None,
-        pool: Any = None,
+        pool: SharedPool = None,
         schema: str = "{keyspace}",
         table: str = "{table}",
         metadata_schema: str = "public",

@@ -17,6 +17,7 @@ from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.offsets import ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
+from cdc_adapters.postgres.pool import SharedPool
 from cdc_adapters.postgres.pooled_sink import PooledSink
 from cdc_adapters.postgres.transactions import write_with_offset
 from cdc_adapters.postgres.values import UnwritableValueError
@@ -48,7 +49,7 @@ class TimescaleHistorySink(PooledSink):
         *,
         name: str,
         dsn: str | None = None,
-        pool: Any = None,
+        pool: SharedPool = None,
         schema: str = "{keyspace}",
         table: str = "{table}",
         metadata_schema: str = "public",

@@ -8,9 +8,8 @@ unless ``fallback_to_plain_tables`` says that is fine.
 
 from __future__ import annotations
 
-from typing import Any
-
 from cdc_adapters.postgres.errors import RetryPolicy
+from cdc_adapters.postgres.pool import SharedPool
 from cdc_adapters.postgres.sink import PostgresSink
 from cdc_adapters.timescaledb.extension import ExtensionCheck
 from cdc_domain.destinations import DestinationKind, DroppedColumns
@@ -32,7 +31,7 @@ class TimescaleMirrorSink(PostgresSink):
         *,
         name: str,
         dsn: str | None = None,
-        pool: Any = None,
+        pool: SharedPool = None,
         schema: str = "{keyspace}",
         table: str = "{table}",
         metadata_schema: str = "public",

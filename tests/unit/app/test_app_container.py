@@ -17,6 +17,7 @@ from cdc_app.config import settings_from
 from cdc_app.container import Container, opened, running
 from cdc_app.settings import Settings
 from cdc_domain.masking import REDACTED
+from cdc_domain.ports import StorageReporting
 from tests.factories import event, table
 
 CUSTOMERS = table("customers", regular={"name": "text", "email": "text"})
@@ -103,7 +104,9 @@ async def test_the_cassandra_source_gets_the_space_cdc_raw_is_measured_against(t
     )
     container = Container(settings=settings)
 
-    async with opened(container, container.source) as (source,):
+    async with opened(container) as adapters:
+        source = await adapters.source()
+        assert isinstance(source, StorageReporting)
         storage = await source.storage()
 
     assert (storage.files, storage.used_bytes, storage.total_bytes) == (1, 10, 3 * 1024 * 1024)
