@@ -24,6 +24,14 @@ class SchemaSourceContract:
         assert schema.column("total").kind is ColumnKind.REGULAR
         assert (keyspace, "orders") in await schema_source.tables()
 
+    async def test_a_table_defined_before_the_first_question_needs_no_refresh(
+        self, schema_source, define, keyspace
+    ):
+        await define(keyspace, "early", "id int PRIMARY KEY, v text")
+        schema = await schema_source.table(keyspace, "early")
+        assert schema is not None
+        assert (keyspace, "early") in await schema_source.tables()
+
     async def test_an_unknown_table_is_none(self, schema_source, keyspace):
         assert await schema_source.table(keyspace, "nope") is None
 

@@ -47,6 +47,7 @@ SYSTEM_KEYSPACES = frozenset(
 class SchemaCatalog:
     """Schemas by table id, refreshed through ``load``; ``history`` versions kept per table.
 
+    ``loaded`` says whether ``load`` ran at least once (a fixed catalog never loads).
     One per agent: the change source decodes with it, and the schema source, the use case
     and dead letter replay read it, so all of them see a DDL at the same moment.
     Thread-safe: the change source decodes in a worker thread while the event loop may
@@ -73,6 +74,7 @@ class SchemaCatalog:
         self._versions: dict[uuid.UUID, list[TableSchema]] = {}
         self.generation = 0
         self.refreshed_at: float | None = None
+        self.loaded = False
         self.replace(schemas)
 
     @property
@@ -94,6 +96,7 @@ class SchemaCatalog:
         if self._load is None:
             return False
         loaded = list(self._load())
+        self.loaded = True
         return self.replace(loaded)
 
     def watch(self) -> None:

@@ -65,9 +65,9 @@ class CassandraSchemaSource:
         return self._catalog
 
     async def _current(self) -> Tables:
-        if self._catalog.refreshed_at is None:
+        if not self._catalog.loaded:
             async with self._lock:
-                if self._catalog.refreshed_at is None:
+                if not self._catalog.loaded:
                     await asyncio.to_thread(self._catalog.refresh)
         return _user_tables(self._catalog)
 

@@ -136,4 +136,3 @@ async def pool_health(name: str, pool: PoolHandle, limit_s: float) -> HealthRepo
     except Exception as exc:
         return HealthReport(name, HealthStatus.DOWN, None, f"{type(exc).__name__}: {exc}")
     return HealthReport(name, HealthStatus.UP, round((time.perf_counter() - started) * 1000, 3))
-
