@@ -108,6 +108,7 @@ def services(command: str) -> None:
     )
 
 
+@pytest.mark.timeout(600)  # stops and restarts PostgreSQL, 180 s allowed for each
 async def test_an_outage_fails_writes_transiently_reports_down_and_recovers(
     postgres_database_dsn, names
 ):
