@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.integration.e2e.conftest import Stack
 from tests.integration.e2e.harness import durable_end
 from tests.integration.e2e.workload import Workload, Writer, create_tables
@@ -10,6 +12,7 @@ from tests.integration.e2e.workload import Workload, Writer, create_tables
 FULL = 10_000
 
 
+@pytest.mark.timeout(240)  # 7 to 18 s measured
 async def test_sigterm_during_a_large_batch_exits_cleanly_and_loses_nothing(stack: Stack) -> None:
     create_tables(stack.session, stack.keyspace)
     with stack.links():
