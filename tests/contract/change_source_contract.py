@@ -1,6 +1,9 @@
-"""The ChangeSource contract. Subclasses provide ``change_source`` and ``produce``, an
-async function ``produce(count)`` that makes the underlying system emit ``count`` new
-changes (one per row) and returns once they are durable at the source."""
+"""The ChangeSource contract. Subclasses provide ``change_source`` and two async functions:
+``produce(count)`` makes the underlying system emit ``count`` new changes (one per row)
+and returns once they are durable at the source; ``produce_freeable()`` emits changes the
+source can free once they are acknowledged (a commit log: changes in a segment its node
+has completed, not only in the one it is still writing) and returns once they are
+durable."""
 
 from __future__ import annotations
 
@@ -50,7 +53,23 @@ class ChangeSourceContract:
         result = await change_source.read(end, 10)
         assert result.events == ()
 
-    async def test_acknowledge_is_accepted(self, change_source, produce):
-        await produce(1)
-        _, end = await read_all(change_source)
+    async def test_acknowledging_frees_what_it_covers_and_nothing_after(
+        self, change_source, produce_freeable
+    ):
+        await produce_freeable()
+        held, end = await read_all(change_source)
+        assert held
+
+        middle = held[len(held) // 2].position
+        await change_source.acknowledge(middle)
+        readable, _ = await read_all(change_source)
+        still_needed = {e.event_id for e in held if e.position > middle}
+        assert still_needed <= {e.event_id for e in readable}, "freed past the position"
+
         await change_source.acknowledge(end)
+        readable, _ = await read_all(change_source)
+        kept = {e.event_id for e in readable}
+        freed = [e for e in held if e.event_id not in kept]
+        assert freed, "acknowledging everything read freed none of it"
+        # What is freed is a prefix: a source never frees a change and keeps an older one.
+        assert all(e.event_id not in kept for e in held if e.position <= freed[-1].position)

@@ -29,6 +29,13 @@ class TestMemoryChangeSource(ChangeSourceContract):
 
         return produce
 
+    @pytest.fixture
+    def produce_freeable(self, produce):
+        async def produce_freeable():
+            await produce(6)
+
+        return produce_freeable
+
 
 def _schema_from_cql(keyspace, table, columns_cql):
     """A tiny reader of the contract's column lists, so the memory source can take them."""

@@ -9,11 +9,18 @@ from cdc_domain.ports import ChangeBatch
 
 
 class MemoryChangeSource:
-    """A change source over events (and undecodable entries) the test appends in order."""
+    """A change source over events (and undecodable entries) the test appends in order.
+
+    Acknowledging frees what it covers, as the Cassandra source deletes consumed
+    segments: entries at or before the acknowledged position are dropped and no read
+    returns them again, so a test whose destination still needed them fails here as it
+    would lose them on a real node.
+    """
 
     def __init__(self, partition_id: str = "memory", events: Iterable[ChangeEvent] = ()) -> None:
         self._partition_id = partition_id
         self._items: list[tuple[SourcePosition, ChangeEvent | DeadLetterEvent]] = []
+        self._last: SourcePosition | None = None
         self.acknowledged: SourcePosition | None = None
         self.closed = False
         self.append(*events)
@@ -33,9 +40,10 @@ class MemoryChangeSource:
         self._add(failure.position, failure)
 
     def _add(self, position: SourcePosition, item: ChangeEvent | DeadLetterEvent) -> None:
-        if self._items and position <= self._items[-1][0]:
+        if self._last is not None and position <= self._last:
             raise ValueError(f"{position} is not after the last position")
         self._items.append((position, item))
+        self._last = position
 
     async def read(self, after: SourcePosition | None, max_events: int) -> ChangeBatch:
         positions = [p for p, _ in self._items]
@@ -56,6 +64,8 @@ class MemoryChangeSource:
     async def acknowledge(self, position: SourcePosition) -> None:
         if self.acknowledged is None or position > self.acknowledged:
             self.acknowledged = position
+        positions = [p for p, _ in self._items]
+        del self._items[: bisect.bisect_right(positions, position)]
 
     async def aclose(self) -> None:
         self.closed = True

@@ -15,6 +15,8 @@ from tests.contract.change_source_contract import ChangeSourceContract
 from tests.contract.schema_source_contract import SchemaSourceContract
 
 _ids = itertools.count(1)
+SEGMENT_BYTES = 4 * 1024 * 1024
+"""``commitlog_segment_size`` of the test node (scripts/services)."""
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,47 @@ class TestCassandraChangeSource(ChangeSourceContract):
             await probe.source.aclose()
 
         return produce
+
+    @pytest.fixture
+    def produce_freeable(
+        self,
+        cassandra_session: Any,
+        contract_table: str,
+        cdc_view: CdcRawView,
+        hosts: list[str],
+    ):
+        """Rows until the node has completed a segment holding some of them: only a
+        completed segment can be freed, and the one being written never is."""
+
+        async def produce_freeable() -> None:
+            insert = cassandra_session.prepare(
+                f"INSERT INTO {contract_table} (id, v) VALUES (?, ?)"
+            )
+            padding = "p" * 4096
+            chunk = 200  # ~0.8 MiB of commit log
+            probe = Consumer(live_source(cdc_view, hosts, contract_table), cdc_view)
+            written: set[int] = set()
+            try:
+                for _ in range(4 * SEGMENT_BYTES // (chunk * len(padding))):
+                    for _ in range(chunk):
+                        row_id = next(_ids)
+                        written.add(row_id)
+                        cassandra_session.execute(insert, (row_id, padding))
+                    ours = await probe.until(
+                        lambda events: written <= {e.partition_key["id"] for e in events}
+                    )
+                    # The reader only moves to a newer segment once the older one is
+                    # completed: ours in two segments means the first is.
+                    segments = {
+                        e.position.segment_id for e in ours if e.partition_key["id"] in written
+                    }
+                    if len(segments) >= 2:
+                        return
+            finally:
+                await probe.source.aclose()
+            raise AssertionError(f"no segment holding our rows completed after {len(written)} rows")
+
+        return produce_freeable
 
 
 class TestCassandraSchemaSource(SchemaSourceContract):

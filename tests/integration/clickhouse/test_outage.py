@@ -31,6 +31,7 @@ async def _services(*args: str) -> None:
     assert process.returncode == 0, output.decode()
 
 
+@pytest.mark.timeout(600)  # stops and restarts the ClickHouse server
 async def test_writes_fail_fast_while_down_and_succeed_after(make_sink):
     retry = RetryPolicy(attempts=3, max_seconds=3.0, initial_wait=0.1, max_wait=1.0)
     sink, read_back = await make_sink(retry=retry)

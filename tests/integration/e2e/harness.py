@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from cdc_adapters.cassandra.cdc_directory import list_segments
 from cdc_adapters.cassandra.segment import parse_segment_name, read_cdc_index
@@ -248,6 +249,23 @@ class Pipeline:
             return json.loads(error.read())
         except (OSError, ValueError):
             return None
+
+    def metric(self, name: str, by: str) -> dict[str, float]:
+        """The samples of ``name`` on ``/metrics``, summed by the label ``by`` (empty when
+        nothing answers)."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    key = sample.labels.get(by, "")
+                    totals[key] = totals.get(key, 0.0) + sample.value
+        return totals
 
     def positions(self) -> dict[str, Position | None]:
         answer = self.get("/status")

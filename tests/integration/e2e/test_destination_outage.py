@@ -13,6 +13,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from tests.integration.e2e.conftest import Stack
 from tests.integration.e2e.harness import REPO_ROOT, durable_end
 from tests.integration.e2e.workload import Workload, Writer, create_tables
@@ -29,6 +31,7 @@ def _services(action: str) -> None:
     )
 
 
+@pytest.mark.timeout(600)  # a 30 s outage, and ClickHouse restarts (180 s allowed)
 async def test_a_destination_down_for_30_s_catches_up_and_the_others_keep_up(
     stack: Stack,
 ) -> None:

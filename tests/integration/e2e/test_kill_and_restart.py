@@ -10,6 +10,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from tests.integration.e2e.conftest import Stack
 from tests.integration.e2e.harness import durable_end
 from tests.integration.e2e.workload import Workload, Writer, create_tables
@@ -17,6 +19,7 @@ from tests.integration.e2e.workload import Workload, Writer, create_tables
 KILLS = 12
 
 
+@pytest.mark.timeout(300)  # 26 s measured
 async def test_kill_9_at_random_points_loses_and_duplicates_nothing(stack: Stack) -> None:
     create_tables(stack.session, stack.keyspace)
     rng = random.Random(3)

@@ -4,11 +4,14 @@ ends equal to Cassandra, written under whichever schema each change was made wit
 
 from __future__ import annotations
 
+import pytest
+
 from tests.integration.e2e.conftest import Stack
 from tests.integration.e2e.harness import durable_end
 from tests.integration.e2e.workload import REVIEWS, Workload, Writer, create_tables
 
 
+@pytest.mark.timeout(240)  # 20 s measured
 async def test_columns_added_and_dropped_and_a_table_created_mid_workload(stack: Stack) -> None:
     ks = stack.keyspace
     create_tables(stack.session, ks)

@@ -65,6 +65,23 @@ class Round:
     close: Callable[[], Awaitable[None]] | None = None
 
 
+class _Writer:
+    """Writes its batches one after the other and knows whether it is inside a write."""
+
+    def __init__(self, sink: Any, pending: list[SinkBatch]) -> None:
+        self.sink = sink
+        self.pending = pending
+        self.writing = False
+
+    async def run(self) -> None:
+        for item in self.pending:
+            self.writing = True
+            try:
+                await self.sink.write(item)
+            finally:
+                self.writing = False
+
+
 async def deliver_with_crashes(
     new_round: Callable[[], Awaitable[Round]],
     events: list[ChangeEvent],
@@ -77,10 +94,19 @@ async def deliver_with_crashes(
     """Deliver ``events``; each round's writer is killed after a random delay and the
     next resumes from the committed offset. After every round ``check(sink, n)``
     verifies the destination holds exactly the first ``n`` events (n from the offset).
-    Returns how many writers were killed mid-stream."""
+    Returns how many writers were killed inside a write.
+
+    Progress is guaranteed on any machine: the delay is ``rng.uniform(0, max_kill_delay)``
+    on top of a floor that doubles after a round that committed nothing and halves after
+    one that did. Once the floor exceeds the time a fresh writer needs to commit its first
+    batch a round commits, and halving leaves at least half that time, so at most every
+    other round stalls; where writers are fast the floor falls back and kills land early.
+    A writer that was no longer inside a write when its time came is not killed, and not
+    counted as a crash."""
     rng = random.Random(seed)
     plan = batches(events, size)
     crashes = 0
+    floor = 0.0
     while True:
         current = await new_round()
         sink, offsets = current.sink, current.offsets
@@ -88,14 +114,11 @@ async def deliver_with_crashes(
         todo = [b for b in plan if b.events[0].position > record.position] if record else plan
         finished = not todo
         if todo:
-
-            async def run(pending: list[SinkBatch] = todo, writer: Any = sink) -> None:
-                for item in pending:
-                    await writer.write(item)
-
-            task = asyncio.create_task(run())
-            await asyncio.sleep(rng.uniform(0, max_kill_delay))
-            if not task.done():
+            before = record.position if record else None
+            writer = _Writer(sink, todo)
+            task = asyncio.create_task(writer.run())
+            await asyncio.sleep(floor + rng.uniform(0, max_kill_delay))
+            if writer.writing:
                 current.kill(task)
                 crashes += 1
             # A writer whose connection was dropped may die of that before the cancel.
@@ -106,6 +129,8 @@ async def deliver_with_crashes(
                 current = await new_round()
                 sink, offsets = current.sink, current.offsets
             record = await offsets.load(DESTINATION, PARTITION)
+            stalled = (record.position if record else None) == before
+            floor = max(2 * floor, max_kill_delay) if stalled else floor / 2
         await check(sink, record.events_processed if record else 0)
         await sink.aclose()
         if current.close is not None:

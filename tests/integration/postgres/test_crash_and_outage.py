@@ -22,6 +22,7 @@ from tests.integration.postgres.crash_driver import (
 )
 from tests.integration.postgres.mirror_model import ITEMS, QUALIFIED, reference
 from tests.integration.services import SERVICES_SCRIPT
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -74,8 +75,18 @@ async def test_a_writer_killed_between_its_rows_and_its_offset_commits_neither(p
             f'SELECT * FROM "{names[1]}".cdc_offsets WHERE destination = $1 FOR UPDATE',
             DESTINATION,
         )
+        blocker_pid = await blocker.fetchval("SELECT pg_backend_pid()")
+
+        async def writer_waits_on_the_offset_row() -> bool:
+            # Asked on another connection: pg_stat_activity is read once per transaction.
+            blocked = await pg_pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                blocker_pid,
+            )
+            return bool(blocked)
+
         task = asyncio.create_task(sink.write(second))
-        await asyncio.sleep(0.5)
+        await eventually(writer_waits_on_the_offset_row, within=30, what="the writer blocked")
         assert not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -97,6 +108,7 @@ def services(command: str) -> None:
     )
 
 
+@pytest.mark.timeout(600)  # stops and restarts PostgreSQL, 180 s allowed for each
 async def test_an_outage_fails_writes_transiently_reports_down_and_recovers(
     postgres_database_dsn, names
 ):

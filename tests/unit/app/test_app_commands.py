@@ -20,7 +20,8 @@ from cdc_domain.events import SourcePosition
 from cdc_domain.masking import REDACTED
 from cdc_domain.offsets import Checkpoint
 from tests.factories import event
-from tests.unit.app.wiring import CUSTOMERS, MemoryWiring, eventually, free_port, memory_settings
+from tests.support.waiting import eventually
+from tests.unit.app.wiring import CUSTOMERS, MemoryWiring, free_port, memory_settings
 
 NOW = ManualClock().now()
 

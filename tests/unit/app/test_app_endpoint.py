@@ -19,7 +19,8 @@ from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.ports import SourceStorage
 from cdc_domain.schema_evolution import BlockedTable
 from tests.factories import event
-from tests.unit.app.wiring import CUSTOMERS, MemoryWiring, eventually, written
+from tests.support.waiting import eventually
+from tests.unit.app.wiring import CUSTOMERS, MemoryWiring, written
 
 FAST = {"max_batch_events": 10, "max_batch_delay_ms": 5, "retry_initial_ms": 10}
 

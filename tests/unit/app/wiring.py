@@ -6,10 +6,8 @@ under test is the container's own assembly.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import structlog
 from dependency_injector import providers
@@ -92,16 +90,6 @@ class MemoryWiring:
 def written(sink: MemorySink) -> list[int]:
     """The keys of every event ``sink`` was given, in order."""
     return [e.partition_key["id"] for batch in sink.batches for e in batch.events]
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> float:
-    """Wait until ``condition`` holds; returns how long that took."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"condition still false after {within} s")
-        await asyncio.sleep(0.002)
-    return time.monotonic() - started
 
 
 def free_port() -> int:
