@@ -64,7 +64,7 @@ class TestCassandraChangeSource(ChangeSourceContract):
         cassandra_session: Any,
         contract_table: str,
         cdc_view: CdcRawView,
-        hosts: list[str],
+        schemas: CassandraSchemaSource,
     ):
         """Rows until the node has completed a segment holding some of them: only a
         completed segment can be freed, and the one being written never is."""
@@ -75,7 +75,7 @@ class TestCassandraChangeSource(ChangeSourceContract):
             )
             padding = "p" * 4096
             chunk = 200  # ~0.8 MiB of commit log
-            probe = Consumer(live_source(cdc_view, hosts, contract_table), cdc_view)
+            probe = Consumer(live_source(cdc_view, schemas, contract_table), cdc_view)
             written: set[int] = set()
             try:
                 for _ in range(4 * SEGMENT_BYTES // (chunk * len(padding))):

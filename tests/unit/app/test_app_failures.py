@@ -9,8 +9,9 @@ from cdc_adapters.memory import MemorySink
 from cdc_domain.errors import FailureClass, SinkError
 from cdc_domain.ports import SinkBatch
 from tests.factories import event
+from tests.support.waiting import eventually
 from tests.unit.app.test_app_endpoint import checks, served
-from tests.unit.app.wiring import MemoryWiring, eventually, written
+from tests.unit.app.wiring import MemoryWiring, written
 
 
 class RefusingSink(MemorySink):
