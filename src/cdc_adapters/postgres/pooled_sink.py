@@ -8,16 +8,29 @@ through one pool of their own; holding that here once keeps their ``offset_store
 
 from __future__ import annotations
 
-from cdc_adapters.postgres.errors import RetryPolicy
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from cdc_adapters.postgres.ddl import lock_statement
+from cdc_adapters.postgres.errors import RetryPolicy, is_poison
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import PostgresOffsetStore
+from cdc_adapters.postgres.offsets import PostgresOffsetStore, ensure_offsets_table
+from cdc_adapters.postgres.poison import find_poison
 from cdc_adapters.postgres.pool import SharedPool, own_or_shared, pool_health
+from cdc_adapters.postgres.transactions import write_with_offset
 from cdc_domain.destinations import DestinationKind
-from cdc_domain.errors import SinkError
+from cdc_domain.errors import EventsRejectedError, SinkError
+from cdc_domain.events import ChangeEvent
 from cdc_domain.health import HealthReport
+from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import Clock
 
-__all__ = ["PooledSink"]
+__all__ = ["PooledSink", "Transaction"]
+
+Transaction = Callable[[Sequence[ChangeEvent], Checkpoint | None, bool], Awaitable[None]]
+"""Write events (and the checkpoint, unless None) in one transaction; with ``trial``
+true, roll it back: it only asks whether those events can be written."""
+Step = Callable[[Any], Awaitable[None]]
 
 
 class PooledSink:
@@ -51,6 +64,7 @@ class PooledSink:
         self._retry = retry or RetryPolicy()
         self._health_timeout = health_timeout
         self._clock = clock
+        self._offsets_ready = False
 
     @property
     def name(self) -> str:
@@ -70,6 +84,66 @@ class PooledSink:
         if isinstance(exc, SinkError) or not hasattr(exc, "sqlstate"):
             return exc
         return SinkError(f"{self._name}: {type(exc).__name__}: {exc}")
+
+    def _reject(self, rejected: Mapping[str, str]) -> None:
+        """Refuse the batch when values were found unwritable before sending it."""
+        if rejected:
+            reasons = "; ".join(sorted(set(rejected.values()))[:5])
+            raise EventsRejectedError(f"{self._name}: {reasons}", list(rejected))
+
+    async def _commit(
+        self,
+        events: Sequence[ChangeEvent],
+        checkpoint: Checkpoint | None,
+        transaction: Transaction,
+    ) -> None:
+        """Write ``events`` and ``checkpoint`` in one ``transaction``. When the database
+        refuses a value, nothing is written: the events that fail alone are found by
+        bisecting the batch with trial transactions and rejected by id."""
+        try:
+            await transaction(events, checkpoint, False)
+        except Exception as exc:
+            if not is_poison(exc):
+                raise self._translate(exc) from exc
+
+            async def fails(subset: Sequence[ChangeEvent]) -> bool:
+                try:
+                    await transaction(subset, None, True)
+                except Exception as trial_exc:
+                    if is_poison(trial_exc):
+                        return True
+                    raise
+                return False
+
+            bad = await find_poison(events, fails)
+            raise EventsRejectedError(f"{self._name}: {exc}", bad) from exc
+
+    async def _ensure_offsets(self, connection: Any) -> None:
+        """The offsets table, once per sink; under a lock, so sinks starting together on
+        one database never race to create it."""
+        if not self._offsets_ready:
+            async with connection.transaction():
+                await connection.execute(lock_statement(), "cdc:offsets")
+                await ensure_offsets_table(connection, self._naming.metadata_schema)
+            self._offsets_ready = True
+
+    async def _with_offset(
+        self, ensure: Step, apply: Step, checkpoint: Checkpoint | None, trial: bool
+    ) -> None:
+        """``apply`` and the checkpoint's offset row in one transaction, after
+        ``ensure`` made the tables they need."""
+        await write_with_offset(
+            self._pool,
+            retry=self._retry,
+            what=f"{self._name} write",
+            ensure=ensure,
+            apply=apply,
+            metadata_schema=self._naming.metadata_schema,
+            destination=self._name,
+            checkpoint=checkpoint,
+            clock=self._clock,
+            trial=trial,
+        )
 
     def offset_store(self, clock: Clock) -> PostgresOffsetStore:
         """The store of the offsets this sink commits with its batches: the same table,

@@ -25,12 +25,10 @@ from cdc_adapters.postgres.collapse import (
     delta_fields,
 )
 from cdc_adapters.postgres.ddl import ensure_statements, lock_statement, view_statements
-from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
+from cdc_adapters.postgres.errors import RetryPolicy, with_retries
 from cdc_adapters.postgres.identifiers import derived_name, qualified, quote
 from cdc_adapters.postgres.layout import RowTarget, TableLayout
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import ensure_offsets_table
-from cdc_adapters.postgres.poison import find_poison
 from cdc_adapters.postgres.pool import SharedPool
 from cdc_adapters.postgres.pooled_sink import PooledSink
 from cdc_adapters.postgres.read_back import mirror_rows
@@ -41,9 +39,8 @@ from cdc_adapters.postgres.statements import (
     tombstone_sql,
     upsert_sql,
 )
-from cdc_adapters.postgres.transactions import write_with_offset
 from cdc_domain.destinations import DestinationKind, DroppedColumns
-from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
+from cdc_domain.errors import SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent
 from cdc_domain.mirror import RowKey
 from cdc_domain.offsets import Checkpoint
@@ -170,7 +167,6 @@ class PostgresSink(PooledSink):
         self._prepared: dict[tuple[str, str], _Prepared] = {}
         self._ensured: set[tuple[str, str]] = set()
         self._latest: dict[str, TableLayout] = {}
-        self._offsets_ready = False
 
     # ------------------------------------------------------------------ writing
 
@@ -203,26 +199,24 @@ class PostgresSink(PooledSink):
         SchemaIncompatibleError for a table this destination cannot hold.
         """
         prepared = self._prepare_batch(batch)
-        writes, rejected = collapse(batch.events, {name: p.plan for name, p in prepared.items()})
-        if rejected:
-            raise EventsRejectedError(
-                f"{self._name}: " + "; ".join(sorted(set(rejected.values()))[:5]),
-                list(rejected),
-            )
-        try:
-            await self._transaction(prepared, writes, batch.checkpoint)
-        except Exception as exc:
-            if not is_poison(exc):
-                raise self._translate(exc) from exc
-            bad = await self._find_poison(prepared, batch.events)
-            raise EventsRejectedError(f"{self._name}: {exc}", bad) from exc
+        plans = {name: p.plan for name, p in prepared.items()}
+        writes, rejected = collapse(batch.events, plans)
+        self._reject(rejected)
+
+        async def transaction(
+            events: Sequence[ChangeEvent], checkpoint: Checkpoint | None, trial: bool
+        ) -> None:
+            subset = writes if events is batch.events else collapse(events, plans)[0]
+            await self._transaction(prepared, subset, checkpoint, trial)
+
+        await self._commit(batch.events, batch.checkpoint, transaction)
 
     async def _transaction(
         self,
         prepared: Mapping[str, _Prepared],
         writes: Mapping[str, TableWrites],
         checkpoint: Checkpoint | None,
-        trial: bool = False,
+        trial: bool,
     ) -> None:
         async def ensure(connection: Any) -> None:
             await self._ensure(connection, prepared.values())
@@ -231,43 +225,10 @@ class PostgresSink(PooledSink):
             for table in sorted(writes):
                 await self._apply(connection, prepared[table], writes[table])
 
-        await write_with_offset(
-            self._pool,
-            retry=self._retry,
-            what=f"{self._name} write",
-            ensure=ensure,
-            apply=apply,
-            metadata_schema=self._naming.metadata_schema,
-            destination=self._name,
-            checkpoint=checkpoint,
-            clock=self._clock,
-            trial=trial,
-        )
-
-    async def _find_poison(
-        self, prepared: Mapping[str, _Prepared], events: Sequence[ChangeEvent]
-    ) -> list[str]:
-        """The events that fail alone, by bisecting the batch with trial transactions."""
-        plans = {name: p.plan for name, p in prepared.items()}
-
-        async def fails(subset: Sequence[ChangeEvent]) -> bool:
-            writes, _ = collapse(subset, plans)
-            try:
-                await self._transaction(prepared, writes, None, trial=True)
-            except Exception as exc:
-                if is_poison(exc):
-                    return True
-                raise
-            return False
-
-        return await find_poison(events, fails)
+        await self._with_offset(ensure, apply, checkpoint, trial)
 
     async def _ensure(self, connection: Any, prepared: Iterable[_Prepared]) -> None:
-        if not self._offsets_ready:
-            async with connection.transaction():
-                await connection.execute(lock_statement(), "cdc:offsets")
-                await ensure_offsets_table(connection, self._naming.metadata_schema)
-            self._offsets_ready = True
+        await self._ensure_offsets(connection)
         for item in prepared:
             source = item.layout.source
             key = (source.qualified_name, source.version)

@@ -13,18 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cdc_adapters.postgres.errors import RetryPolicy, is_poison, with_retries
+from cdc_adapters.postgres.ddl import lock_statement
+from cdc_adapters.postgres.errors import RetryPolicy, with_retries
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.offsets import ensure_offsets_table
-from cdc_adapters.postgres.poison import find_poison
 from cdc_adapters.postgres.pool import SharedPool
 from cdc_adapters.postgres.pooled_sink import PooledSink
-from cdc_adapters.postgres.transactions import write_with_offset
 from cdc_adapters.postgres.values import UnwritableValueError
 from cdc_adapters.timescaledb.extension import ExtensionCheck, TimescaleInfo
 from cdc_adapters.timescaledb.history import HistoryLayout
 from cdc_domain.destinations import DestinationKind
-from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
+from cdc_domain.errors import SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import Clock, SinkBatch
@@ -117,28 +115,15 @@ class TimescaleHistorySink(PooledSink):
             layouts[table] = self._layout(schema)
         partition = batch.checkpoint.partition_id if batch.checkpoint else None
         rows, rejected = self._rows(batch.events, layouts, partition)
-        if rejected:
-            raise EventsRejectedError(
-                f"{self._name}: " + "; ".join(sorted(set(rejected.values()))[:5]), list(rejected)
-            )
-        try:
-            await self._transaction(timescale, layouts, rows, batch.checkpoint)
-        except Exception as exc:
-            if not is_poison(exc):
-                raise self._translate(exc) from exc
+        self._reject(rejected)
 
-            async def fails(subset: Sequence[ChangeEvent]) -> bool:
-                trial_rows, _ = self._rows(subset, layouts, partition)
-                try:
-                    await self._transaction(timescale, layouts, trial_rows, None, trial=True)
-                except Exception as trial_exc:
-                    if is_poison(trial_exc):
-                        return True
-                    raise
-                return False
+        async def transaction(
+            events: Sequence[ChangeEvent], checkpoint: Checkpoint | None, trial: bool
+        ) -> None:
+            subset = rows if events is batch.events else self._rows(events, layouts, partition)[0]
+            await self._transaction(timescale, layouts, subset, checkpoint, trial)
 
-            bad = await find_poison(batch.events, fails)
-            raise EventsRejectedError(f"{self._name}: {exc}", bad) from exc
+        await self._commit(batch.events, batch.checkpoint, transaction)
 
     @staticmethod
     def _rows(
@@ -172,34 +157,18 @@ class TimescaleHistorySink(PooledSink):
             for table in sorted(rows):
                 await connection.execute(layouts[table].insert_sql(), rows[table])
 
-        await write_with_offset(
-            self._pool,
-            retry=self._retry,
-            what=f"{self._name} write",
-            ensure=ensure,
-            apply=apply,
-            metadata_schema=self._naming.metadata_schema,
-            destination=self._name,
-            checkpoint=checkpoint,
-            clock=self._clock,
-            trial=trial,
-        )
+        await self._with_offset(ensure, apply, checkpoint, trial)
 
     async def _ensure(
         self, connection: Any, timescale: TimescaleInfo | None, layouts: Sequence[HistoryLayout]
     ) -> None:
-        if ("", "offsets") not in self._ensured:
-            await ensure_offsets_table(connection, self._naming.metadata_schema)
-            self._ensured.add(("", "offsets"))
+        await self._ensure_offsets(connection)
         for layout in layouts:
             key = (layout.source.qualified_name, layout.source.version)
             if key in self._ensured:
                 continue
             async with connection.transaction():
-                await connection.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                    f"cdc:{layout.qualified}",
-                )
+                await connection.execute(lock_statement(), f"cdc:{layout.qualified}")
                 for statement in layout.ddl(timescale, self._chunk_interval):
                     await connection.execute(statement)
             self._ensured.add(key)
