@@ -1,20 +1,28 @@
 """The current state that a stream of change events implies, under Cassandra's rules.
 
 This is the reference semantics every mirror destination must reproduce: last write
-wins per column (by write timestamp, a deletion winning a tie, as in Cassandra), partial
-updates touch only their columns, a tombstone hides every older write to what it
+wins per column (Cassandra's rule, ties included: :mod:`cdc_domain.reconciliation`),
+partial updates touch only their columns, a tombstone hides every older write to what it
 covers whatever order events arrive in, and collections change element by element.
 Applying the same events in any order, any number of times, gives the same state.
+
+Given the table's schema, a row shows only the columns it still has: a dropped column's
+cells are not shown, and a row that only they (no row marker, no other cell) kept alive
+is not shown either, as Cassandra stops returning it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from cdc_domain.cql_types import CqlType
 from cdc_domain.events import ChangeEvent, ClusteringRange, DeletionScope, Operation
+from cdc_domain.reconciliation import CellRank, cell_rank, value_bytes
+from cdc_domain.schema import TableSchema
 
 __all__ = ["MirrorState", "RowKey"]
 
@@ -26,12 +34,8 @@ _NEVER = -(2**63)
 class _Cell:
     value: Any
     timestamp: int
-    deleted: bool = False
-
-    def loses_to(self, timestamp: int, deleted: bool) -> bool:
-        if timestamp != self.timestamp:
-            return timestamp > self.timestamp
-        return deleted and not self.deleted
+    deleted: bool
+    rank: CellRank
 
 
 @attrs.define
@@ -83,12 +87,23 @@ class MirrorState:
         self._tables: dict[str, dict[tuple[Any, ...], _Partition]] = {}
         self._counted: set[str] = set()
         self._clustering_names: dict[str, tuple[str, ...]] = {}
+        self._schemas: dict[str, TableSchema] = {}
 
-    def apply_all(self, events: Iterable[ChangeEvent]) -> None:
+    def apply_all(
+        self, events: Iterable[ChangeEvent], schemas: Mapping[str, TableSchema] | None = None
+    ) -> None:
+        """Apply ``events``; ``schemas`` (by ``keyspace.table``) give the columns' types,
+        which settle equal timestamps by value, and which columns a row still has."""
         for event in events:
-            self.apply(event)
+            self.apply(event, (schemas or {}).get(event.qualified_table))
 
-    def apply(self, event: ChangeEvent) -> None:
+    def define(self, schema: TableSchema) -> None:
+        """Take ``schema`` as the table's current one (a column dropped since is hidden)."""
+        self._schemas[schema.qualified_name] = schema
+
+    def apply(self, event: ChangeEvent, schema: TableSchema | None = None) -> None:
+        if schema is not None:
+            self.define(schema)
         partitions = self._tables.setdefault(event.qualified_table, {})
         partition = partitions.setdefault(tuple(event.partition_key.values()), _Partition())
         if event.clustering_key:
@@ -110,18 +125,20 @@ class MirrorState:
         if event.scope is DeletionScope.ROW:
             row.deleted_at = max(row.deleted_at, ts)
             return
-        self._apply_cells(row, event)
+        self._apply_cells(row, event, self._schemas.get(event.qualified_table))
 
-    def _apply_cells(self, row: _Row, event: ChangeEvent) -> None:
+    def _apply_cells(self, row: _Row, event: ChangeEvent, schema: TableSchema | None) -> None:
         ts = event.timestamp_micros
+        expires = event.expires_at
         if event.operation is Operation.INSERT:
             row.liveness = max(row.liveness, ts)
         for name, value in event.columns.items():
             if name in event.collections:
                 continue
-            _set_cell(row.cells, name, value, ts, deleted=value is None)
+            cql_type = _type_of(schema, name)
+            _set_cell(row.cells, name, value, ts, value is None, expires, cql_type)
         for name in event.deleted_columns:
-            _set_cell(row.cells, name, None, ts, deleted=True)
+            _set_cell(row.cells, name, None, ts, True, None, None)
             collection = row.collections.get(name)
             if collection is not None:
                 collection.cleared_at = max(collection.cleared_at, ts)
@@ -130,11 +147,16 @@ class MirrorState:
             if delta.overwritten:
                 # Cassandra marks an overwrite as a deletion just before the new elements.
                 collection.cleared_at = max(collection.cleared_at, ts - 1)
+            element_type = _element_type(_type_of(schema, name), delta.kind)
             for element in delta.elements:
-                _set_cell(collection.elements, element.key, element.value, element.timestamp_micros)
+                cql_type = element_type(element.key)
+                stamp = element.timestamp_micros
+                _set_cell(
+                    collection.elements, element.key, element.value, stamp, False, expires, cql_type
+                )
             removed_ts = delta.removed_timestamp_micros or ts
             for key in delta.removed:
-                _set_cell(collection.elements, key, None, removed_ts, deleted=True)
+                _set_cell(collection.elements, key, None, removed_ts, True, None, None)
         if event.event_id not in self._counted:
             for name, delta_value in event.counters.items():
                 row.counters[name] = row.counters.get(name, 0) + delta_value
@@ -149,15 +171,17 @@ class MirrorState:
         """
         result: dict[RowKey, dict[str, Any]] = {}
         names = self._clustering_names.get(table, ())
+        schema = self._schemas.get(table)
+        dropped = frozenset(c.name for c in schema.dropped_columns) if schema else frozenset()
         for pk, partition in self._tables.get(table, {}).items():
-            static = _visible(partition.static, partition.deleted_at)
+            static = _visible(partition.static, partition.deleted_at, dropped)
             for ck, row in partition.rows.items():
                 floor = max(
                     partition.deleted_at,
                     row.deleted_at,
                     *(ts for rng, ts in partition.ranges if _covers(rng, names, ck)),
                 )
-                values = _visible(row, floor)
+                values = _visible(row, floor, dropped)
                 if values is not None:
                     result[(pk, ck)] = {**(static or {}), **values}
             if static and not any(key[0] == pk for key in result):
@@ -166,24 +190,54 @@ class MirrorState:
 
 
 def _set_cell(
-    cells: dict[Any, _Cell], key: Any, value: Any, ts: int, deleted: bool = False
+    cells: dict[Any, _Cell],
+    key: Any,
+    value: Any,
+    ts: int,
+    deleted: bool,
+    expires_at: dt.datetime | None,
+    cql_type: CqlType | None,
 ) -> None:
+    rank = cell_rank(
+        ts,
+        deleted=deleted,
+        expires_at=expires_at,
+        value=b"" if deleted else value_bytes(cql_type, value),
+    )
     current = cells.get(key)
-    if current is None or current.loses_to(ts, deleted):
-        cells[key] = _Cell(value, ts, deleted)
+    if current is None or rank > current.rank:
+        cells[key] = _Cell(value, ts, deleted, rank)
 
 
-def _visible(row: _Row, floor: int) -> dict[str, Any] | None:
+def _type_of(schema: TableSchema | None, name: str) -> CqlType | None:
+    if schema is None:
+        return None
+    column = schema.column_or_dropped(name)
+    return column.type if column is not None else None
+
+
+def _element_type(cql_type: CqlType | None, kind: str) -> Callable[[Any], CqlType | None]:
+    """The type of an element's value in a non-frozen collection or UDT, by its key."""
+    if cql_type is None or kind == "set":
+        return lambda _: None
+    if kind == "udt":
+        fields = dict(zip(cql_type.field_names, cql_type.params, strict=False))
+        return fields.get
+    value_type = cql_type.params[-1]
+    return lambda _: value_type
+
+
+def _visible(row: _Row, floor: int, dropped: frozenset[str]) -> dict[str, Any] | None:
     values = {
         name: cell.value
         for name, cell in row.cells.items()
-        if cell.timestamp > floor and not cell.deleted
+        if cell.timestamp > floor and not cell.deleted and name not in dropped
     }
     for name, collection in row.collections.items():
         value = collection.value(floor)
-        if value is not None:
+        if value is not None and name not in dropped:
             values[name] = value
-    values.update(row.counters)
+    values.update((name, total) for name, total in row.counters.items() if name not in dropped)
     if not values and row.liveness <= floor:
         return None
     return values

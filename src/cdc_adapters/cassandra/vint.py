@@ -9,6 +9,8 @@ one-byte case (``b < 0x80``) before calling here.
 
 from __future__ import annotations
 
+from cdc_domain.cql_bytes import signed_vint, unsigned_vint
+
 __all__ = [
     "VIntError",
     "read_signed_vint",
@@ -59,20 +61,5 @@ def unsigned_vint_size(value: int) -> int:
     return 9 if bits > 56 else (bits + 6) // 7
 
 
-def write_unsigned_vint(value: int) -> bytes:
-    """Encode ``value`` (modulo 2**64) the way Cassandra does; used by tests and tools."""
-    value &= _MASK64
-    size = unsigned_vint_size(value)
-    if size == 1:
-        return bytes((value,))
-    if size == 9:
-        return b"\xff" + value.to_bytes(8, "big")
-    extra = size - 1
-    encoded = bytearray(value.to_bytes(size, "big"))
-    encoded[0] |= (0xFF << (8 - extra)) & 0xFF
-    return bytes(encoded)
-
-
-def write_signed_vint(value: int) -> bytes:
-    """Zigzag-encode a signed 64-bit ``value``."""
-    return write_unsigned_vint((value << 1) ^ (value >> 63))
+write_unsigned_vint = unsigned_vint
+write_signed_vint = signed_vint

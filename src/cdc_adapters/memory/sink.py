@@ -44,7 +44,7 @@ class MemorySink:
             raise TransientError(f"{self._name} is unavailable")
         for name, schema in batch.schemas.items():
             self.tables.setdefault(name, schema)
-        self.state.apply_all(batch.events)
+        self.state.apply_all(batch.events, batch.schemas)
         self.batches.append(batch)
 
     async def apply_schema_change(self, change: SchemaChange) -> None:
@@ -53,6 +53,7 @@ class MemorySink:
             self.tables.pop(change.qualified_table, None)
         else:
             self.tables[change.qualified_table] = change.schema
+            self.state.define(change.schema)
         if change not in self.applied_changes:
             self.applied_changes.append(change)
 

@@ -1,5 +1,6 @@
 import uuid
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,7 +13,7 @@ from cdc_domain.events import (
     Operation,
 )
 from cdc_domain.mirror import MirrorState
-from tests.factories import event
+from tests.factories import event, table
 
 TABLE = "shop.orders"
 
@@ -210,3 +211,47 @@ def test_range_delete_follows_a_descending_clustering_order():
         ),
     )
     assert sorted(k[1] for k in rows) == [(1,), (5,)]
+
+
+SCORES = table("orders", regular={"a": "int", "t": "text", "v": "varint"})
+
+
+def typed_state(*events, schema=SCORES):
+    state = MirrorState()
+    state.apply_all(events, {TABLE: schema})
+    return state.rows(TABLE)
+
+
+@given(st.permutations([("t", "b"), ("t", "a"), ("a", -1), ("a", 1), ("v", 1), ("v", 128)]))
+def test_equal_timestamps_are_settled_by_the_greater_serialized_value(writes):
+    rows = typed_state(*(event(ts=5, columns={name: value}) for name, value in writes))
+    # -1 is 0xffffffff and beats 1; varint 1 is 0x01 and beats 128, 0x0080.
+    assert rows == {((1,), ()): {"t": "b", "a": -1, "v": 1}}
+
+
+def test_at_equal_timestamps_an_expiring_cell_beats_a_plain_one_and_the_later_expiry_wins():
+    soon = event(ts=5, columns={"t": "soon"}, ttl_seconds=10)
+    later = event(ts=5, columns={"t": "later"}, ttl_seconds=20)
+    plain = event(ts=5, columns={"t": "zzz plain"})
+    for order in ((soon, later, plain), (plain, later, soon), (later, plain, soon)):
+        assert typed_state(*order) == {((1,), ()): {"t": "later"}}
+
+
+def test_a_row_only_a_dropped_column_kept_alive_is_not_shown():
+    before = table("orders", regular={"a": "int", "gone": "text"})
+    after = attrs.evolve(
+        before,
+        columns=tuple(c for c in before.columns if c.name != "gone"),
+        dropped_columns=tuple(c for c in before.columns if c.name == "gone"),
+    )
+    state = MirrorState()
+    state.apply_all(
+        [
+            event(ts=1, key=1, columns={"gone": "only this"}),
+            event(ts=1, key=2, columns={"gone": "x", "a": 2}),
+            event(Operation.INSERT, ts=1, key=3, columns={"gone": "marker"}),
+        ],
+        {TABLE: before},
+    )
+    state.define(after)
+    assert state.rows(TABLE) == {((2,), ()): {"a": 2}, ((3,), ()): {}}
