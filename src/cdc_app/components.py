@@ -90,6 +90,7 @@ def assemble(
         history=history,
         unknown_tables=settings.pipeline.unknown_tables,
         unknown_tables_kept=settings.pipeline.unknown_tables_kept,
+        paused_table_retry_s=settings.pipeline.permanent_retry_s,
     )
     return Components(
         settings=settings,

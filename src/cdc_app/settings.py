@@ -356,11 +356,12 @@ class PipelineSettings:
     whose batch fails for a transient reason retries from its own offset after
     ``retry_initial_ms``, doubling (with jitter) up to ``retry_max_ms``; one that fails
     for a permanent reason stops and tries again after ``permanent_retry_s`` (null: only
-    at the next start). ``shutdown_timeout_s`` bounds how long a stop waits for
-    in-flight batches. ``unknown_tables`` says what becomes of commit log entries of
-    tables the schema does not know (dropped before the agent started): ``count`` keeps
-    the first ``unknown_tables_kept`` of each table in full and counts the rest,
-    ``dead_letter`` keeps every one, ``skip`` none."""
+    at the next start); so does a single table whose DDL or writes a destination
+    refuses, paused there while the others flow. ``shutdown_timeout_s`` bounds how long
+    a stop waits for in-flight batches. ``unknown_tables`` says what becomes of commit
+    log entries of tables the schema does not know (dropped before the agent started):
+    ``count`` keeps the first ``unknown_tables_kept`` of each table in full and counts
+    the rest, ``dead_letter`` keeps every one, ``skip`` none."""
 
     max_batch_events: int = attrs.field(default=1000, validator=_at_least(1))
     max_batch_delay_ms: int = attrs.field(default=200, validator=_at_least(0))

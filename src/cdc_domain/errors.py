@@ -17,6 +17,7 @@ __all__ = [
     "SchemaIncompatibleError",
     "SinkError",
     "SourceError",
+    "TableError",
     "TransientError",
     "classify",
     "describe_error",
@@ -39,13 +40,18 @@ class SinkError(CdcError):
     """A destination refused a write for a reason retrying will not fix."""
 
 
-class SchemaIncompatibleError(SinkError):
-    """A destination cannot follow a schema change, or hold a column's type."""
+class TableError(SinkError):
+    """A destination refuses one table (its DDL or its writes) for a reason retrying
+    soon will not fix: that table pauses for that destination, the others go on."""
 
     def __init__(self, message: str, *, table: str, details: dict[str, Any] | None = None):
         super().__init__(message)
         self.table = table
         self.details = dict(details or {})
+
+
+class SchemaIncompatibleError(TableError):
+    """A destination cannot follow a schema change, or hold a column's type."""
 
 
 class EventsRejectedError(SinkError):

@@ -14,14 +14,14 @@ is not shown either, as Cassandra stops returning it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from cdc_domain.cql_types import CqlType
 from cdc_domain.events import ChangeEvent, ClusteringRange, DeletionScope, Operation
-from cdc_domain.reconciliation import CellRank, cell_rank, value_bytes
+from cdc_domain.reconciliation import CellRank, cell_rank, element_type, value_bytes
 from cdc_domain.schema import TableSchema
 
 __all__ = ["MirrorState", "RowKey"]
@@ -147,9 +147,9 @@ class MirrorState:
             if delta.overwritten:
                 # Cassandra marks an overwrite as a deletion just before the new elements.
                 collection.cleared_at = max(collection.cleared_at, ts - 1)
-            element_type = _element_type(_type_of(schema, name), delta.kind)
+            type_of = element_type(_type_of(schema, name), delta.kind)
             for element in delta.elements:
-                cql_type = element_type(element.key)
+                cql_type = type_of(element.key)
                 stamp = element.timestamp_micros
                 _set_cell(
                     collection.elements, element.key, element.value, stamp, False, expires, cql_type
@@ -214,17 +214,6 @@ def _type_of(schema: TableSchema | None, name: str) -> CqlType | None:
         return None
     column = schema.column_or_dropped(name)
     return column.type if column is not None else None
-
-
-def _element_type(cql_type: CqlType | None, kind: str) -> Callable[[Any], CqlType | None]:
-    """The type of an element's value in a non-frozen collection or UDT, by its key."""
-    if cql_type is None or kind == "set":
-        return lambda _: None
-    if kind == "udt":
-        fields = dict(zip(cql_type.field_names, cql_type.params, strict=False))
-        return fields.get
-    value_type = cql_type.params[-1]
-    return lambda _: value_type
 
 
 def _visible(row: _Row, floor: int, dropped: frozenset[str]) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +28,7 @@ from cdc_domain.cql_bytes import serialize
 from cdc_domain.cql_types import CqlType, parse_cql_type
 from cdc_domain.values import Duration
 
-__all__ = ["CellRank", "cell_rank", "value_bytes"]
+__all__ = ["CellRank", "cell_rank", "element_type", "value_bytes"]
 
 CellRank = tuple[int, int, int, int, bytes]
 
@@ -75,3 +76,14 @@ def value_bytes(cql_type: CqlType | None, value: Any) -> bytes:
             return repr(value).encode()
         cql_type = _BY_NAME[inferred]
     return serialize(cql_type, value)
+
+
+def element_type(cql_type: CqlType | None, kind: str) -> Callable[[Any], CqlType | None]:
+    """The type of an element's value in a non-frozen collection or UDT, by its key."""
+    if cql_type is None or kind == "set":
+        return lambda _: None
+    if kind == "udt":
+        fields = dict(zip(cql_type.field_names, cql_type.params, strict=False))
+        return fields.get
+    value_type = cql_type.params[-1]
+    return lambda _: value_type

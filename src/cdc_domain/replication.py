@@ -25,7 +25,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import attrs
 
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
-from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, describe_error
+from cdc_domain.errors import (
+    EventsRejectedError,
+    SchemaIncompatibleError,
+    SinkError,
+    TableError,
+    describe_error,
+)
 from cdc_domain.events import ChangeEvent, SourcePosition
 from cdc_domain.masking import MaskingPolicy, MaskOnce
 from cdc_domain.offsets import Checkpoint
@@ -43,14 +49,14 @@ from cdc_domain.ports import (
 from cdc_domain.replay import ReplayReport, unreplayable
 from cdc_domain.routing import dead_letter_events, mask_events, route_events
 from cdc_domain.schema import TableSchema
-from cdc_domain.schema_evolution import BlockedTable, SchemaEvolution
+from cdc_domain.schema_evolution import BlockedTable, SchemaEvolution, paused_until
 from cdc_domain.unknown_tables import UnknownTablePolicy, UnknownTables
 from cdc_domain.validation import EventValidator
 
 __all__ = ["DeliveryOutcome", "Destination", "ReplicateBatch"]
 
-Rejected = Callable[[list[DeadLetterEvent]], Awaitable[None]]
-"""What to do with events a sink rejected, before the rest is written again."""
+Rejected = Callable[[list[DeadLetterEvent], SinkError], Awaitable[None]]
+"""What to do with events a sink rejected (and why), before the rest is written again."""
 
 
 @attrs.frozen(slots=True)
@@ -97,6 +103,7 @@ class ReplicateBatch:
         validator: EventValidator | None = None,
         unknown_tables: UnknownTablePolicy = UnknownTablePolicy.COUNT,
         unknown_tables_kept: int = 10,
+        paused_table_retry_s: float | None = 600.0,
     ) -> None:
         self._source = source
         self._schemas = schemas
@@ -105,8 +112,10 @@ class ReplicateBatch:
         self._clock = clock
         self._masking = MaskOnce(masking)
         self._validator = validator or EventValidator()
-        self._evolution = SchemaEvolution(history)
+        self._evolution = SchemaEvolution(history, retry_after_s=paused_table_retry_s)
+        self._pause_for = paused_table_retry_s
         self._blocked: dict[str, dict[str, BlockedTable]] = {}
+        self._paused: dict[str, dict[str, BlockedTable]] = {}
         self._unknown = UnknownTables(
             policy=unknown_tables,
             kept_in_full=unknown_tables_kept,
@@ -148,6 +157,7 @@ class ReplicateBatch:
         dead.extend(await self._unknown.sift(batch.failures, now))
         schemas = await self._schemas_for(batch)
         applied, blocked = await self._evolution.prepare(destination.sink, schemas, now)
+        blocked.update(self._still_paused(destination.name, now))
         self._blocked[destination.name] = blocked
         dead.extend(_blocked_letters(masked, blocked, now))
         routed = route_events(
@@ -164,7 +174,9 @@ class ReplicateBatch:
         checkpoint = Checkpoint(partition, batch.end, len(batch.events))
         rejected: list[DeadLetterEvent] = []
 
-        async def store(letters: list[DeadLetterEvent]) -> None:
+        async def store(letters: list[DeadLetterEvent], error: SinkError) -> None:
+            if isinstance(error, TableError) and not isinstance(error, SchemaIncompatibleError):
+                self._pause(destination.name, error, now)
             rejected.extend(letters)
             await self._dlq.write(letters)
 
@@ -182,6 +194,25 @@ class ReplicateBatch:
             last_timestamp_micros=max((e.timestamp_micros for e in routed.valid), default=None),
             blocked=tuple(blocked.values()),
         )
+
+    def _pause(self, destination: str, error: TableError, now: dt.datetime) -> None:
+        """Stop writing a table the destination refused: its next events go to the dead
+        letter queue until the pause ends (or the pipeline restarts)."""
+        self._paused.setdefault(destination, {})[error.table] = BlockedTable(
+            destination,
+            error.table,
+            "its writes",
+            str(error),
+            {"error": str(error), **error.details},
+            retry_at=paused_until(now, self._pause_for),
+            letters=FailureReason.PROCESSING_ERROR,
+        )
+
+    def _still_paused(self, destination: str, now: dt.datetime) -> dict[str, BlockedTable]:
+        paused = self._paused.get(destination, {})
+        for table in [t for t, b in paused.items() if b.retry_at is not None and now >= b.retry_at]:
+            del paused[table]
+        return dict(paused)
 
     @property
     def blocked(self) -> list[BlockedTable]:
@@ -253,7 +284,7 @@ class ReplicateBatch:
                 else:
                     ready.append(event)
 
-            async def again(letters: list[DeadLetterEvent]) -> None:
+            async def again(letters: list[DeadLetterEvent], _: SinkError) -> None:
                 for letter in letters:
                     assert letter.event is not None
                     fail(letter.event.event_id, letter.error)
@@ -280,27 +311,32 @@ class ReplicateBatch:
         ``rejected`` and write the rest again, so one bad event never blocks its batch.
         Returns how many were written."""
         while events:
+            failure: SinkError
             try:
                 await sink.write(SinkBatch(events, schemas, checkpoint))
                 return len(events)
             except SchemaIncompatibleError as exc:
                 bad = tuple(e for e in events if e.qualified_table == exc.table)
-                reason, error, details = FailureReason.SCHEMA_INCOMPATIBLE, str(exc), exc.details
+                reason, failure, details = FailureReason.SCHEMA_INCOMPATIBLE, exc, exc.details
+            except TableError as exc:
+                bad = tuple(e for e in events if e.qualified_table == exc.table)
+                reason, failure, details = FailureReason.PROCESSING_ERROR, exc, exc.details
             except EventsRejectedError as exc:
                 ids = set(exc.event_ids)
                 bad = tuple(e for e in events if e.event_id in ids)
-                reason, error, details = FailureReason.PROCESSING_ERROR, str(exc), {}
+                reason, failure, details = FailureReason.PROCESSING_ERROR, exc, {}
             if not bad:
                 raise RuntimeError(f"{sink.name} rejected events it did not name")
             await rejected(
                 dead_letter_events(
                     bad,
                     reason=reason,
-                    error=error,
+                    error=str(failure),
                     destination=sink.name,
                     now=self._clock.now(),
                     details=details,
-                )
+                ),
+                failure,
             )
             bad_ids = {e.event_id for e in bad}
             events = tuple(e for e in events if e.event_id not in bad_ids)
@@ -343,7 +379,7 @@ def _blocked_letters(
             letters.append(
                 DeadLetterEvent.for_event(
                     event,
-                    reason=FailureReason.SCHEMA_INCOMPATIBLE,
+                    reason=table.letters,
                     error=table.advice,
                     failed_at=now,
                     destination=table.destination,

@@ -27,9 +27,9 @@ from tenacity import (
 )
 
 from cdc_adapters.clickhouse.column_types import ServerFeatures
-from cdc_domain.errors import CdcError, SinkError, TransientError
+from cdc_domain.errors import CdcError, SinkError, TableError, TransientError
 
-__all__ = ["ClickHouseClient", "RetryPolicy"]
+__all__ = ["ClickHouseClient", "RetryPolicy", "refused_table"]
 
 T = TypeVar("T")
 
@@ -49,6 +49,23 @@ class RetryPolicy:
     max_seconds: float = 30.0
     initial_wait: float = 0.1
     max_wait: float = 5.0
+
+
+# Codes that concern the whole server or the agent's account, not one table: unknown user,
+# wrong or missing password, address not allowed, access denied.
+_ACCOUNT_CODES = frozenset({192, 193, 194, 195, 291, 497, 516})
+
+
+def refused_table(exc: SinkError, table: str) -> SinkError:
+    """A permanent failure of a statement on ``table`` as that table's
+    :class:`TableError` (the table pauses, the destination goes on), unless it concerns
+    the agent's account, which stops the whole destination."""
+    if isinstance(exc, TableError):
+        return exc
+    found = _CODE.search(str(exc))
+    if found and int(found.group(1)) in _ACCOUNT_CODES:
+        return exc
+    return TableError(str(exc), table=table)
 
 
 def translate(exc: BaseException, what: str) -> CdcError:

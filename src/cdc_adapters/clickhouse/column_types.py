@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -167,7 +167,8 @@ def _top_composite(nested: _Nested, null: str) -> Encoder:
 def _nested(cql_type: CqlType, f: ServerFeatures) -> _Nested:
     name = cql_type.name
     if cql_type.is_udt:
-        return _Nested(_udt_json, quoted=True)
+        names = cql_type.field_names
+        return _Nested(lambda v: _udt_json(v, names), quoted=True)
     if name in ("list", "set", "vector"):
         element = _nested(cql_type.params[0], f)
         ordered = name == "set"
@@ -290,8 +291,11 @@ def _duration(value: Duration) -> str:
     return f"{sign}{abs(value.months)}mo{abs(value.days)}d{abs(value.nanoseconds)}ns"
 
 
-def _udt_json(value: UdtValue) -> str:
-    return json.dumps({name: value_to_json(x) for name, x in value.fields}, ensure_ascii=False)
+def _udt_json(value: UdtValue | Mapping[str, Any], names: tuple[str, ...]) -> str:
+    """A UDT as a JSON object of every declared field; a non-frozen UDT's state is the
+    mapping of the fields that have a live cell."""
+    fields = value.as_dict() if isinstance(value, UdtValue) else value
+    return json.dumps({name: value_to_json(fields.get(name)) for name in names}, ensure_ascii=False)
 
 
 def _json(value: Any) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import attrs
 
+from cdc_domain.cql_types import CqlType
 from cdc_domain.events import (
     ChangeEvent,
     ClusteringBound,
@@ -31,6 +32,7 @@ from cdc_domain.events import (
     DeletionScope,
     Operation,
 )
+from cdc_domain.reconciliation import element_type, value_bytes
 from cdc_domain.values import value_from_json, value_to_json
 
 __all__ = ["NEVER", "Cell", "PartitionState", "RowState", "cell_json", "dumps", "value_json"]
@@ -48,10 +50,26 @@ class _Cell:
         self.timestamp = timestamp
         self.deleted = deleted
 
-    def loses_to(self, timestamp: int, deleted: bool) -> bool:
-        if timestamp != self.timestamp:
-            return timestamp > self.timestamp
-        return deleted and not self.deleted
+    def loses_to(self, timestamp: int, deleted: bool, value: Any, cql_type: CqlType | None) -> bool:
+        return _wins(timestamp, deleted, value, self.timestamp, self.deleted, self.value, cql_type)
+
+
+def _wins(
+    ts: int,
+    deleted: bool,
+    value: Any,
+    current_ts: int,
+    current_deleted: bool,
+    current_value: Any,
+    cql_type: CqlType | None,
+) -> bool:
+    """Whether a version of a cell beats the stored one, by Cassandra's rule: the newer
+    timestamp, then a deletion, then the greater serialized value."""
+    if ts != current_ts:
+        return ts > current_ts
+    if deleted or current_deleted:
+        return deleted and not current_deleted
+    return value_bytes(cql_type, value) > value_bytes(cql_type, current_value)
 
 
 # A simple cell is a plain tuple, (timestamp, deleted, value, state entry, TSV field): the
@@ -65,9 +83,16 @@ DELETED: Final = 1
 VALUE: Final = 2
 
 
-def _set_cell(cells: dict[Any, _Cell], key: Any, value: Any, ts: int, deleted: bool) -> bool:
+def _set_cell(
+    cells: dict[Any, _Cell],
+    key: Any,
+    value: Any,
+    ts: int,
+    deleted: bool,
+    cql_type: CqlType | None = None,
+) -> bool:
     current = cells.get(key)
-    if current is None or current.loses_to(ts, deleted):
+    if current is None or current.loses_to(ts, deleted, value, cql_type):
         cells[key] = _Cell(value, ts, deleted)
         return True
     return False
@@ -119,8 +144,9 @@ class RowState:
     key_json: str | None = None
     key_fields: str | None = None
 
-    def apply(self, event: ChangeEvent) -> None:
-        """Merge one event's effect on this row (row deletes and cell changes)."""
+    def apply(self, event: ChangeEvent, types: Mapping[str, CqlType] | None = None) -> None:
+        """Merge one event's effect on this row (row deletes and cell changes);
+        ``types`` are the columns' types, which settle equal timestamps by value."""
         ts = event.timestamp_micros
         changed = False
         if ts >= self.op[0]:
@@ -148,7 +174,18 @@ class RowState:
             if (
                 current is None
                 or ts > current[0]
-                or (ts == current[0] and deleted and not current[1])
+                or (
+                    ts == current[0]
+                    and _wins(
+                        ts,
+                        deleted,
+                        value,
+                        ts,
+                        current[1],
+                        _value(name, current),
+                        (types or {}).get(name),
+                    )
+                )
             ):
                 cells[name] = (ts, deleted, value, None, None)
                 changed = True
@@ -162,10 +199,10 @@ class RowState:
                 collection.cleared_at = ts
                 changed = True
         if deltas:
-            changed = self._apply_collections(event, ts) or changed
+            changed = self._apply_collections(event, ts, types or {}) or changed
         self.changed = self.changed or changed
 
-    def _apply_collections(self, event: ChangeEvent, ts: int) -> bool:
+    def _apply_collections(self, event: ChangeEvent, ts: int, types: Mapping[str, CqlType]) -> bool:
         changed = False
         for name, delta in event.collections.items():
             collection = self.collections.get(name)
@@ -176,6 +213,7 @@ class RowState:
                 # Cassandra marks an overwrite as a deletion just before the new elements.
                 collection.cleared_at = ts - 1
                 changed = True
+            type_of = element_type(types.get(name), delta.kind)
             for element in delta.elements:
                 changed = (
                     _set_cell(
@@ -184,6 +222,7 @@ class RowState:
                         element.value,
                         element.timestamp_micros,
                         False,
+                        type_of(element.key),
                     )
                     or changed
                 )
@@ -210,15 +249,17 @@ class RowState:
             return None
         return values
 
-    def gone(self, floor: int) -> bool:
-        """Whether ``visible(floor)`` is None, without building the values."""
+    def gone(self, floor: int, dropped: Collection[str] = ()) -> bool:
+        """Whether the row is not there for a reader: no live row marker and no live
+        cell, cells of ``dropped`` columns not counting (Cassandra no longer returns a
+        row only they kept alive)."""
         floor = max(floor, self.deleted_at)
         if self.liveness > floor:
             return False
-        for cell in self.cells.values():
-            if cell[0] > floor and not cell[1]:
+        for name, cell in self.cells.items():
+            if cell[0] > floor and not cell[1] and name not in dropped:
                 return False
-        return all(c.value(floor) is None for c in self.collections.values())
+        return all(c.value(floor) is None for n, c in self.collections.items() if n not in dropped)
 
     def compact(self, floor: int) -> None:
         """Forget what ``floor`` (or the row's own tombstone) hides for good."""
@@ -371,7 +412,7 @@ class PartitionState:
     ranges: list[tuple[ClusteringRange, int]] = attrs.field(factory=list)
     static: RowState = attrs.field(factory=RowState)
 
-    def apply(self, event: ChangeEvent) -> None:
+    def apply(self, event: ChangeEvent, types: Mapping[str, CqlType] | None = None) -> None:
         ts = event.timestamp_micros
         if event.scope is DeletionScope.PARTITION:
             self.deleted_at = max(self.deleted_at, ts)
@@ -385,7 +426,7 @@ class PartitionState:
             if (rng, ts) not in self.ranges:
                 self.ranges.append((rng, ts))
         elif event.static:
-            self.static.apply(event)
+            self.static.apply(event, types)
 
     def floor(self, clustering: Mapping[str, Any], descending: Collection[str] = ()) -> int:
         """The newest partition or range tombstone covering a row with these clustering

@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from cdc_adapters.clickhouse.client import ClickHouseClient, RetryPolicy
+from cdc_adapters.clickhouse.client import ClickHouseClient, RetryPolicy, refused_table
 from cdc_adapters.clickhouse.column_types import RejectedValueError
 from cdc_adapters.clickhouse.row_state import (
     NEVER,
@@ -34,7 +34,7 @@ from cdc_adapters.clickhouse.sql import quote_identifier, quote_string
 from cdc_adapters.clickhouse.state_cache import KeyFilter, LruCache
 from cdc_adapters.clickhouse.tables import TableLayout
 from cdc_domain.destinations import DestinationKind, DroppedColumns
-from cdc_domain.errors import EventsRejectedError
+from cdc_domain.errors import EventsRejectedError, SinkError
 from cdc_domain.events import ChangeEvent, DeletionScope
 from cdc_domain.health import HealthReport, HealthStatus
 from cdc_domain.ports import SinkBatch
@@ -119,8 +119,11 @@ class ClickHouseSink:
                 if schema is None:
                     rejected.update((e.event_id, f"no schema for {qualified_name}") for e in events)
                     continue
-                layout = await self._layout(schema)
-                plans.append(await self._plan(layout, events, rejected))
+                try:
+                    layout = await self._layout(schema)
+                    plans.append(await self._plan(layout, events, rejected))
+                except SinkError as exc:
+                    raise refused_table(exc, qualified_name) from exc
             if rejected:
                 reasons = sorted(set(rejected.values()))
                 raise EventsRejectedError(
@@ -128,7 +131,10 @@ class ClickHouseSink:
                     list(rejected),
                 )
             for plan in plans:
-                await self._insert(plan)
+                try:
+                    await self._insert(plan)
+                except SinkError as exc:
+                    raise refused_table(exc, plan.layout.schema.qualified_name) from exc
         except BaseException:
             # A failed insert may still have landed: forget, and read back next time.
             self._rows.clear()
@@ -141,8 +147,10 @@ class ClickHouseSink:
             await self._drop_table(change.schema)
         elif change.kind is ChangeKind.DROP_COLUMN:
             layout = await self._layout(change.schema)
-            if self._drop_columns is DroppedColumns.DROP and change.column is not None:
-                await self._drop_column(layout, change.column)
+            if change.column is not None:
+                await self._hide_rows_kept_by(layout, change.column)
+                if self._drop_columns is DroppedColumns.DROP:
+                    await self._drop_column(layout, change.column)
         elif change.kind is ChangeKind.ALTER_TYPE:
             layout = await self._layout(change.schema)
             await self._alter_column(layout, change.column)
@@ -212,6 +220,28 @@ class ClickHouseSink:
             await self._client.execute(f"DROP TABLE IF EXISTS {layout.view}")
         columns = list(await self._columns(layout))
         await self._client.execute(layout.create_view(columns))
+
+    async def _hide_rows_kept_by(self, layout: TableLayout, column: str) -> None:
+        """Rewrite the rows that held a value of a column just dropped: those it alone
+        kept alive (no row marker, no other cell) are gone for Cassandra, and become
+        deleted rows here. Only rows whose state names the column are read."""
+        needle = quote_string(json.dumps(column, ensure_ascii=False) + ":")
+        rows = await self._client.select(
+            f"SELECT `_cdc_state` FROM {layout.table} FINAL "
+            f"WHERE `_cdc_is_deleted` = 0 AND position(`_cdc_state`, {needle}) > 0"
+        )
+        states = dict(_row_state(text) for (text,) in rows)
+        if not states:
+            return
+        for row in states.values():
+            row.changed = True
+        partitions = {}
+        if layout.has_clustering:
+            partitions = await self._load_partitions(layout, {pk for pk, _ in states})
+        part_states = {k: _partition_state(v) for k, v in partitions.items()}
+        plan = self._render(layout, {}, states, partitions, part_states, {})
+        plan.partitions.clear()  # the partitions did not change: only their rows' liveness
+        await self._insert(plan)
 
     async def _drop_column(self, layout: TableLayout, column: str) -> None:
         if column in await self._columns(layout):
@@ -283,14 +313,15 @@ class ClickHouseSink:
         row_states = await self._load_rows(layout, groups.keys(), wide.keys())
         partitions = await self._load_partitions(layout, pks)
         part_states = {k: _partition_state(v) for k, v in partitions.items()}
+        types = layout.types
         for pk, partition_events in wide.items():
             partition = part_states[pk]
             for event in partition_events:
-                partition.apply(event)
+                partition.apply(event, types)
         for key, row_events in groups.items():
             row = row_states[key]
             for event in row_events:
-                row.apply(event)
+                row.apply(event, types)
         return self._render(layout, groups, row_states, partitions, part_states, rejected)
 
     def _render(
@@ -447,7 +478,7 @@ def _row_line(
         head = row.key_fields = "".join(
             [c.encode(v) + "\t" for (_, c), v in zip(codecs, (*key[0], *key[1]), strict=True)]
         )
-    deleted = row.gone(floor)
+    deleted = row.gone(floor, layout.dropped)
     if deleted:
         values = layout.null_fields
     else:
@@ -484,7 +515,8 @@ def _value_fields(
             elif name in collections and (value := collections[name].value(floor)) is not None:
                 field = codec.encode(value)
             elif static is not None:
-                field = _static_field(name, codec, static, static_floor) or null
+                static_field = _static_field(name, codec, static, static_floor)
+                field = null if static_field is None else static_field
             else:
                 field = null
         except (RejectedValueError, TypeError, ValueError, AttributeError) as exc:

@@ -15,6 +15,7 @@ import attrs
 
 from cdc_adapters.clickhouse.column_types import ColumnCodec, ServerFeatures, column_codec
 from cdc_adapters.clickhouse.sql import qualified, quote_identifier
+from cdc_domain.cql_types import CqlType
 from cdc_domain.schema import ClusteringOrder, ColumnDefinition, TableSchema
 from cdc_domain.type_mapping import Unsupported
 
@@ -45,8 +46,16 @@ class TableLayout:
     # (name, codec, the field of a null) per value column, and a whole row of nulls.
     value_fields: tuple[tuple[str, ColumnCodec, str], ...] = attrs.field(init=False)
     null_fields: str = attrs.field(init=False)
+    # Every column's type, dropped ones included: equal timestamps are settled by value.
+    types: dict[str, CqlType] = attrs.field(init=False)
+    # Columns dropped from the table: their cells no longer keep a row visible.
+    dropped: frozenset[str] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        schema = self.schema
+        types = {c.name: c.type for c in (*schema.dropped_columns, *schema.columns)}
+        object.__setattr__(self, "types", types)
+        object.__setattr__(self, "dropped", frozenset(c.name for c in schema.dropped_columns))
         fields = tuple((n, c, str(c.encode(None))) for n, c in self.values)
         object.__setattr__(self, "value_fields", fields)
         object.__setattr__(self, "null_fields", "\t".join(null for _, _, null in fields))

@@ -82,10 +82,20 @@ def _tombstones(layout: TableLayout) -> list[str]:
     ]
 
 
+def _alive(target: RowTarget, alias: str) -> str:
+    """SQL true for a row Cassandra returns: a live row marker, or a value in a column
+    the table still has. A column dropped under ``drop_columns: keep`` stays in the
+    table with its data, but no longer keeps its rows visible, as in Cassandra."""
+    marker = f'coalesce({alias}."_cdc_live_at", {NEVER}) > {alias}."_cdc_deleted_at"'
+    values = [f"{alias}.{quote(c.name)} IS NOT NULL" for c in target.values]
+    return f"(NOT {alias}._cdc_deleted AND ({' OR '.join([marker, *values])}))"
+
+
 def view_statements(layout: TableLayout) -> list[str]:
-    """The live view: mirror rows that are not soft-deleted, with the partition's static
-    columns joined in, plus partitions that hold only static data (as Cassandra shows
-    them: clustering columns null)."""
+    """The live view: mirror rows Cassandra returns (:func:`_alive`), with the
+    partition's static columns joined in, plus partitions that hold only static data
+    (as Cassandra shows them: clustering columns null). Values of dropped columns kept
+    by ``drop_columns: keep`` are in the tables, not in the view."""
     view = qualified(layout.schema, layout.view)
     main = layout.main
     keys = [quote(k.name) for k in main.keys]
@@ -94,7 +104,8 @@ def view_statements(layout: TableLayout) -> list[str]:
     if static is None:
         columns = ", ".join([*keys, *regular, '"_cdc_writetime"', '"_cdc_updated_at"'])
         select = (
-            f"SELECT {columns} FROM {qualified(main.schema, main.table)} WHERE NOT _cdc_deleted"
+            f"SELECT {columns} FROM {qualified(main.schema, main.table)} m "
+            f"WHERE {_alive(main, 'm')}"
         )
     else:
         joined = " AND ".join(f"s.{quote(k.name)} = m.{quote(k.name)}" for k in main.partition)
@@ -122,10 +133,10 @@ def view_statements(layout: TableLayout) -> list[str]:
         select = (
             f"SELECT {rows} FROM {qualified(main.schema, main.table)} m "
             f"LEFT JOIN {qualified(static.schema, static.table)} s "
-            f"ON {joined} AND NOT s._cdc_deleted WHERE NOT m._cdc_deleted "
+            f"ON {joined} AND NOT s._cdc_deleted WHERE {_alive(main, 'm')} "
             f"UNION ALL SELECT {only_static} FROM {qualified(static.schema, static.table)} s "
             f"WHERE NOT s._cdc_deleted AND ({has_static}) AND NOT EXISTS (SELECT 1 FROM "
-            f"{qualified(main.schema, main.table)} m WHERE {joined} AND NOT m._cdc_deleted)"
+            f"{qualified(main.schema, main.table)} m WHERE {joined} AND {_alive(main, 'm')})"
         )
     return [f"DROP VIEW IF EXISTS {view}", f"CREATE VIEW {view} AS {select}"]
 

@@ -12,7 +12,8 @@ that retrying cannot fix either, and surfaces as a :class:`SinkError`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import asyncpg
@@ -26,9 +27,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from cdc_domain.errors import TransientError
+from cdc_domain.errors import TableError, TransientError
 
-__all__ = ["RetryPolicy", "is_poison", "is_transient", "with_retries"]
+__all__ = ["RetryPolicy", "is_poison", "is_transient", "refused_table", "with_retries"]
 
 T = TypeVar("T")
 
@@ -36,6 +37,7 @@ _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
 _TRANSIENT_STATES = ("55P03", "23505")
 _POISON_CLASSES = ("22", "23")
 _POISON_STATES = ("42804", "42846")  # datatype mismatch, cannot coerce
+_ACCOUNT_STATES = ("42501",)  # insufficient privilege: the agent's role, not one table
 
 
 def _sqlstate(exc: BaseException) -> str:
@@ -95,3 +97,18 @@ async def with_retries(policy: RetryPolicy, operation: Callable[[], Awaitable[T]
         cause = exc.last_attempt.exception()
         raise TransientError(f"{what} failed after retries: {cause!r}") from cause
     raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+@contextlib.contextmanager
+def refused_table(destination: str, table: str) -> Iterator[None]:
+    """Statements on one table: a failure that concerns that table's structure (SQLSTATE
+    class 42, an undefined column or a conflicting definition, say: the mirror changed
+    by hand) becomes its :class:`TableError`, so the table pauses and the others go on.
+    Poison values, transient failures and the agent's own privileges pass unchanged."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        state = _sqlstate(exc)
+        if state[:2] == "42" and state not in _ACCOUNT_STATES and not is_poison(exc):
+            raise TableError(f"{destination}: {type(exc).__name__}: {exc}", table=table) from exc
+        raise

@@ -25,7 +25,7 @@ from cdc_adapters.postgres.collapse import (
     delta_fields,
 )
 from cdc_adapters.postgres.ddl import ensure_statements, lock_statement, view_statements
-from cdc_adapters.postgres.errors import RetryPolicy, with_retries
+from cdc_adapters.postgres.errors import RetryPolicy, refused_table, with_retries
 from cdc_adapters.postgres.identifiers import derived_name, qualified, quote
 from cdc_adapters.postgres.layout import RowTarget, TableLayout
 from cdc_adapters.postgres.naming import Naming
@@ -223,7 +223,8 @@ class PostgresSink(PooledSink):
 
         async def apply(connection: Any) -> None:
             for table in sorted(writes):
-                await self._apply(connection, prepared[table], writes[table])
+                with refused_table(self._name, table):
+                    await self._apply(connection, prepared[table], writes[table])
 
         await self._with_offset(ensure, apply, checkpoint, trial)
 
@@ -234,7 +235,8 @@ class PostgresSink(PooledSink):
             key = (source.qualified_name, source.version)
             if key in self._ensured:
                 continue
-            await self._run_ddl(connection, item.layout, ensure_statements(item.layout))
+            with refused_table(self._name, source.qualified_name):
+                await self._run_ddl(connection, item.layout, ensure_statements(item.layout))
             self._ensured.add(key)
 
     async def _run_ddl(self, connection: Any, layout: TableLayout, statements: list[str]) -> None:

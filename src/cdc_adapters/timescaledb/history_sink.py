@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdc_adapters.postgres.ddl import lock_statement
-from cdc_adapters.postgres.errors import RetryPolicy, with_retries
+from cdc_adapters.postgres.errors import RetryPolicy, refused_table, with_retries
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.pool import SharedPool
 from cdc_adapters.postgres.pooled_sink import PooledSink
@@ -155,7 +155,8 @@ class TimescaleHistorySink(PooledSink):
 
         async def apply(connection: Any) -> None:
             for table in sorted(rows):
-                await connection.execute(layouts[table].insert_sql(), rows[table])
+                with refused_table(self._name, table):
+                    await connection.execute(layouts[table].insert_sql(), rows[table])
 
         await self._with_offset(ensure, apply, checkpoint, trial)
 

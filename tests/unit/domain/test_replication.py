@@ -5,7 +5,7 @@ from cdc_adapters.memory import (
 )
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.destinations import DestinationKind
-from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError
+from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, SinkError, TableError
 from cdc_domain.events import Operation, SourcePosition
 from cdc_domain.masking import REDACTED, MaskingPolicy
 from cdc_domain.replication import Destination, ReplicateBatch
@@ -303,3 +303,84 @@ async def test_an_event_the_policy_cannot_mask_is_dead_lettered_redacted(world):
     assert dead.reason is FailureReason.MASKING_ERROR
     assert dead.event.columns == {"email": REDACTED, "status": "x"}
     assert dead.event.partition_key == {"id": None}
+
+
+class BrokenTableSink(MemorySink):
+    """A real in-memory sink whose database refuses one table's DDL or its writes."""
+
+    def __init__(self, name, *, refuse_ddl=None, refuse_writes=None):
+        super().__init__(name, DestinationKind.POSTGRES)
+        self.refuse_ddl, self.refuse_writes = refuse_ddl, refuse_writes
+        self.ddl_attempts = 0
+
+    async def apply_schema_change(self, change):
+        if change.qualified_table == self.refuse_ddl:
+            self.ddl_attempts += 1
+            raise SinkError(f"column with this name already exists ({change.qualified_table})")
+        await super().apply_schema_change(change)
+
+    async def write(self, batch):
+        if self.refuse_writes and any(
+            e.qualified_table == self.refuse_writes for e in batch.events
+        ):
+            raise TableError("Code: 53. Type mismatch", table=self.refuse_writes)
+        await super().write(batch)
+
+
+async def test_a_table_whose_ddl_is_refused_pauses_alone_and_the_others_flow(world):
+    sink = BrokenTableSink("ch", refuse_ddl="shop.items")
+    use_case = replicate(world, sink)
+    world["source"].append(event(key=1, columns={"status": "a"}), event(key=2, table="items"))
+    (first,) = await use_case(max_events=10)
+    world["source"].append(event(key=3, columns={"status": "b"}), event(key=4, table="items"))
+    (second,) = await use_case(max_events=10)
+
+    assert (first.delivered, first.dead_lettered) == (1, 1)
+    assert (second.delivered, second.dead_lettered) == (1, 1)
+    assert sink.ddl_attempts == 1  # paused: not tried again every batch
+    assert [b.table for b in second.blocked] == ["shop.items"]
+    assert "already exists" in second.blocked[0].advice
+    assert "paused" in second.blocked[0].advice
+    assert len(sink.state.rows("shop.orders")) == 2
+    letters = await world["dlq"].list(reason=FailureReason.SCHEMA_INCOMPATIBLE)
+    assert sorted(e.event.partition_key["id"] for e in letters) == [2, 4]
+    assert (await world["offsets"].load("ch", "node1")).events_processed == 4
+
+
+async def test_a_paused_table_is_tried_again_once_its_pause_is_over(world):
+    sink = BrokenTableSink("ch", refuse_ddl="shop.items")
+    use_case = ReplicateBatch(
+        source=world["source"],
+        schemas=world["schemas"],
+        destinations=[Destination(sink, world["offsets"])],
+        dead_letters=world["dlq"],
+        clock=world["clock"],
+        masking=MaskingPolicy(),
+        history=world["history"],
+        paused_table_retry_s=60,
+    )
+    world["source"].append(event(key=1, table="items"))
+    await use_case(max_events=10)
+    sink.refuse_ddl = None  # the operator fixed the destination
+    world["clock"].advance(61)
+    world["source"].append(event(key=2, table="items"))
+    (outcome,) = await use_case(max_events=10)
+    assert (outcome.delivered, outcome.blocked) == (1, ())
+
+
+async def test_a_table_whose_writes_are_refused_pauses_alone_and_the_others_flow(world):
+    sink = BrokenTableSink("ch", refuse_writes="shop.items")
+    use_case = replicate(world, sink)
+    world["source"].append(event(key=1, columns={"status": "a"}), event(key=2, table="items"))
+    (first,) = await use_case(max_events=10)
+    sink.refuse_writes = None  # paused anyway: no write to the table until the pause ends
+    world["source"].append(event(key=3, table="items"), event(key=4, columns={"status": "b"}))
+    (second,) = await use_case(max_events=10)
+
+    assert (first.delivered, first.dead_lettered) == (1, 1)
+    assert (second.delivered, second.dead_lettered) == (1, 1)
+    assert [b.table for b in second.blocked] == ["shop.items"]
+    assert "Type mismatch" in second.blocked[0].advice
+    letters = await world["dlq"].list(reason=FailureReason.PROCESSING_ERROR)
+    assert sorted(e.event.partition_key["id"] for e in letters) == [2, 3]
+    assert sink.state.rows("shop.items") == {}
