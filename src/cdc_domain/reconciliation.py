@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -26,7 +27,7 @@ from typing import Any
 
 from cdc_domain.cql_bytes import serialize
 from cdc_domain.cql_types import CqlType, parse_cql_type
-from cdc_domain.values import Duration
+from cdc_domain.values import Duration, value_to_json
 
 __all__ = ["CellRank", "cell_rank", "element_type", "value_bytes"]
 
@@ -47,7 +48,7 @@ _INFERRED = {
     ipaddress.IPv4Address: "inet",
     ipaddress.IPv6Address: "inet",
 }
-_BY_NAME = {name: parse_cql_type(name, "") for name in set(_INFERRED.values())}
+_BY_NAME = {name: parse_cql_type(name, "") for name in {*_INFERRED.values(), "varint"}}
 
 
 def cell_rank(
@@ -73,7 +74,9 @@ def value_bytes(cql_type: CqlType | None, value: Any) -> bytes:
     if cql_type is None:
         inferred = _INFERRED.get(type(value))
         if inferred is None:
-            return repr(value).encode()
+            return json.dumps(value_to_json(value), sort_keys=True).encode()
+        if inferred == "bigint" and not -(2**63) <= value < 2**63:
+            inferred = "varint"
         cql_type = _BY_NAME[inferred]
     return serialize(cql_type, value)
 

@@ -24,6 +24,7 @@ import attrs
 
 from cdc_adapters.postgres.layout import RowTarget, TableLayout, ValueColumn
 from cdc_adapters.postgres.values import UnwritableValueError, list_key_text
+from cdc_domain.cql_bytes import serialize
 from cdc_domain.events import (
     ChangeEvent,
     ClusteringBound,
@@ -31,6 +32,7 @@ from cdc_domain.events import (
     DeletionScope,
     Operation,
 )
+from cdc_domain.reconciliation import value_bytes
 from cdc_domain.values import value_to_json
 
 __all__ = [
@@ -82,12 +84,28 @@ class DeltaWrite:
 class ColumnSlot:
     """Where a value column sits in a folded row: its value at ``index``, its write time
     (for a collection: the time it was last cleared) at ``index + 1``, a list's cell
-    keys at ``index + 2``; ``encode`` converts a non-null value for the driver."""
+    keys at ``index + 2``, its serialized bytes at ``tie`` (see ``ValueColumn.tie``);
+    ``encode`` converts a non-null value for the driver."""
 
     column: ValueColumn
     index: int
     encode: Convert
     collection: bool
+    tie: int | None = None
+
+    def beats(self, value: Any, raw: Any, slots: list[Any]) -> bool:
+        """Whether a write with the stored value's timestamp replaces it, as Cassandra
+        settles a tie: a deletion first, then the greater serialized value."""
+        stored = slots[self.index]
+        if value is None or stored is None:
+            return value is None and stored is not None
+        cql_type = self.column.codec.cql_type
+        if self.tie is not None:
+            return bool(serialize(cql_type, raw) > slots[self.tie])
+        return value_bytes(cql_type, value) > value_bytes(cql_type, stored)
+
+    def tie_bytes(self, raw: Any) -> bytes | None:
+        return None if raw is None else serialize(self.column.codec.cql_type, raw)
 
 
 @attrs.frozen(slots=True)
@@ -103,9 +121,11 @@ class TargetPlan:
         columns: dict[str, ColumnSlot] = {}
         index = len(target.keys)
         for column in target.values:
-            slot = ColumnSlot(column, index, column.codec.encoder(), column.is_collection)
+            width = 2 + (column.keys is not None)
+            tie = index + width if column.tie is not None else None
+            slot = ColumnSlot(column, index, column.codec.encoder(), column.is_collection, tie)
             columns[column.name] = slot
-            index += 2 if column.keys is None else 3
+            index += width + (tie is not None)
         width = index + 3  # live, rowdel, writetime
         assert width == len(target.row_attributes())
         return cls(target, columns, width)
@@ -227,6 +247,8 @@ def _set_cell(
     slots[i + 1] = ts
     if slot.column.keys is not None:
         slots[i + 2] = keys
+    if slot.tie is not None:
+        slots[slot.tie] = None
 
 
 class _Collapser:
@@ -284,14 +306,17 @@ class _Collapser:
             if slot.collection:
                 _set_cell(slots, slot, *self._whole(slot, value, ts))
                 continue
+            raw = value
             if value is not None:
                 value = slot.encode(value)
             # _set_cell inlined: this is the path of nearly every value.
             i = slot.index
             old = slots[i + 1]
-            if old is None or ts > old or (ts == old and value is None and slots[i] is not None):
+            if old is None or ts > old or (ts == old and slot.beats(value, raw, slots)):
                 slots[i] = value
                 slots[i + 1] = ts
+                if slot.tie is not None:
+                    slots[slot.tie] = slot.tie_bytes(raw)
         for name in event.deleted_columns:
             _set_cell(slots, self._column(target, name), ts, None)
         for name, delta in collections.items():

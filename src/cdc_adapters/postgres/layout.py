@@ -25,7 +25,7 @@ from cdc_domain.destinations import DestinationKind
 from cdc_domain.schema import ClusteringOrder, ColumnDefinition, TableSchema
 from cdc_domain.type_mapping import MappedType, SchemaMapper
 
-__all__ = ["NEVER", "KeyColumn", "RowTarget", "TableLayout", "ValueColumn"]
+__all__ = ["NATIVE_ORDER", "NEVER", "KeyColumn", "RowTarget", "TableLayout", "ValueColumn"]
 
 NEVER = -(2**63)
 """The timestamp of "never written": below any Cassandra write timestamp."""
@@ -45,10 +45,23 @@ class KeyColumn:
         return self.codec.sql_type
 
 
+NATIVE_ORDER = frozenset(
+    {
+        "ascii", "text", "blob", "boolean", "date", "time", "uuid", "timeuuid",
+        "tinyint", "smallint", "int", "bigint", "timestamp", "float", "double",
+    }
+)  # fmt: skip
+"""CQL types whose serialized byte order PostgreSQL can compute from the stored value:
+equal timestamps are settled in SQL. Other whole values keep their serialized bytes in
+a tie column beside them (``tie``)."""
+
+
 @attrs.frozen(slots=True)
 class ValueColumn:
     """A regular or static column. ``shape`` is ``cell`` for anything written whole,
-    else how a non-frozen collection changes element by element."""
+    else how a non-frozen collection changes element by element. ``tie`` names the
+    column holding a whole value's serialized bytes, for a type whose byte order SQL
+    cannot compute (see :data:`NATIVE_ORDER`)."""
 
     name: str
     codec: ColumnCodec
@@ -56,6 +69,7 @@ class ValueColumn:
     ts: str
     dts: str | None = None
     keys: str | None = None
+    tie: str | None = None
 
     @property
     def sql_type(self) -> str:
@@ -71,6 +85,8 @@ class ValueColumn:
             yield self.dts, "bigint"
         if self.keys is not None:
             yield self.keys, "text[]"
+        if self.tie is not None:
+            yield self.tie, "bytea"
 
     @property
     def add_type(self) -> str:
@@ -120,6 +136,8 @@ class RowTarget:
             attributes += [(f"v{i}", column.sql_type), (f"t{i}", "bigint")]
             if column.keys is not None:
                 attributes.append((f"l{i}", "text[]"))
+            if column.tie is not None:
+                attributes.append((f"b{i}", "bytea"))
         return [*attributes, ("live", "bigint"), ("rowdel", "bigint"), ("wt", "bigint")]
 
     def delta_attributes(self) -> list[tuple[str, str]]:
@@ -216,6 +234,11 @@ class TableLayout:
                         ts=derived_name("_cdc_ts_", column.name),
                         dts=derived_name("_cdc_dts_", column.name) if shape != "cell" else None,
                         keys=derived_name("_cdc_keys_", column.name) if shape == "list" else None,
+                        tie=(
+                            derived_name("_cdc_tie_", column.name)
+                            if shape == "cell" and column.type.name not in NATIVE_ORDER
+                            else None
+                        ),
                     )
                 )
             return tuple(result)

@@ -35,6 +35,33 @@ def _visible_since(column: ValueColumn, ts: str, dts: str | None, floor: str) ->
     return f"coalesce({newest}, {NEVER}) > {floor}"
 
 
+def _greater(column: ValueColumn, new: str, old: str) -> str:
+    """SQL true when the value in row ``new`` serializes to greater bytes than the one in
+    row ``old`` (unsigned, lexicographic: Cassandra's last tie-break), computed from the
+    stored values where their type allows (text by its UTF-8 bytes, signed numbers with
+    the negative ones after the positive ones), else from the tie columns holding them."""
+    if column.tie is not None:
+        tie = quote(column.tie)
+        return f"{new}.{tie} > {old}.{tie}"
+    a, b = f"{new}.{quote(column.name)}", f"{old}.{quote(column.name)}"
+    name = column.codec.cql_type.name
+    if name in ("ascii", "text"):
+        return f'{a} COLLATE "C" > {b} COLLATE "C"'
+    if name in ("tinyint", "smallint", "int", "bigint"):
+        return f"({a} < 0, {a}) > ({b} < 0, {b})"
+    if name == "timestamp":
+        epoch = "'epoch'::timestamptz"
+        return f"({a} < {epoch}, {a}) > ({b} < {epoch}, {b})"
+    if name in ("float", "double"):
+
+        def key(value: str) -> str:
+            negative = f"({value} < 0 OR {value}::text = '-0')"
+            return f"({negative}, CASE WHEN {negative} THEN -{value} ELSE {value} END)"
+
+        return f"{key(a)} > {key(b)}"
+    return f"{a} > {b}"
+
+
 def _covers(layout: TableLayout, row: Callable[[int], str]) -> str:
     """SQL true when tombstone ``tb`` covers the row whose clustering values are
     ``row(0..n-1)``: bounds are prefixes of the clustering columns, in clustering order
@@ -114,11 +141,18 @@ def upsert_sql(layout: TableLayout, target: RowTarget) -> str:
         if c.keys:
             columns.append(quote(c.keys))
             selects.append(f"CASE WHEN {shown} THEN r.l{i} END")
+        if c.tie:
+            columns.append(quote(c.tie))
+            selects.append(f"CASE WHEN {shown} THEN r.b{i} END")
         incoming = _visible_since(c, f"excluded.{ts}", None, nf)
         if c.is_collection:
             tie = f"excluded.{name} IS NOT NULL AND t.{name} IS NULL"
         else:
-            tie = f"excluded.{name} IS NULL AND t.{name} IS NOT NULL"
+            tie = (
+                f"((excluded.{name} IS NULL AND t.{name} IS NOT NULL) OR (excluded.{name} "
+                f"IS NOT NULL AND t.{name} IS NOT NULL AND "
+                f"{_greater(c, 'excluded', 't')}))"
+            )
         win = (
             f"({incoming} AND (excluded.{ts} > coalesce(t.{ts}, {NEVER}) "
             f"OR (excluded.{ts} = t.{ts} AND {tie})))"
@@ -135,6 +169,12 @@ def upsert_sql(layout: TableLayout, target: RowTarget) -> str:
             keys = quote(c.keys)
             sets.append(
                 f"{keys} = CASE WHEN {win} THEN excluded.{keys} WHEN {keep} THEN t.{keys} END"
+            )
+        if c.tie:
+            tie_column = quote(c.tie)
+            sets.append(
+                f"{tie_column} = CASE WHEN {win} THEN excluded.{tie_column} "
+                f"WHEN {keep} THEN t.{tie_column} END"
             )
     columns += [_LIVE, _DELETED_AT, _WRITETIME, _UPDATED, _DELETED]
     selects += ["r.live", "r._floor", "r.wt", "now()", f"NOT ({' OR '.join(inserted_visible)})"]
