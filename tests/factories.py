@@ -9,17 +9,28 @@ from typing import Any
 
 from cdc_domain.cql_types import parse_cql_type
 from cdc_domain.events import ChangeEvent, DeletionScope, Operation, SourcePosition
-from cdc_domain.schema import ClusteringOrder, ColumnDefinition, ColumnKind, TableSchema
+from cdc_domain.schema import (
+    ClusteringOrder,
+    ColumnDefinition,
+    ColumnKind,
+    TableSchema,
+    resolve_udts,
+)
 
 CAPTURED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 _positions = itertools.count(1)
+
+
+UDTS = {"address": (("street", parse_cql_type("text")), ("zip", parse_cql_type("int")))}
+"""The user-defined types a test table's columns may name."""
 
 
 def column(
     name: str, cql: str, kind: ColumnKind = ColumnKind.REGULAR, position: int = -1
 ) -> ColumnDefinition:
     order = ClusteringOrder.ASC if kind is ColumnKind.CLUSTERING else ClusteringOrder.NONE
-    return ColumnDefinition(name, parse_cql_type(cql, "shop"), kind, position, order)
+    cql_type = resolve_udts(parse_cql_type(cql, "shop"), lambda _, udt: UDTS.get(udt))
+    return ColumnDefinition(name, cql_type, kind, position, order)
 
 
 def table(

@@ -19,7 +19,7 @@ class TestJsonLinesSink(SinkContract):
 
     @pytest.fixture
     def read_back(self, path):
-        async def read():
+        async def read(_schema=None):
             if not path.exists():
                 return []
             records = [json.loads(line) for line in path.read_text().splitlines()]

@@ -1,14 +1,15 @@
 import pytest
 
 from cdc_adapters.memory import MemorySink
-from tests.contract.sink_contract import QUALIFIED, MirrorSinkContract
+from tests.contract.sink_contract import SCHEMA, MirrorSinkContract
 
 
-async def _make():
+async def _make(**_options):
+    """The reference sink: every drop policy hides dropped columns the same way."""
     sink = MemorySink("memory")
 
-    async def read_back():
-        return sink.state.rows(QUALIFIED)
+    async def read_back(schema=SCHEMA):
+        return sink.state.rows(schema.qualified_name)
 
     return sink, read_back
 

@@ -2,7 +2,8 @@
 
 The domain's :class:`SchemaMapper` names the modern ClickHouse types. Servers older than
 those types get documented fallbacks (ADR 0006), chosen here once from the server
-version: ``Map`` becomes a JSON ``String``, ``DateTime64(3, 'UTC')`` an ``Int64`` of
+version: ``Map`` becomes a JSON ``String``, and so does an ``Array(Tuple(...))`` column
+(stored as Nested sub-columns before 20.1), ``DateTime64(3, 'UTC')`` an ``Int64`` of
 milliseconds since the epoch, ``Date32`` an ``Int32`` of days since the epoch. The SQL
 type and the encoder of a column are built by the same function so they cannot disagree.
 
@@ -59,6 +60,12 @@ class ServerFeatures:
         return self.version >= (21, 8)
 
     @property
+    def arrays_of_tuples(self) -> bool:
+        """Older servers store an ``Array(Tuple(...))`` column as Nested: one array per
+        tuple element (``col.1``, ``col.2``), and ``col`` itself cannot be selected."""
+        return self.version >= (20, 1)
+
+    @property
     def datetime64(self) -> bool:
         return self.version >= (20, 1)
 
@@ -107,6 +114,8 @@ def _null_tuple(cql_type: CqlType) -> str:
 
 def _typed(cql_type: CqlType, mapped: MappedType, f: ServerFeatures) -> tuple[str, _Nested]:
     if not f.maps and "Map(" in mapped.sql:
+        return "String", _Nested(_json, quoted=True)
+    if not f.arrays_of_tuples and mapped.sql.startswith("Array(Tuple("):
         return "String", _Nested(_json, quoted=True)
     return _fallback_sql(mapped.sql, f), _nested(cql_type, f)
 

@@ -213,7 +213,7 @@ class ClickHouseSink:
             "SELECT name, type FROM system.columns WHERE database = "
             f"{quote_string(layout.database)} AND table = {quote_string(layout.schema.table)}"
         )
-        return dict(rows)
+        return folded_columns(rows)
 
     async def _refresh_view(self, layout: TableLayout, *, replace: bool) -> None:
         if replace:
@@ -461,6 +461,25 @@ def _unwritable(layout: TableLayout, event: ChangeEvent) -> str:
         if any(n not in event.clustering_key for n in wanted):
             return f"{event.qualified_table}: event lacks clustering columns {list(wanted)}"
     return ""
+
+
+def folded_columns(rows: Iterable[Sequence[str]]) -> dict[str, str]:
+    """A table's columns, name -> type, as they were created. Servers before 19.x list
+    an ``Array(Tuple(...))`` column as one ``Array`` column per tuple element, named
+    ``col.1``, ``col.2``...: those are folded back into ``col``."""
+    columns: dict[str, str] = {}
+    parts: dict[str, list[tuple[int, str]]] = {}
+    for name, column_type in rows:
+        base, dot, index = name.rpartition(".")
+        if dot and index.isdigit() and column_type.startswith("Array("):
+            parts.setdefault(base, []).append((int(index), column_type[len("Array(") : -1]))
+        else:
+            columns[name] = column_type
+    for base, elements in parts.items():
+        if base not in columns:
+            inner = ", ".join(t for _, t in sorted(elements))
+            columns[base] = f"Array(Tuple({inner}))"
+    return columns
 
 
 def _partition_wide(event: ChangeEvent) -> bool:

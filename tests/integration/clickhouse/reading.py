@@ -43,11 +43,9 @@ async def mirror_rows(url: str, database: str, schema: TableSchema) -> dict:
     )  # fmt: skip
     if exists[2] == ["0"]:
         return {}
-    described = await select_tsv(
-        url, f"SELECT name FROM system.columns WHERE database = '{database}' "
-        f"AND table = '{schema.table}' AND NOT startsWith(name, '_cdc_')",
-    )  # fmt: skip
-    names = [row[0] for row in described[2:]]
+    # The schema's columns, as a reader asks for them: a column kept after Cassandra
+    # dropped it is not the table's any more.
+    names = [c.name for c in schema.columns]
     columns = ", ".join(f"`{n}`" for n in names)
     lines = await select_tsv(
         url, f"SELECT {columns} FROM `{database}`.`{schema.table}` FINAL WHERE _cdc_is_deleted = 0"

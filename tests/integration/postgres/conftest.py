@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cdc_adapters.postgres import PostgresSink, RetryPolicy, create_pool
+from cdc_domain.schema import TableSchema
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.05, max_wait=0.2, max_seconds=5)
 
@@ -42,8 +43,8 @@ def make_pg_sink(pg_pool: Any):
             **options,
         )
 
-        async def read_back():
-            return await sink.rows(table)
+        async def read_back(schema: TableSchema | None = None):
+            return await sink.rows(schema or table)
 
         return sink, read_back
 

@@ -12,6 +12,7 @@ import pytest
 
 from cdc_adapters.postgres import RetryPolicy, create_pool
 from cdc_adapters.timescaledb import TimescaleHistorySink, TimescaleMirrorSink
+from cdc_domain.schema import TableSchema
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.05, max_wait=0.2, max_seconds=5)
 SINKS = {"history": TimescaleHistorySink, "mirror": TimescaleMirrorSink}
@@ -64,10 +65,10 @@ def make_ts_sink(ts_pool: Any, ts_names: Names):
             **options,
         )
 
-        async def read_back():
+        async def read_back(schema: TableSchema | None = None):
             if mode == "mirror":
-                return await sink.rows(table)
-            return await sink.event_ids(table)
+                return await sink.rows(schema or table)
+            return await sink.event_ids(schema or table)
 
         return sink, read_back
 
