@@ -148,9 +148,16 @@ class ReplicateBatch:
         partition = self._source.partition_id
         record = await destination.offsets.load(destination.name, partition)
         batch = await self._source.read(record.position if record else None, max_events)
-        if batch.end is None:
-            return DeliveryOutcome(destination.name, position=record.position if record else None)
         now = self._clock.now()
+        if batch.end is None:
+            still = {**self._evolution.paused(destination.name, now)}
+            still.update(self._still_paused(destination.name, now))
+            self._blocked[destination.name] = still
+            return DeliveryOutcome(
+                destination.name,
+                position=record.position if record else None,
+                blocked=tuple(still.values()),
+            )
         masked, dead = mask_events(
             batch.events, masking=self._masking, destination=destination.name, now=now
         )
@@ -158,7 +165,10 @@ class ReplicateBatch:
         schemas = await self._schemas_for(batch)
         applied, blocked = await self._evolution.prepare(destination.sink, schemas, now)
         blocked.update(self._still_paused(destination.name, now))
-        self._blocked[destination.name] = blocked
+        self._blocked[destination.name] = {
+            **self._evolution.paused(destination.name, now),
+            **blocked,
+        }
         dead.extend(_blocked_letters(masked, blocked, now))
         routed = route_events(
             [e for e in masked if e.qualified_table not in blocked],
@@ -192,7 +202,7 @@ class ReplicateBatch:
             position=batch.end,
             schema_changes=applied,
             last_timestamp_micros=max((e.timestamp_micros for e in routed.valid), default=None),
-            blocked=tuple(blocked.values()),
+            blocked=tuple(self._blocked[destination.name].values()),
         )
 
     def _pause(self, destination: str, error: TableError, now: dt.datetime) -> None:

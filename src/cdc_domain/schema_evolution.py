@@ -128,6 +128,14 @@ class SchemaEvolution:
                 applied[name] = schema
         return count, blocked
 
+    def paused(self, destination: str, now: dt.datetime) -> dict[str, BlockedTable]:
+        """Every table paused for ``destination`` whose pause still lasts, by name."""
+        return {
+            table: blocked
+            for (name, table), (_, blocked) in self._refused.items()
+            if name == destination and (blocked.retry_at is None or now < blocked.retry_at)
+        }
+
     def _still_paused(
         self, destination: str, schema: TableSchema, now: dt.datetime
     ) -> BlockedTable | None:
