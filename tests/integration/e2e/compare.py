@@ -149,25 +149,6 @@ def without_static_only(rows: Rows, schema: TableSchema) -> Rows:
     return {key: values for key, values in rows.items() if key[1] != ()}
 
 
-def without_rows_kept_for_dropped_columns(rows: Rows, schema: TableSchema) -> Rows:
-    """Rows with a value in some live non-static column, on tables that dropped one.
-
-    Under ``drop_columns: keep`` (the default: data is never destroyed) a dropped
-    column stays in the destination with its values, so a row whose only data was in
-    that column is still there, while Cassandra no longer shows it. Such rows have no
-    value in any live column, so rows without one are left out of both sides of the
-    comparison (Cassandra may also show one: an INSERT of nulls).
-    """
-    if not schema.dropped_columns:
-        return rows
-    static = {c.name for c in schema.static}
-    return {
-        key: values
-        for key, values in rows.items()
-        if any(value is not None for name, value in values.items() if name not in static)
-    }
-
-
 def _columns(schema: TableSchema) -> set[str]:
     keys = {c.name for c in schema.primary_key}
     return {c.name for c in schema.columns if c.name not in keys}

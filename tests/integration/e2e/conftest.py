@@ -94,16 +94,9 @@ class Stack:
             async with pool.acquire() as connection:
                 for name in tables or sorted(current):
                     schema = current[name]
-                    expected = compare.without_rows_kept_for_dropped_columns(
-                        compare.cassandra_rows(self.session, schema, self.policy), schema
-                    )
-                    pg = compare.without_rows_kept_for_dropped_columns(
-                        await compare.postgres_rows(connection, schema), schema
-                    )
-                    ch = compare.without_rows_kept_for_dropped_columns(
-                        await compare.clickhouse_rows(self.clickhouse_url, self.keyspace, schema),
-                        schema,
-                    )
+                    expected = compare.cassandra_rows(self.session, schema, self.policy)
+                    pg = await compare.postgres_rows(connection, schema)
+                    ch = await compare.clickhouse_rows(self.clickhouse_url, self.keyspace, schema)
                     if problems := compare.differences(expected, pg):
                         found[f"pg {name}"] = problems
                     ch_expected = compare.without_static_only(expected, schema)
