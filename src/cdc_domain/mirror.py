@@ -9,6 +9,10 @@ Applying the same events in any order, any number of times, gives the same state
 Given the table's schema, a row shows only the columns it still has: a dropped column's
 cells are not shown, and a row that only they (no row marker, no other cell) kept alive
 is not shown either, as Cassandra stops returning it.
+
+Expiring data: a cell (or an INSERT's row marker) written with a TTL is live until its
+expiry; ``rows(table, now)`` shows the state as of ``now``, as Cassandra answers a read
+then, and without ``now`` ignores expiry.
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ class _Cell:
     timestamp: int
     deleted: bool
     rank: CellRank
+    expires_at: dt.datetime | None = None
+
+    def live(self, floor: int, now: dt.datetime | None) -> bool:
+        if self.deleted or self.timestamp <= floor:
+            return False
+        return now is None or self.expires_at is None or self.expires_at > now
 
 
 @attrs.define
@@ -44,12 +54,9 @@ class _Collection:
     cleared_at: int = _NEVER
     elements: dict[Any, _Cell] = attrs.field(factory=dict)
 
-    def value(self, floor: int) -> Any:
-        live = {
-            k: c
-            for k, c in self.elements.items()
-            if not c.deleted and c.timestamp > max(floor, self.cleared_at)
-        }
+    def value(self, floor: int, now: dt.datetime | None) -> Any:
+        cutoff = max(floor, self.cleared_at)
+        live = {k: c for k, c in self.elements.items() if c.live(cutoff, now)}
         if not live:
             return None
         if self.kind == "list":
@@ -65,7 +72,7 @@ def _list_key(key: Any) -> Any:
 
 @attrs.define
 class _Row:
-    liveness: int = _NEVER
+    marker: dict[str, _Cell] = attrs.field(factory=dict)  # the INSERT's row marker, if any
     deleted_at: int = _NEVER
     cells: dict[str, _Cell] = attrs.field(factory=dict)
     collections: dict[str, _Collection] = attrs.field(factory=dict)
@@ -131,7 +138,7 @@ class MirrorState:
         ts = event.timestamp_micros
         expires = event.expires_at
         if event.operation is Operation.INSERT:
-            row.liveness = max(row.liveness, ts)
+            _set_cell(row.marker, "", None, ts, False, expires, None)
         for name, value in event.columns.items():
             if name in event.collections:
                 continue
@@ -163,8 +170,9 @@ class MirrorState:
             if event.counters:
                 self._counted.add(event.event_id)
 
-    def rows(self, table: str) -> dict[RowKey, dict[str, Any]]:
-        """Visible rows: (partition key values, clustering values) -> column values.
+    def rows(self, table: str, now: dt.datetime | None = None) -> dict[RowKey, dict[str, Any]]:
+        """Visible rows: (partition key values, clustering values) -> column values, as
+        of ``now`` when given (cells whose TTL ran out are hidden).
 
         A static row appears under an empty clustering tuple, as Cassandra shows a
         partition that has only static data.
@@ -174,14 +182,14 @@ class MirrorState:
         schema = self._schemas.get(table)
         dropped = frozenset(c.name for c in schema.dropped_columns) if schema else frozenset()
         for pk, partition in self._tables.get(table, {}).items():
-            static = _visible(partition.static, partition.deleted_at, dropped)
+            static = _visible(partition.static, partition.deleted_at, dropped, now)
             for ck, row in partition.rows.items():
                 floor = max(
                     partition.deleted_at,
                     row.deleted_at,
                     *(ts for rng, ts in partition.ranges if _covers(rng, names, ck)),
                 )
-                values = _visible(row, floor, dropped)
+                values = _visible(row, floor, dropped, now)
                 if values is not None:
                     result[(pk, ck)] = {**(static or {}), **values}
             if static and not any(key[0] == pk for key in result):
@@ -206,7 +214,7 @@ def _set_cell(
     )
     current = cells.get(key)
     if current is None or rank > current.rank:
-        cells[key] = _Cell(value, ts, deleted, rank)
+        cells[key] = _Cell(value, ts, deleted, rank, None if deleted else expires_at)
 
 
 def _type_of(schema: TableSchema | None, name: str) -> CqlType | None:
@@ -216,18 +224,20 @@ def _type_of(schema: TableSchema | None, name: str) -> CqlType | None:
     return column.type if column is not None else None
 
 
-def _visible(row: _Row, floor: int, dropped: frozenset[str]) -> dict[str, Any] | None:
+def _visible(
+    row: _Row, floor: int, dropped: frozenset[str], now: dt.datetime | None
+) -> dict[str, Any] | None:
     values = {
         name: cell.value
         for name, cell in row.cells.items()
-        if cell.timestamp > floor and not cell.deleted and name not in dropped
+        if cell.live(floor, now) and name not in dropped
     }
     for name, collection in row.collections.items():
-        value = collection.value(floor)
+        value = collection.value(floor, now)
         if value is not None and name not in dropped:
             values[name] = value
     values.update((name, total) for name, total in row.counters.items() if name not in dropped)
-    if not values and row.liveness <= floor:
+    if not values and not any(marker.live(floor, now) for marker in row.marker.values()):
         return None
     return values
 

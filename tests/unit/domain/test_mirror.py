@@ -1,3 +1,4 @@
+import datetime as dt
 import uuid
 
 import attrs
@@ -255,3 +256,21 @@ def test_a_row_only_a_dropped_column_kept_alive_is_not_shown():
     )
     state.define(after)
     assert state.rows(TABLE) == {((2,), ()): {"a": 2}, ((3,), ()): {}}
+
+
+def test_a_cell_or_row_written_with_a_ttl_is_gone_once_it_expires():
+    written = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    micros = int(written.timestamp() * 1_000_000)
+    state = MirrorState()
+    state.apply_all(
+        [
+            event(Operation.INSERT, key=1, ts=micros, columns={"a": 1}, ttl_seconds=10),
+            event(Operation.INSERT, key=2, ts=micros, columns={"a": 2}),
+            event(key=2, ts=micros + 1, columns={"b": 2}, ttl_seconds=10),
+        ]
+    )
+    before = state.rows(TABLE, written + dt.timedelta(seconds=9))
+    after = state.rows(TABLE, written + dt.timedelta(seconds=11))
+    assert before == {((1,), ()): {"a": 1}, ((2,), ()): {"a": 2, "b": 2}}
+    assert after == {((2,), ()): {"a": 2}}
+    assert state.rows(TABLE) == before  # without a time, expiry is not judged
