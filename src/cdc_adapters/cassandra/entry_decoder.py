@@ -58,6 +58,16 @@ class TableFilter:
 _NO_SCHEMAS: Mapping[str, TableSchema] = MappingProxyType({})
 
 
+WRITERS = {
+    10: "Cassandra 3.0 or 3.11, which this reader does not support",
+    12: "Cassandra 4.0 or 4.1, or 5.0 in storage_compatibility_mode CASSANDRA_4",
+    13: "Cassandra 5.0 (storage_compatibility_mode NONE)",
+    14: "a Cassandra newer than 5.0",
+}
+"""Which servers write mutations of each messaging version: named in a dead letter, so a
+format this reader does not know is traced to the server that wrote it."""
+
+
 class DecodedEntry(NamedTuple):
     """What one entry gave: events (with the schema of each table they were decoded
     with), or a failure. An entry of tables nobody captures gives neither.
@@ -200,7 +210,12 @@ class EntryDecoder:
         reason: FailureReason,
         failed_at: dt.datetime,
     ) -> DecodedEntry:
-        details: dict[str, object] = {"segment_id": entry.segment_id, "offset": entry.offset}
+        details: dict[str, object] = {
+            "segment_id": entry.segment_id,
+            "offset": entry.offset,
+            "messaging_version": entry.messaging_version,
+            "written_by": WRITERS.get(entry.messaging_version, "an unknown Cassandra version"),
+        }
         table_id = getattr(exc, "table_id", None)
         if table_id is not None:
             details["table_id"] = str(table_id)

@@ -214,6 +214,23 @@ def test_damaged_mutation_is_a_decode_error(v7_basic: RecordedSegment) -> None:
         decoder.decode(entry.mutation, 11)
 
 
+def test_an_undecodable_entry_is_a_dead_letter_naming_the_servers_that_write_it(
+    v7_basic: RecordedSegment,
+) -> None:
+    entry = next(
+        e
+        for e in iter_entries(v7_basic.data, limit=v7_basic.idx_offset)
+        if isinstance(e, CommitLogEntry) and v7_basic.table("rows").table_id.bytes in e.mutation
+    )
+    damaged = entry._replace(mutation=entry.mutation[:-3])
+    decoder = EntryDecoder(SchemaCatalog(schemas=v7_basic.schemas.values()))
+    failure = decoder.decode(damaged, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).failure
+    assert failure is not None
+    assert failure.raw == damaged.mutation
+    assert failure.schema_details["messaging_version"] == 12
+    assert "Cassandra 4.0 or 4.1" in failure.schema_details["written_by"]
+
+
 def _counter_context(shard: bytes, clock: int, total: int) -> bytes:
     return (
         (1).to_bytes(2, "big")
