@@ -14,7 +14,6 @@ converge by last-write-wins) never ask for it.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,8 +22,8 @@ from cdc_domain.values import ValueCodecError, value_to_json
 
 __all__ = ["write_id"]
 
-_PLAIN = frozenset({str, bool, type(None)})
-"""Types whose JSON form is the value itself: the common case, taken without a call."""
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+"""Types whose ``repr`` is already exact and canonical: the common case, taken as is."""
 
 
 def write_id(event: ChangeEvent) -> str:
@@ -40,40 +39,44 @@ def write_id(event: ChangeEvent) -> str:
     Values are encoded type-exactly (the int 1, the float 1.0, the text "1" and the
     boolean true differ) and canonically: mapping keys, set elements and map entries
     are sorted by their encoding, because a Python set's iteration order differs
-    between processes, and the agents of one cluster are separate processes.
+    between processes, and the agents of one cluster are separate processes. The
+    encoding is the ``repr`` of nested tuples of plain values, other values in the
+    domain's lossless JSON form (:func:`value_to_json`): the ``repr`` of str, int,
+    float, bool and None is exact and has not changed across Python 3 releases, and
+    it is several times faster than ``json.dumps`` where every history row pays it.
     """
-    document = {
-        "keyspace": event.keyspace,
-        "table": event.table,
-        "partition_key": _mapping(event.partition_key),
-        "clustering_key": {} if event.static else _mapping(event.clustering_key),
-        "static": event.static,
-        "operation": event.operation.value,
-        "scope": event.scope.value if event.scope else None,
-        "range": _range(event),
-        "timestamp": event.timestamp_micros,
-        "ttl": event.ttl_seconds,
-        "expires_at": _canonical(event.expires_at),
-        "columns": _mapping(event.columns),
-        "deleted_columns": sorted(event.deleted_columns),
-        "collections": {name: _delta(d) for name, d in event.collections.items()},
-        "counters": _counters(event),
-    }
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    document = (
+        event.keyspace,
+        event.table,
+        _mapping(event.partition_key),
+        [] if event.static else _mapping(event.clustering_key),
+        event.static,
+        event.operation.value,
+        event.scope.value if event.scope else None,
+        _range(event),
+        event.timestamp_micros,
+        event.ttl_seconds,
+        _canonical(event.expires_at),
+        _mapping(event.columns),
+        tuple(sorted(event.deleted_columns)),
+        tuple(sorted([(name, _delta(d)) for name, d in event.collections.items()])),
+        _counters(event),
+    )
+    return hashlib.blake2b(repr(document).encode(), digest_size=16).hexdigest()
 
 
-def _counters(event: ChangeEvent) -> dict[str, Any]:
+def _counters(event: ChangeEvent) -> tuple[tuple[str, str, int], ...]:
     """What the write did to counters. The commit log holds each counter's shard total,
     the same in every replica's copy; the increment is derived from it by the reader,
     and a reader that resumed past the shard's previous total does not know it. So a
     counter's total identifies the write and its increment counts only where no total
     is known (a source that gives increments alone)."""
-    written: dict[str, Any] = {f"total:{n}": v for n, v in event.counter_totals.items()}
-    for name, increment in event.counters.items():
-        if name not in event.counter_totals:
-            written[f"increment:{name}"] = increment
-    return written
+    totals = event.counter_totals
+    if not totals and not event.counters:
+        return ()
+    written = [(name, "total", value) for name, value in totals.items()]
+    written += [(name, "increment", v) for name, v in event.counters.items() if name not in totals]
+    return tuple(sorted(written))
 
 
 def _range(event: ChangeEvent) -> Any:
@@ -81,68 +84,71 @@ def _range(event: ChangeEvent) -> Any:
     if found is None:
         return None
 
-    def bound(b: ClusteringBound) -> dict[str, Any]:
-        return {"values": _mapping(b.values), "inclusive": b.inclusive}
+    def bound(b: ClusteringBound) -> tuple[Any, bool]:
+        return _mapping(b.values), b.inclusive
 
-    return {
-        "start": bound(found.start),
-        "end": bound(found.end),
-        "descending": sorted(found.descending),
-    }
+    return bound(found.start), bound(found.end), tuple(sorted(found.descending))
 
 
-def _delta(delta: CollectionDelta) -> dict[str, Any]:
-    return {
-        "kind": delta.kind,
-        "overwritten": delta.overwritten,
-        "elements": sorted((_element(e) for e in delta.elements), key=_text),
-        "removed": sorted((_canonical(k) for k in delta.removed), key=_text),
-        "removed_at": delta.removed_timestamp_micros,
-    }
+def _delta(delta: CollectionDelta) -> tuple[Any, ...]:
+    return (
+        delta.kind,
+        delta.overwritten,
+        tuple(sorted((_element(e) for e in delta.elements), key=repr)),
+        tuple(sorted((_canonical(k) for k in delta.removed), key=repr)),
+        delta.removed_timestamp_micros,
+    )
 
 
-def _element(element: CollectionElement) -> list[Any]:
-    return [
+def _element(element: CollectionElement) -> tuple[Any, ...]:
+    return (
         _canonical(element.key),
         _canonical(element.value),
         element.timestamp_micros,
         element.ttl_seconds,
+    )
+
+
+def _mapping(values: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    plain = _PLAIN
+    pairs = [
+        (name, value if value.__class__ in plain else _canonical(value))
+        for name, value in values.items()
     ]
-
-
-def _mapping(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _canonical(value) for name, value in values.items()}
+    if len(pairs) > 1:
+        pairs.sort()  # names are unique: sorting never compares two values
+    return pairs
 
 
 def _canonical(value: Any) -> Any:
-    """The value's lossless JSON form (:func:`value_to_json`) with sets and maps in a
-    canonical order. A value that form cannot hold (none reaches a sink, but a dead
-    letter is made of whatever failed) is named by its type and ``repr``, so building
-    a dead letter never fails on it."""
+    """A plain value as it is; any other in its lossless JSON form, with sets and maps
+    in a canonical order. A value that form cannot hold (none reaches a sink, but a dead
+    letter is made of whatever failed) is named by its type and ``repr``, so building a
+    dead letter never fails on it."""
     if value.__class__ in _PLAIN:
         return value
     try:
         encoded = value_to_json(value)
     except ValueCodecError:
-        return {"$repr": [type(value).__qualname__, repr(value)]}
+        return ("$repr", type(value).__qualname__, repr(value))
     return _sorted(encoded)
 
 
 def _sorted(data: Any) -> Any:
+    """The JSON form with set elements, map entries and object members sorted, objects
+    as tuples led by their tag or "$object": only they are tuples, JSON arrays stay
+    lists, so no array can read as an object. value_to_json encodes a dict with a "$"
+    key as "$map", so a one-member object whose name starts with "$" is one of its
+    tags."""
     if isinstance(data, list):
         return [_sorted(x) for x in data]
     if not isinstance(data, dict):
         return data
     if len(data) == 1:
         ((tag, payload),) = data.items()
-        # Tags are unambiguous: value_to_json encodes a dict with a "$" key as "$map".
         if tag == "$set":
-            return {tag: sorted((_sorted(x) for x in payload), key=_text)}
+            return tag, tuple(sorted((_sorted(x) for x in payload), key=repr))
         if tag == "$map":
-            pairs = ([_sorted(k), _sorted(v)] for k, v in payload)
-            return {tag: sorted(pairs, key=lambda pair: _text(pair[0]))}
-    return {key: _sorted(x) for key, x in data.items()}
-
-
-def _text(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+            pairs = ((_sorted(k), _sorted(v)) for k, v in payload)
+            return tag, tuple(sorted(pairs, key=lambda pair: repr(pair[0])))
+    return ("$object", *sorted((name, _sorted(x)) for name, x in data.items()))

@@ -189,3 +189,9 @@ def test_what_only_the_reading_node_knows_is_not_part_of_the_write(field):
         "captured_at": dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
     }
     assert write_id(attrs.evolve(original, **{field: other[field]})) == write_id(original)
+
+
+def test_a_list_shaped_like_a_tagged_value_is_not_that_value():
+    lookalikes = [frozenset({1}), ["$set", [1]], ("$set", (1,)), {"$set": [1]}, [[1]], [(1,)]]
+    ids = {write_id(event(columns={"status": value})) for value in lookalikes}
+    assert len(ids) == len(lookalikes)
