@@ -7,6 +7,8 @@ import itertools
 import uuid
 from typing import Any
 
+import attrs
+
 from cdc_domain.cql_types import parse_cql_type
 from cdc_domain.events import ChangeEvent, DeletionScope, Operation, SourcePosition
 from cdc_domain.schema import (
@@ -84,4 +86,39 @@ def event(
         captured_at=CAPTURED,
         position=position or SourcePosition(1, next(_positions) * 10),
         **kwargs,
+    )
+
+
+def replica_copy(
+    original: ChangeEvent,
+    node: str,
+    position: SourcePosition,
+    captured_at: dt.datetime = CAPTURED,
+) -> ChangeEvent:
+    """The same write as read from another node's commit log: its own event id,
+    position and capture time, and its maps and element lists built in another order
+    (a decoder owes no order to what has none)."""
+
+    def flipped(values: dict[str, Any]) -> dict[str, Any]:
+        return dict(reversed(values.items()))
+
+    return attrs.evolve(
+        original,
+        event_id=f"{node}:{position.segment_id}:{position.offset}:{position.index}",
+        position=position,
+        captured_at=captured_at,
+        partition_key=flipped(original.partition_key),
+        clustering_key=flipped(original.clustering_key),
+        columns=flipped(original.columns),
+        deleted_columns=tuple(reversed(original.deleted_columns)),
+        collections={
+            name: attrs.evolve(
+                delta,
+                elements=tuple(reversed(delta.elements)),
+                removed=tuple(reversed(delta.removed)),
+            )
+            for name, delta in reversed(original.collections.items())
+        },
+        counters=flipped(original.counters),
+        counter_totals=flipped(original.counter_totals),
     )

@@ -16,7 +16,14 @@ from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.events import SourcePosition
 from cdc_domain.health import HealthReport
-from cdc_domain.ports import ChangeBatch, ChangeSource, DeadLetterQueue, Sink, SinkBatch
+from cdc_domain.ports import (
+    ChangeBatch,
+    ChangeSource,
+    CopiesReporting,
+    DeadLetterQueue,
+    Sink,
+    SinkBatch,
+)
 from cdc_domain.schema_changes import SchemaChange
 
 __all__ = ["EVERY_DESTINATION", "CountingDeadLetters", "CountingSink", "CountingSource"]
@@ -67,11 +74,13 @@ class CountingSource:
 
 
 class CountingSink:
-    """Counts events written and schema changes applied, by table."""
+    """Counts events written and schema changes applied, by table, and the copies of
+    writes a sink already held (:class:`~cdc_domain.ports.CopiesReporting`)."""
 
     def __init__(self, sink: Sink, metrics: Metrics) -> None:
         self._sink = sink
         self._metrics = metrics
+        self._copies = sink if isinstance(sink, CopiesReporting) else None
 
     @property
     def name(self) -> str:
@@ -90,6 +99,9 @@ class CountingSink:
         # One increment per table, not per event: a labelled counter takes a lock.
         for table, count in Counter(event.qualified_table for event in batch.events).items():
             self._metrics.events_written.labels(table, self.name).inc(count)
+        if self._copies is not None:
+            for table, count in self._copies.take_absorbed_copies().items():
+                self._metrics.replica_copies_absorbed.labels(self.name, table).inc(count)
 
     async def apply_schema_change(self, change: SchemaChange) -> None:
         await self._sink.apply_schema_change(change)

@@ -35,6 +35,15 @@ class Metrics:
             ["table", "destination"],
             registry=registry,
         )
+        self.replica_copies_absorbed = Counter(
+            "cdc_replica_copies_absorbed",
+            "Events a destination that keeps one record per Cassandra write already held: "
+            "another node's copy of the write (with replication factor 3, each write is "
+            "read by up to three agents) or a re-delivery. Counted in cdc_events_written "
+            "too; this part of them was written nowhere.",
+            ["destination", "table"],
+            registry=registry,
+        )
         self.events_dead_lettered = Counter(
             "cdc_events_dead_lettered",
             "Events (or undecodable entries) sent to the dead letter queue.",

@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from cdc_domain.events import ChangeEvent, SourcePosition
+from cdc_domain.identity import write_id
 
 __all__ = [
     "DeadLetterEvent",
@@ -38,12 +39,17 @@ class DeadLetterStatus(enum.Enum):
 def dead_letter_id(
     reason: FailureReason,
     destination: str | None,
-    event_id: str | None,
+    subject: str | None,
     position: SourcePosition | None,
 ) -> str:
-    """A stable id, so dead-lettering the same failure twice (after a restart re-reads a
-    segment) stores it once."""
-    text = f"{reason.value}|{destination or ''}|{event_id or ''}|{position or ''}"
+    """A stable id, so dead-lettering the same failure twice stores it once: after a
+    restart re-reads a segment, and when several nodes read copies of one write.
+
+    ``subject`` names what failed: an event's write id (:func:`write_id`), the same in
+    every replica's copy, so one bad write is one dead letter however many agents saw
+    it; None for raw entries, which are named by their ``position`` instead.
+    """
+    text = f"{reason.value}|{destination or ''}|{subject or ''}|{position or ''}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -79,8 +85,11 @@ class DeadLetterEvent:
         schema_details: dict[str, Any] | None = None,
         retry_count: int = 0,
     ) -> DeadLetterEvent:
+        """The dead letter of an event, named by its write: the copies of one bad write
+        that several nodes read share it, as do re-reads after a restart. The entry
+        keeps the copy stored last (its event id and position say which node's)."""
         return cls(
-            dlq_id=dead_letter_id(reason, destination, event.event_id, event.position),
+            dlq_id=dead_letter_id(reason, destination, write_id(event), None),
             reason=reason,
             error=error,
             failed_at=failed_at,
@@ -102,6 +111,10 @@ class DeadLetterEvent:
         position: SourcePosition,
         schema_details: dict[str, Any] | None = None,
     ) -> DeadLetterEvent:
+        """The dead letter of bytes that never became an event, named by its position.
+        Without decoding there is no write to name, so copies of one undecodable
+        mutation on several nodes stay one entry each: telling them apart from
+        different mutations would need the decoding that failed."""
         return cls(
             dlq_id=dead_letter_id(reason, None, None, position),
             reason=reason,

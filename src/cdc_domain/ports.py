@@ -25,6 +25,7 @@ __all__ = [
     "ChangeBatch",
     "ChangeSource",
     "Clock",
+    "CopiesReporting",
     "DeadLetterQueue",
     "HealthChecked",
     "OffsetCommittingSink",
@@ -135,6 +136,19 @@ class OffsetCommittingSink(Sink, Protocol):
     the batch's own transaction, so its offsets are read back from its own database."""
 
     def offset_store(self, clock: Clock) -> OffsetStore: ...
+
+
+@runtime_checkable
+class CopiesReporting(Protocol):
+    """A sink that keeps one record per write (:func:`~cdc_domain.identity.write_id`)
+    and so recognises a write it already holds: another node's copy of it, or the same
+    copy delivered again. It writes such a copy nowhere and counts it, so the copies
+    the replicas of a cluster produce can be seen being absorbed."""
+
+    def take_absorbed_copies(self) -> Mapping[str, int]:
+        """Copies absorbed per ``keyspace.table`` by the writes committed since the
+        previous call (which this one resets)."""
+        ...
 
 
 @runtime_checkable

@@ -189,6 +189,9 @@ class UnknownTables:
             if tally.entries and entry.position <= tally.last_position:
                 if tally.kept_until is not None and entry.position <= tally.kept_until:
                     kept.append(entry)  # read again after a restart: stored again, same id
+                # Stored again too: the batch that counted it may have failed to store it
+                # (the process lives on, its count in memory) and is being retried.
+                changed[table_id] = tally
                 continue
             keep = tally.kept < self._kept_in_full
             if keep:

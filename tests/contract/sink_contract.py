@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdc_adapters.memory import ManualClock
 from cdc_domain.destinations import DestinationKind, DroppedColumns
 from cdc_domain.errors import SchemaIncompatibleError
 from cdc_domain.events import (
@@ -29,7 +30,7 @@ from cdc_domain.events import (
 from cdc_domain.health import HealthStatus
 from cdc_domain.mirror import MirrorState
 from cdc_domain.offsets import Checkpoint
-from cdc_domain.ports import Sink, SinkBatch
+from cdc_domain.ports import OffsetCommittingSink, Sink, SinkBatch
 from cdc_domain.schema_changes import SchemaDiff
 from cdc_domain.values import UdtValue
 from tests.factories import column, event, table
@@ -222,6 +223,28 @@ class SinkContract:
         report = await sink.health()
         assert report.status is HealthStatus.UP
         assert report.name == sink.name
+
+
+class OffsetCommittingSinkContract:
+    """Sinks that commit offsets (``commits_offsets``) move a batch's checkpoint with the
+    batch, and read it back through their ``offset_store``. The ``sink`` fixture is such
+    a sink, fresh."""
+
+    async def test_commits_offsets_and_has_their_store(self, sink):
+        assert sink.commits_offsets
+        assert isinstance(sink, OffsetCommittingSink)
+
+    async def test_a_batch_moves_its_checkpoint_with_it(self, sink):
+        store = sink.offset_store(ManualClock())
+        await sink.write(batch(HISTORY[:3]))
+        await sink.write(batch(HISTORY[3:5], end=SourcePosition(1, 900)))
+        record = await store.load(sink.name, "node1")
+        assert (record.position, record.events_processed) == (SourcePosition(1, 900), 5)
+
+    async def test_a_batch_without_a_checkpoint_moves_nothing(self, sink):
+        store = sink.offset_store(ManualClock())
+        await sink.write(SinkBatch(HISTORY[:2], {QUALIFIED: SCHEMA}, None))
+        assert await store.load(sink.name, "node1") is None
 
 
 class MirrorSinkContract(SinkContract):

@@ -15,6 +15,11 @@ class MemoryOffsetStore:
         return self._records.get((destination, partition_id))
 
     async def commit(self, destination: str, checkpoint: Checkpoint) -> None:
+        self.advance(destination, checkpoint)
+
+    def advance(self, destination: str, checkpoint: Checkpoint) -> None:
+        """:meth:`commit` without a suspension point, for a sink that moves its offset
+        in the same step as its write (:class:`~cdc_adapters.memory.MemorySink`)."""
         key = (destination, checkpoint.partition_id)
         previous = self._records.get(key)
         total = (previous.events_processed if previous else 0) + checkpoint.events

@@ -1,11 +1,13 @@
-"""The change-history table of one Cassandra table: one row per change event.
+"""The change-history table of one Cassandra table: one row per Cassandra write.
 
 Key columns are typed (so ``WHERE id = ...`` and ``time_bucket`` per key are indexable);
 what the change wrote goes to jsonb (``_cdc_columns``, ``_cdc_collections``,
 ``_cdc_counters``), in the same type-directed JSON form the PostgreSQL mirror uses, so
 adding or dropping a Cassandra column never needs DDL here. ``_cdc_time`` is the
-Cassandra write time: the hypertable is partitioned on it, and the unique index on
-(event id, time) makes re-delivery a no-op (``ON CONFLICT DO NOTHING``).
+Cassandra write time: the hypertable is partitioned on it. The unique index on
+(write id, time) makes every copy of a write after the first a no-op (``ON CONFLICT DO
+NOTHING``): the copies other nodes' agents read of the same write, and re-deliveries.
+The node's event id and position stay, as what says which copy was recorded.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # (column, type) after the key columns; the composite row type has the same fields.
 _META = (
     ("_cdc_time", "timestamptz NOT NULL"),
+    ("_cdc_write_id", "text NOT NULL"),  # null in rows written before write ids (ADR 0005)
     ("_cdc_event_id", "text NOT NULL"),
     ("_cdc_op", "text NOT NULL"),
     ("_cdc_scope", "text"),
@@ -79,7 +82,9 @@ class HistoryLayout:
             keys.append(KeyColumn(column.name, ColumnCodec(column.type, mapped.sql)))
         table = naming.table_for(source.keyspace, source.table)
         fields = tuple((k.name, k.sql_type) for k in keys)
-        version = hashlib.sha256(repr(fields).encode()).hexdigest()[:10]
+        # The row type's name follows its fields, so a layout with other columns gets a
+        # type of its own instead of meeting an older one by the same name.
+        version = hashlib.sha256(repr((fields, _META)).encode()).hexdigest()[:10]
         return cls(
             source=source,
             schema=naming.schema_for(source.keyspace, source.table),
@@ -112,8 +117,8 @@ class HistoryLayout:
                 + t.replace(" NOT NULL", "")
                 for n, t in _META
             ),
-            f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(self.table[:40] + '__cdc_event')} "
-            f'ON {self.qualified} ("_cdc_event_id", "_cdc_time")',
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(self.table[:40] + '__cdc_write')} "
+            f'ON {self.qualified} ("_cdc_write_id", "_cdc_time")',
             "DO $cdc$ BEGIN IF to_regtype("
             + _literal(row_type)
             + f") IS NULL THEN CREATE TYPE {row_type} AS ({fields}); END IF; END $cdc$",
@@ -134,11 +139,14 @@ class HistoryLayout:
         return (
             f"INSERT INTO {self.qualified} ({', '.join(columns)}) SELECT * FROM "
             f"unnest($1::{qualified(self.schema, self.row_type)}[]) "
-            'ON CONFLICT ("_cdc_event_id", "_cdc_time") DO NOTHING'
+            # No conflict target: a table made before write ids also keeps its unique
+            # (event id, time) index, and a row meeting either is one already held.
+            "ON CONFLICT DO NOTHING"
         )
 
-    def row(self, event: ChangeEvent, partition_id: str | None) -> tuple[Any, ...]:
-        """The event as one history row (raises UnwritableValueError for a bad value)."""
+    def row(self, event: ChangeEvent, partition_id: str | None, write: str) -> tuple[Any, ...]:
+        """The event as one history row, keyed by its ``write`` id (raises
+        UnwritableValueError for a bad value)."""
         keys: list[Any] = []
         given = {**event.partition_key, **event.clustering_key}
         for key in self.keys:
@@ -148,6 +156,7 @@ class HistoryLayout:
         return (
             *keys,
             micros_to_datetime(event.timestamp_micros),
+            write,
             event.event_id,
             event.operation.value,
             event.scope.value if event.scope else None,

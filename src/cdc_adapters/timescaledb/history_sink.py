@@ -1,8 +1,12 @@
-"""The TimescaleDB history sink: one row per change, in a hypertable per table (ADR 0005).
+"""The TimescaleDB history sink: one row per write, in a hypertable per table (ADR 0005).
 
 Each change event is appended to the hypertable of its Cassandra table, partitioned on
-the change's write time; re-delivered events are skipped by the unique (event id, time)
-index. The batch and the destination's offset row commit in one transaction.
+the change's write time. Its row is keyed by the event's write id
+(:func:`~cdc_domain.identity.write_id`), so the copies of one write that the agents of
+several nodes deliver, in any order and at once, are one row: the unique (write id,
+time) index skips every copy after the first, and the sink counts those it skipped
+(:class:`~cdc_domain.ports.CopiesReporting`). The batch and the destination's offset row
+commit in one transaction.
 
 The sink checks for the ``timescaledb`` extension before its first write and refuses
 to go on without it, unless ``fallback_to_plain_tables`` allows ordinary tables.
@@ -10,6 +14,7 @@ to go on without it, unless ``fallback_to_plain_tables`` allows ordinary tables.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,12 +29,14 @@ from cdc_adapters.timescaledb.history import HistoryLayout
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.errors import SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent
+from cdc_domain.identity import write_id
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import Clock, SinkBatch
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_changes import ChangeKind, SchemaChange
 
 __all__ = ["TimescaleHistorySink"]
+
 
 _KIND = DestinationKind.TIMESCALEDB
 
@@ -78,6 +85,7 @@ class TimescaleHistorySink(PooledSink):
         self._layouts: dict[tuple[str, str], HistoryLayout] = {}
         self._latest: dict[str, HistoryLayout] = {}
         self._ensured: set[tuple[str, str]] = set()
+        self._absorbed: Counter[str] = Counter()
 
     async def check_ready(self) -> None:
         """Verify TimescaleDB at start-up (see :meth:`ExtensionCheck.info`); the sink
@@ -131,15 +139,21 @@ class TimescaleHistorySink(PooledSink):
         layouts: Mapping[str, HistoryLayout],
         partition: str | None,
     ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, str]]:
-        rows: dict[str, list[tuple[Any, ...]]] = {}
+        """Rows per table, in write id order: writers inserting copies of the same
+        writes then take the index's locks in one order, and do not deadlock on them."""
+        keyed: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
         rejected: dict[str, str] = {}
         for event in events:
+            write = write_id(event)
             try:
-                row = layouts[event.qualified_table].row(event, partition)
+                row = layouts[event.qualified_table].row(event, partition, write)
             except UnwritableValueError as exc:
                 rejected[event.event_id] = f"{event.qualified_table}: {exc}"
             else:
-                rows.setdefault(event.qualified_table, []).append(row)
+                keyed.setdefault(event.qualified_table, []).append((write, row))
+        rows = {
+            table: [row for _, row in sorted(pairs, key=_first)] for table, pairs in keyed.items()
+        }
         return rows, rejected
 
     async def _transaction(
@@ -150,15 +164,28 @@ class TimescaleHistorySink(PooledSink):
         checkpoint: Checkpoint | None,
         trial: bool = False,
     ) -> None:
+        absorbed: Counter[str] = Counter()
+
         async def ensure(connection: Any) -> None:
             await self._ensure(connection, timescale, list(layouts.values()))
 
         async def apply(connection: Any) -> None:
+            absorbed.clear()  # a retried attempt counts afresh
             for table in sorted(rows):
                 with refused_table(self._name, table):
-                    await connection.execute(layouts[table].insert_sql(), rows[table])
+                    status = await connection.execute(layouts[table].insert_sql(), rows[table])
+                absorbed[table] = len(rows[table]) - _inserted(status)
 
         await self._with_offset(ensure, apply, checkpoint, trial)
+        if not trial:
+            self._absorbed.update(absorbed)
+
+    def take_absorbed_copies(self) -> dict[str, int]:
+        """Rows not inserted because their write was already held, per ``keyspace.table``,
+        by the batches committed since the previous call."""
+        taken = {table: count for table, count in self._absorbed.items() if count}
+        self._absorbed.clear()
+        return taken
 
     async def _ensure(
         self, connection: Any, timescale: TimescaleInfo | None, layouts: Sequence[HistoryLayout]
@@ -197,7 +224,20 @@ class TimescaleHistorySink(PooledSink):
 
     async def event_ids(self, table: str | TableSchema) -> list[str]:
         """Ids of the events held for a table (named ``keyspace.table`` as this sink
-        last saw it, or given by its schema), in source order."""
+        last saw it, or given by its schema), in source order: one per write, of the
+        copy that was recorded first."""
+        return await self._column(
+            table,
+            "_cdc_event_id",
+            '"_cdc_partition_id", "_cdc_segment", "_cdc_offset", "_cdc_index"',
+        )
+
+    async def write_ids(self, table: str | TableSchema) -> list[str]:
+        """Write ids of the rows held for a table (named as for :meth:`event_ids`),
+        sorted."""
+        return await self._column(table, "_cdc_write_id", '"_cdc_write_id"')
+
+    async def _column(self, table: str | TableSchema, column: str, order: str) -> list[str]:
         layout = self._latest.get(table) if isinstance(table, str) else self._layout(table)
         if layout is None:
             return []
@@ -206,10 +246,9 @@ class TimescaleHistorySink(PooledSink):
             if await connection.fetchval("SELECT to_regclass($1)", layout.qualified) is None:
                 return []
             rows = await connection.fetch(
-                f'SELECT "_cdc_event_id" FROM {layout.qualified} ORDER BY '
-                '"_cdc_partition_id", "_cdc_segment", "_cdc_offset", "_cdc_index"'
+                f'SELECT "{column}" FROM {layout.qualified} ORDER BY {order}'
             )
-        return [r["_cdc_event_id"] for r in rows]
+        return [r[column] for r in rows]
 
     async def is_hypertable(self, table: str) -> bool:
         layout = self._latest.get(table)
@@ -224,3 +263,12 @@ class TimescaleHistorySink(PooledSink):
                 layout.table,
             )
         return bool(found)
+
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
+
+
+def _inserted(status: str) -> int:
+    """The row count of an ``INSERT 0 <rows>`` command status."""
+    return int(status.rsplit(" ", 1)[-1])

@@ -9,10 +9,14 @@ import pytest
 
 from cdc_adapters.postgres import PostgresOffsetStore
 from tests.contract.offset_store_contract import OffsetStoreContract
-from tests.contract.sink_contract import MirrorSinkContract, SinkContract
+from tests.contract.sink_contract import (
+    MirrorSinkContract,
+    OffsetCommittingSinkContract,
+    SinkContract,
+)
 
 
-class TestTimescaleHistorySink(SinkContract):
+class TestTimescaleHistorySink(SinkContract, OffsetCommittingSinkContract):
     semantics = "log"
 
     @pytest.fixture
@@ -28,7 +32,7 @@ class TestTimescaleHistorySink(SinkContract):
         return pair[1]
 
 
-class TestTimescaleMirrorSink(MirrorSinkContract):
+class TestTimescaleMirrorSink(MirrorSinkContract, OffsetCommittingSinkContract):
     @pytest.fixture
     async def pair(self, make_ts_sink):
         return await make_ts_sink("mirror")

@@ -13,12 +13,15 @@ from cdc_adapters.timescaledb import (
     TimescaleMirrorSink,
     TimescaleMissingError,
 )
+from cdc_adapters.timescaledb.history import micros_to_datetime
 from cdc_app import factories
 from cdc_app.config import ConfigError, settings_from
 from cdc_app.container import Container, running
-from cdc_domain.events import Operation
+from cdc_domain.events import Operation, SourcePosition
+from cdc_domain.identity import write_id
 from cdc_domain.ports import HealthChecked, OffsetCommittingSink, ReadinessChecked
 from tests.contract.sink_contract import HISTORY, QUALIFIED, batch, changes
+from tests.factories import replica_copy
 from tests.integration.postgres import type_cases
 from tests.integration.postgres.mirror_model import batch_of, reference
 from tests.integration.timescaledb.conftest import FAST_RETRY
@@ -146,3 +149,77 @@ async def test_a_one_mebibyte_value_passes_the_wasm_server(make_ts_sink):
     (event,) = changes((Operation.INSERT, 1, 10, {"columns": {"status": big}}))
     await sink.write(batch((event,)))
     assert (await read_back())[((1,), ())]["status"] == big
+
+
+async def test_copies_of_a_write_from_other_nodes_are_absorbed_and_counted(make_ts_sink):
+    sink, read_back = await make_ts_sink("history")
+    await sink.write(batch(HISTORY[:5]))
+    assert sink.take_absorbed_copies() == {}
+    copies = [replica_copy(e, "node2", SourcePosition(2, i)) for i, e in enumerate(HISTORY)]
+    await sink.write(batch(copies))
+    await sink.write(batch(copies[-1:]))
+    assert sink.take_absorbed_copies() == {QUALIFIED: 6}
+    assert sink.take_absorbed_copies() == {}
+    # One row per write, of the copy recorded first.
+    assert await read_back() == [e.event_id for e in HISTORY[:5]] + [c.event_id for c in copies[5:]]
+    assert await sink.write_ids(QUALIFIED) == sorted(write_id(e) for e in HISTORY)
+
+
+# The history table as the sink made it before write ids (keyed by event id).
+_BEFORE_WRITE_IDS = (
+    "_cdc_time timestamptz NOT NULL, _cdc_event_id text NOT NULL, _cdc_op text NOT NULL, "
+    "_cdc_scope text, _cdc_static boolean NOT NULL, _cdc_columns jsonb, "
+    "_cdc_deleted_columns text[], _cdc_collections jsonb, _cdc_counters jsonb, "
+    "_cdc_counter_totals jsonb, _cdc_range jsonb, _cdc_ttl integer, "
+    "_cdc_expires_at timestamptz, _cdc_writetime bigint NOT NULL, _cdc_partition_id text, "
+    "_cdc_segment bigint NOT NULL, _cdc_offset bigint NOT NULL, _cdc_index integer NOT NULL, "
+    "_cdc_captured_at timestamptz NOT NULL, id integer"
+)
+
+
+async def test_a_history_table_from_before_write_ids_takes_them_on(make_ts_sink, ts_pool):
+    sink, read_back = await make_ts_sink("history")
+    extension = await sink.timescale()
+    schema = sink._naming.schema_for("contract", "orders")
+    table = f'"{schema}"."orders"'
+    first = HISTORY[0]
+    async with ts_pool.acquire() as connection:
+        await connection.execute(f'CREATE SCHEMA "{schema}"')
+        await connection.execute(f"CREATE TABLE {table} ({_BEFORE_WRITE_IDS})")
+        await connection.execute(
+            f'CREATE UNIQUE INDEX "orders__cdc_event" ON {table} (_cdc_event_id, _cdc_time)'
+        )
+        await connection.execute(
+            f"SELECT \"{extension.schema}\".create_hypertable('{schema}.orders', "
+            f"\"{extension.schema}\".by_range('_cdc_time'::name, '7 days'::interval))"
+        )
+        await connection.execute(
+            f"INSERT INTO {table} (_cdc_time, _cdc_event_id, _cdc_op, _cdc_static, "
+            "_cdc_writetime, _cdc_partition_id, _cdc_segment, _cdc_offset, _cdc_index, "
+            "_cdc_captured_at, id) VALUES ($1, $2, 'INSERT', false, $3, 'node1', 1, 100, 0, "
+            "now(), 1)",
+            micros_to_datetime(first.timestamp_micros),
+            first.event_id,
+            first.timestamp_micros,
+        )
+
+    await sink.write(batch(HISTORY))  # the first event again: held under its event id
+    copies = [replica_copy(e, "node2", SourcePosition(2, i)) for i, e in enumerate(HISTORY)]
+    await sink.write(batch(copies))
+
+    assert await sink.is_hypertable(QUALIFIED)
+    async with ts_pool.acquire() as connection:
+        indexes = await connection.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'orders'",
+            schema,
+        )
+    assert {"orders__cdc_event", "orders__cdc_write"} <= {r["indexname"] for r in indexes}
+    held = await read_back()
+    # Every write held once, but for the one recorded before write ids: its row has
+    # none, so another node's copy of it is not recognised (ADR 0005).
+    assert held == [e.event_id for e in HISTORY] + [copies[0].event_id]
+    assert sink.take_absorbed_copies() == {QUALIFIED: len(HISTORY)}
+    assert await sink.write_ids(QUALIFIED) == [
+        *sorted(write_id(e) for e in HISTORY),
+        None,
+    ]

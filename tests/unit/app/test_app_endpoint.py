@@ -16,9 +16,10 @@ from cdc_adapters.memory import MemoryChangeSource, MemorySink
 from cdc_app.container import running
 from cdc_app.endpoint import health_app, serving
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
-from cdc_domain.ports import SourceStorage
+from cdc_domain.events import SourcePosition
+from cdc_domain.ports import SinkBatch, SourceStorage
 from cdc_domain.schema_evolution import BlockedTable
-from tests.factories import event
+from tests.factories import event, replica_copy
 from tests.support.waiting import eventually
 from tests.unit.app.wiring import CUSTOMERS, MemoryWiring, written
 
@@ -255,3 +256,36 @@ async def test_metrics_count_by_table_destination_and_reason(tmp_path: Path):
     assert value("cdc_raw_segments_pending") == 1
     assert value("cdc_raw_bytes") == 100
     assert value("cdc_raw_capacity_bytes") == 1024 * 1024
+
+
+async def test_metrics_count_the_copies_of_writes_a_destination_already_held():
+    """Another node's agent wrote two of these writes first (the same writes, read from
+    its own commit log); this agent's copies of them are absorbed and counted, by the
+    sink that keeps one record per write, and only there."""
+    history = MemorySink("history", absorb_copies=True)
+    mirror = MemorySink("mirror")
+    wiring = MemoryWiring([history, mirror], pipeline=FAST)
+    writes = [event(table="customers", key=k, ts=k, columns={"name": f"n{k}"}) for k in (1, 2, 3)]
+    elsewhere = [replica_copy(w, "node2", SourcePosition(50, i)) for i, w in enumerate(writes[:2])]
+    await history.write(SinkBatch(tuple(elsewhere), {CUSTOMERS.qualified_name: CUSTOMERS}, None))
+    wiring.source.append(*writes)
+
+    async with served(wiring) as endpoint:
+        await eventually(lambda: len(written(history)) == 5 and len(written(mirror)) == 3)
+        _, text = await endpoint.get("/metrics")
+
+    found = samples(text)
+    absorbed = {
+        dict(labels)["destination"]: value
+        for (name, labels), value in found.items()
+        if name == "cdc_replica_copies_absorbed_total"
+    }
+    assert absorbed == {"history": 2}
+    assert (
+        found[
+            "cdc_replica_copies_absorbed_total",
+            frozenset({"destination": "history", "table": "shop.customers"}.items()),
+        ]
+        == 2
+    )
+    assert len(history.state.rows("shop.customers")) == 3

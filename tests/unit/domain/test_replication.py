@@ -1,8 +1,6 @@
 import attrs
 
-from cdc_adapters.memory import (
-    MemorySink,
-)
+from cdc_adapters.memory import MemoryChangeSource, MemorySink
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, SinkError, TableError
@@ -10,7 +8,7 @@ from cdc_domain.events import Operation, SourcePosition
 from cdc_domain.masking import REDACTED, MaskingPolicy
 from cdc_domain.replication import Destination, ReplicateBatch
 from cdc_domain.schema_changes import ChangeKind
-from tests.factories import column, event
+from tests.factories import column, event, replica_copy
 from tests.unit.domain.conftest import ORDERS
 
 
@@ -384,3 +382,37 @@ async def test_a_table_whose_writes_are_refused_pauses_alone_and_the_others_flow
     letters = await world["dlq"].list(reason=FailureReason.PROCESSING_ERROR)
     assert sorted(e.event.partition_key["id"] for e in letters) == [2, 3]
     assert sink.state.rows("shop.items") == {}
+
+
+async def test_the_copies_of_a_bad_write_that_several_nodes_read_are_one_dead_letter(world):
+    """With replication factor 3 each node's agent reads its own copy of every write:
+    own event id, own position. A bad write is still one dead letter per reason."""
+    sink = RejectingSink("pg", reject={"bad"})
+    writes = [
+        event(key=1, ts=1, table="ghost", columns={"x": 1}),
+        event(key=2, ts=2, counters={"hits": 1}),
+        event(key=3, ts=3, columns={"status": "bad"}),
+        event(key=4, ts=4, columns={"status": "ok"}),
+    ]
+    for n, node in enumerate(("node1", "node2", "node3")):
+        source = MemoryChangeSource(node)
+        source.append(
+            *(replica_copy(w, node, SourcePosition(n, 10 * i)) for i, w in enumerate(writes, 1))
+        )
+        agent = ReplicateBatch(
+            source=source,
+            schemas=world["schemas"],
+            destinations=[Destination(sink, world["offsets"])],
+            dead_letters=world["dlq"],
+            clock=world["clock"],
+            masking=MaskingPolicy(),
+            history=world["history"],
+        )
+        (outcome,) = await agent(max_events=10)
+        assert (outcome.delivered, outcome.dead_lettered) == (1, 3)
+    letters = await world["dlq"].list()
+    assert sorted((d.event.partition_key["id"], d.reason.value) for d in letters) == [
+        (1, "UNKNOWN_TABLE"),
+        (2, "SCHEMA_INCOMPATIBLE"),
+        (3, "PROCESSING_ERROR"),
+    ]

@@ -1,7 +1,8 @@
 """Entries of tables the schema does not know: kept, counted or skipped, by policy."""
 
-from cdc_adapters.memory import MemorySink
+from cdc_adapters.memory import MemoryDeadLetterQueue, MemorySink
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
+from cdc_domain.errors import TransientError
 from cdc_domain.events import SourcePosition
 from cdc_domain.masking import MaskingPolicy
 from cdc_domain.offsets import Checkpoint
@@ -123,3 +124,31 @@ async def test_tallies_are_kept_per_source_partition(world):
     (tally,) = await stored_tallies(world["dlq"], "node1")
     assert tally.entries == 4
     assert await stored_tallies(world["dlq"], "node2") == []
+
+
+class FlakyQueue(MemoryDeadLetterQueue):
+    """A dead letter queue whose next writes fail, as a lost connection does."""
+
+    def __init__(self, fail_next):
+        super().__init__()
+        self.fail_next = fail_next
+
+    async def write(self, entries):
+        if self.fail_next:
+            self.fail_next -= 1
+            raise TransientError("dead letter queue unavailable")
+        await super().write(entries)
+
+
+async def test_a_tally_whose_write_failed_is_stored_when_the_batch_is_retried(world):
+    """The batch is retried in the same process, whose tallies already counted it."""
+    world["dlq"] = FlakyQueue(fail_next=1)
+    fill(world, 10)
+    replicate = use_case(world, MemorySink("a"))
+    (failed,) = await replicate(max_events=100)
+    assert isinstance(failed.error, TransientError)
+    assert await world["offsets"].load("a", "node1") is None
+    (retried,) = await replicate(max_events=100)
+    assert retried.ok
+    (tally,) = await stored_tallies(world["dlq"])
+    assert (tally.entries, tally.kept) == (10, 3)
