@@ -1,7 +1,6 @@
 """Cassandra's rules as the PostgreSQL mirror applies them, beyond the contract's table:
-clustering ranges, partitions, static columns and collections, checked against the
-reference state (``MirrorState``) and, where the mirror is documented to differ
-(ADR 0004), against that documented behaviour."""
+clustering ranges, partitions, static columns and collections element by element,
+checked against the reference state (``MirrorState``)."""
 
 from __future__ import annotations
 
@@ -120,26 +119,40 @@ async def test_an_overwrite_replaces_a_collection_and_hides_older_elements(mirro
     assert rows[((7,), (1, "x"))]["tags"] == frozenset({"only", "fresh"})
 
 
-async def test_an_overwrite_arriving_after_a_newer_element_change_replaces_it(mirror):
-    """The documented limit (ADR 0004): the overwrite cannot tell which stored elements
-    are newer than itself, so it replaces them all; Cassandra would keep "fresh"."""
+async def test_an_overwrite_arriving_after_a_newer_element_change_keeps_it(mirror):
+    """Elements are cells of their own: the overwrite's tombstone (at 19) hides only the
+    elements older than it, so "fresh" (25) stays, as in Cassandra."""
     replaced = CollectionDelta("set", overwritten=True, elements=set_add(20, "only").elements)
     overwrite = ev(U, 7, (1, "x"), 20, collections={"tags": replaced})
     newer_add = ev(U, 7, (1, "x"), 25, collections={"tags": set_add(25, "fresh")})
     rows = await deliver(mirror, [newer_add], [overwrite])
-    assert reference([overwrite, newer_add])[((7,), (1, "x"))]["tags"] == {"only", "fresh"}
-    assert rows[((7,), (1, "x"))]["tags"] == frozenset({"only"})
+    assert rows == reference([overwrite, newer_add])
+    assert rows[((7,), (1, "x"))]["tags"] == frozenset({"only", "fresh"})
 
 
-async def test_a_late_older_change_to_the_same_element_is_applied_in_arrival_order(mirror):
-    """The documented limit (ADR 0004): element changes carry no per-element timestamp
-    in the mirror, so a late, older change to the *same* element is applied on arrival.
-    Cassandra (and MirrorState) would keep the newer one."""
+async def test_a_late_older_change_to_the_same_element_loses_to_the_newer_one(mirror):
+    """Each element keeps its own timestamp: a removal at 20 arriving after an add at 30
+    of the same element changes nothing, as in Cassandra."""
     added = ev(U, 8, (1, "x"), 30, collections={"tags": set_add(30, "a", "b")})
     older_removal = ev(U, 8, (1, "x"), 20, collections={"tags": set_remove("a")})
     rows = await deliver(mirror, [added], [older_removal])
-    assert reference([older_removal, added])[((8,), (1, "x"))]["tags"] == {"a", "b"}
-    assert rows[((8,), (1, "x"))]["tags"] == frozenset({"b"})
+    assert rows == reference([older_removal, added])
+    assert rows[((8,), (1, "x"))]["tags"] == frozenset({"a", "b"})
+
+
+@pytest.mark.parametrize("deletion_first", [True, False])
+async def test_a_row_deletion_between_elements_hides_exactly_the_older_ones(mirror, deletion_first):
+    """A row deletion at 20 hides the elements written before it and no other, whatever
+    arrives first: the map keeps y (30) and loses x (10), the list keeps 3 (30)."""
+    older = ev(U, 9, (1, "x"), 10, collections={
+        "attrs": map_put(10, x=1), "log": list_append(10, 1, 2)})  # fmt: skip
+    newer = ev(U, 9, (1, "x"), 30, collections={
+        "attrs": map_put(30, y=2), "log": list_append(30, 3)})  # fmt: skip
+    deletion = ev(D, 9, (1, "x"), 20)
+    batches = [[deletion], [newer, older]] if deletion_first else [[older], [newer], [deletion]]
+    rows = await deliver(mirror, *batches)
+    assert rows == reference([older, newer, deletion])
+    assert rows[((9,), (1, "x"))] == {"attrs": {"y": 2}, "log": [3]}
 
 
 # Events over two partitions, three rows each, a static column and every deletion
