@@ -42,7 +42,8 @@ _CLOCK = '(SELECT (extract(epoch FROM now()) * 1000000)::bigint AS "_cdc_now") A
 
 
 def lock_statement() -> str:
-    """Serialises DDL on one table across writers (released at commit)."""
+    """Serialises DDL in one schema across writers (``$1``: ``cdc:<schema>``; released
+    at commit)."""
     return "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 

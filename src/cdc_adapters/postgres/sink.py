@@ -25,7 +25,6 @@ from cdc_adapters.postgres.ddl import (
     ensure_statements,
     ensured_sql,
     fingerprint,
-    lock_statement,
     view_statements,
 )
 from cdc_adapters.postgres.errors import RetryPolicy, refused_table, with_retries
@@ -42,6 +41,7 @@ from cdc_adapters.postgres.statements import (
     purge_expired_sql,
     upsert_sql,
 )
+from cdc_adapters.postgres.transactions import ddl_transaction
 from cdc_domain.destinations import DestinationKind, DroppedColumns
 from cdc_domain.errors import SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent
@@ -264,16 +264,32 @@ class PostgresSink(PooledSink):
             key = (source.qualified_name, source.version)
             if key in self._ensured:
                 continue
-            layout = item.layout
             with refused_table(self._name, source.qualified_name):
-                view = qualified(layout.schema, layout.view)
-                if not await connection.fetchval(ensured_sql(), view, item.fingerprint):
-                    await self._run_ddl(connection, layout, ensure_statements(layout))
+                if not await self._complete(connection, item):
+                    statements = ensure_statements(item.layout)
+                    await self._run_ddl(connection, item.layout, statements, unless=item)
             self._ensured.add(key)
 
-    async def _run_ddl(self, connection: Any, layout: TableLayout, statements: list[str]) -> None:
-        async with connection.transaction():
-            await connection.execute(lock_statement(), f"cdc:{layout.schema}.{layout.table}")
+    async def _complete(self, connection: Any, prepared: _Prepared) -> bool:
+        """Whether the layout's tables, types and view are all there (its view carries
+        the layout's fingerprint): a plain catalog read, no lock."""
+        view = qualified(prepared.layout.schema, prepared.layout.view)
+        return bool(await connection.fetchval(ensured_sql(), view, prepared.fingerprint))
+
+    async def _run_ddl(
+        self,
+        connection: Any,
+        layout: TableLayout,
+        statements: list[str],
+        unless: _Prepared | None = None,
+    ) -> None:
+        """Run DDL under its schema's lock; with ``unless``, only if that layout is still
+        incomplete once the lock is held (another writer may have just made it)."""
+        # One lock per schema: the tables of one keyspace create the schema itself
+        # too, which two of them doing at once would race on.
+        async with ddl_transaction(connection, f"cdc:{layout.schema}"):
+            if unless is not None and await self._complete(connection, unless):
+                return
             for statement in statements:
                 await connection.execute(statement)
 

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdc_domain.events import CollectionDelta, DeletionScope, Operation
+from cdc_domain.mirror import MirrorState
 from tests.integration.postgres.mirror_model import (
+    ITEMS,
     QUALIFIED,
     batch_of,
     ev,
@@ -153,6 +155,92 @@ async def test_a_row_deletion_between_elements_hides_exactly_the_older_ones(mirr
     rows = await deliver(mirror, *batches)
     assert rows == reference([older, newer, deletion])
     assert rows[((9,), (1, "x"))] == {"attrs": {"y": 2}, "log": [3]}
+
+
+LIVE_TTL, LATER_TTL = 4_000_000_000, 5_000_000_000  # expiring in 2096 and 2128
+ORDERS = ["together", "together, reversed", "apart", "apart, reversed"]
+
+
+def in_order(how, first, second):
+    """Two events delivered in one of four ways: one batch or two, either order."""
+    pair = [first, second] if "reversed" not in how else [second, first]
+    return [pair] if how.startswith("together") else [[pair[0]], [pair[1]]]
+
+
+def _set(ts, value, ttl=None, column="a"):
+    return ev(U, 10, (1, "x"), ts, columns={column: value}, ttl_seconds=ttl)
+
+
+TIES = {
+    # Equal timestamps, one cell: an expiring version beats a plain one, the later
+    # expiry beats the earlier, a tombstone beats an expiring version; the value last.
+    "expiring beats plain": (_set(5, "a", LIVE_TTL), _set(5, "z"), {"a": "a"}),
+    "later expiry wins": (_set(5, "a", LATER_TTL), _set(5, "z", LIVE_TTL), {"a": "a"}),
+    "tombstone beats expiring": (_set(5, None), _set(5, "z", LIVE_TTL), None),
+    "greater int bytes": (_set(5, -1, column="b"), _set(5, 1, column="b"), {"b": -1}),
+    # Row markers: the later expiry wins (an expired marker would hide the row).
+    "marker, later expiry": (
+        ev(INS, 10, (1, "x"), 5, ttl_seconds=LIVE_TTL),
+        ev(INS, 10, (1, "x"), 5, ttl_seconds=1),
+        {},
+    ),
+    "marker, expiring beats plain": (
+        ev(INS, 10, (1, "x"), 5, ttl_seconds=1),
+        ev(INS, 10, (1, "x"), 5),
+        None,
+    ),
+    # Elements: a removal beats an add; the greater serialized value wins.
+    "element removal beats add": (
+        ev(U, 10, (1, "x"), 5, collections={"tags": set_remove("e")}),
+        ev(U, 10, (1, "x"), 5, collections={"tags": set_add(5, "e", "f")}),
+        {"tags": frozenset({"f"})},
+    ),
+    "element, greater value": (
+        ev(U, 10, (1, "x"), 5, collections={"attrs": map_put(5, k=-1)}),
+        ev(U, 10, (1, "x"), 5, collections={"attrs": map_put(5, k=1)}),
+        {"attrs": {"k": -1}},
+    ),
+    "element, expiring beats plain": (
+        ev(U, 10, (1, "x"), 5, ttl_seconds=1, collections={"attrs": map_put(5, k=1)}),
+        ev(U, 10, (1, "x"), 5, collections={"attrs": map_put(5, k=2, j=3)}),
+        {"attrs": {"j": 3}},
+    ),
+    # A deletion at the very time of a write hides it, at every level.
+    "row deletion at the same time": (ev(D, 10, (1, "x"), 5), _set(5, "z"), None),
+    "range deletion at the same time": (
+        range_delete(10, 5, {"c1": 1}, {"c1": 1}),
+        _set(5, "z"),
+        None,
+    ),
+    "partition deletion at the same time": (
+        ev(D, 10, None, 5, scope=DeletionScope.PARTITION),
+        _set(5, "z"),
+        None,
+    ),
+    "collection deletion at the same time": (
+        ev(D, 10, (1, "x"), 5, scope=DeletionScope.CELL, deleted_columns=("tags",)),
+        ev(U, 10, (1, "x"), 5, collections={"tags": set_add(5, "e")}),
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("how", ORDERS)
+@pytest.mark.parametrize("case", list(TIES))
+async def test_equal_timestamps_are_settled_as_cassandra_settles_them(make_pg_sink, case, how):
+    """Each pair has one timestamp; the winner is the first of the pair, whichever
+    arrives first, alone or in one batch. ``None``: the row is not shown at all."""
+    winner, loser, row = TIES[case]
+    sink, _ = await make_pg_sink(QUALIFIED)
+    try:
+        rows = await deliver(sink, *in_order(how, winner, loser))
+    finally:
+        await sink.aclose()
+    now = dt.datetime.now(dt.UTC)
+    state = MirrorState()
+    state.apply_all([winner, loser], {QUALIFIED: ITEMS})
+    assert rows == state.rows(QUALIFIED, now)
+    assert rows.get(((10,), (1, "x"))) == row
 
 
 # Events over two partitions, three rows each, a static column and every deletion
