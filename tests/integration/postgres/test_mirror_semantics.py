@@ -24,6 +24,7 @@ from tests.integration.postgres.mirror_model import (
     set_add,
     set_remove,
 )
+from tests.support.waiting import eventually
 
 U, INS, D = Operation.UPDATE, Operation.INSERT, Operation.DELETE
 
@@ -304,3 +305,56 @@ async def test_purging_tombstones_forgets_only_deletions_older_than_the_cutoff(m
     late = [ev(U, 9, (2, "y"), 4_000_000, columns={"a": "hidden"})]
     late.append(ev(U, 9, (1, "x"), 9, columns={"a": "back"}))
     assert await deliver(mirror, late) == {((9,), (1, "x")): {"a": "back"}}
+
+
+async def _stored(sink, layout_table="items"):
+    """Keys of the rows the mirror table itself holds, hidden or not."""
+    pool = await sink._pool.get()
+    schema = sink._latest[QUALIFIED].layout.schema
+    rows = await pool.fetch(f'SELECT id, c1, c2 FROM "{schema}"."{layout_table}"')
+    return {(r["id"], r["c1"], r["c2"]) for r in rows}
+
+
+async def test_purging_expired_rows_deletes_only_rows_whose_every_value_expired(mirror):
+    """Timestamps a few microseconds after 1970 with a one-second TTL expired long ago.
+    Only the row made of such data alone goes; a row with a permanent value, one with a
+    deletion, one expiring in 2096 and one with an expiring collection element next to a
+    permanent one stay."""
+    expired = ev(INS, 11, (1, "a"), 5, columns={"a": "x"}, ttl_seconds=1)
+    with_permanent = [
+        ev(INS, 11, (1, "b"), 5, columns={"a": "x"}, ttl_seconds=1),
+        ev(U, 11, (1, "b"), 6, columns={"b": 2}),
+    ]
+    with_deletion = [ev(U, 11, (1, "c"), 5, columns={"a": "x"}, ttl_seconds=1)]
+    with_deletion.append(ev(D, 11, (1, "c"), 6, scope=DeletionScope.CELL, deleted_columns=("b",)))
+    later = ev(U, 11, (1, "d"), 5, columns={"a": "x"}, ttl_seconds=LIVE_TTL)
+    elements = [
+        ev(U, 11, (1, "e"), 5, ttl_seconds=1, collections={"tags": set_add(5, "gone")}),
+        ev(U, 11, (1, "e"), 6, collections={"tags": set_add(6, "kept")}),
+    ]
+    events = [expired, *with_permanent, *with_deletion, later, *elements]
+    shown = await deliver(mirror, events)
+    assert shown == reference(events, now=dt.datetime.now(dt.UTC))
+    assert await _stored(mirror) == {(11, 1, k) for k in "abcde"}
+    now = dt.datetime.now(dt.UTC)
+    assert await mirror.purge_expired(QUALIFIED, now) == 1
+    assert await mirror.purge_expired(QUALIFIED, now) == 0
+    assert await _stored(mirror) == {(11, 1, k) for k in "bcde"}
+    assert await mirror.rows(QUALIFIED) == shown
+
+
+async def test_with_purge_expired_after_set_the_sink_purges_by_itself(make_pg_sink):
+    """``purge_expired_after`` (seconds): expired rows older than that are deleted after
+    a write, at most once per that time."""
+    sink, _ = await make_pg_sink(QUALIFIED, purge_expired_after=1)
+    try:
+        await deliver(sink, [ev(INS, 12, (1, "a"), 5, columns={"a": "x"}, ttl_seconds=1)])
+        assert await _stored(sink) == {(12, 1, "a")}
+
+        async def purged() -> bool:
+            await deliver(sink, [ev(U, 12, (2, "b"), 7, columns={"a": "y"})])
+            return await _stored(sink) == {(12, 2, "b")}
+
+        await eventually(purged, within=30, what="the periodic purge")
+    finally:
+        await sink.aclose()
