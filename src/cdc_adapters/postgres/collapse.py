@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -126,9 +127,22 @@ class TargetPlan:
         return cls(target, columns, (None,) * (width - len(target.keys)))
 
 
+KeyOf = Callable[[Mapping[str, Any]], tuple[Any, ...]]
+
+
+def _getter(names: tuple[str, ...]) -> KeyOf:
+    """The values of ``names`` in a key mapping, as a tuple (KeyError if one is absent)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda values: (values[name],)
+    get = operator.itemgetter(*names)
+    return lambda values: tuple(get(values))
+
+
 @attrs.frozen(slots=True)
 class FoldPlan:
-    """What folding needs of a table layout, compiled once per schema version."""
+    """What folding needs of a table layout, compiled once per schema version: how to
+    read a row's key from an event and encode it, and each target's columns."""
 
     layout: TableLayout
     partition: tuple[tuple[str, Convert], ...]
@@ -136,10 +150,14 @@ class FoldPlan:
     main: TargetPlan
     static: TargetPlan | None
     ordered: bool
+    partition_of: KeyOf
+    clustering_of: KeyOf | None
+    encoders: tuple[Convert, ...]
 
     @classmethod
     def of(cls, layout: TableLayout) -> FoldPlan:
         keys = (*layout.partition, *layout.clustering)
+        clustering = tuple(k.name for k in layout.clustering)
         return cls(
             layout,
             tuple((k.name, k.codec.encoder()) for k in layout.partition),
@@ -147,6 +165,9 @@ class FoldPlan:
             TargetPlan.of(layout.main),
             TargetPlan.of(layout.static) if layout.static is not None else None,
             all(k.codec.cql_type.name in _ORDERED_KEYS for k in keys),
+            _getter(tuple(k.name for k in layout.partition)),
+            _getter(clustering) if clustering else None,
+            tuple(k.codec.encoder() for k in keys),
         )
 
 
@@ -190,28 +211,36 @@ class TableWrites:
         target = self.plan.static if static else self.plan.main
         assert target is not None
         keys = sorted(groups) if self.plan.ordered else sorted(groups, key=repr)
+        build = self._build
         for start in range(0, len(keys), size):
-            yield [self._build(target, groups[key]) for key in keys[start : start + size]]
+            yield [build(target, key, groups[key]) for key in keys[start : start + size]]
 
     def rejections(self) -> dict[str, str]:
         """Every event of the table whose values cannot be written, with the reason."""
         rejected: dict[str, str] = {}
         for target, groups in ((self.plan.main, self.rows), (self.plan.static, self.static_rows)):
-            for group in groups.values():
+            for key, group in groups.items():
                 assert target is not None
                 try:
-                    self._build(target, group)
+                    self._build(target, key, group)
                 except RowsRejected as exc:
                     rejected.update(exc.rejected)
         return rejected
 
-    def _build(self, target: TargetPlan, group: Group) -> tuple[Any, ...]:
+    def _build(self, target: TargetPlan, key: Any, group: Group) -> tuple[Any, ...]:
+        """A row's fields (a tuple: asyncpg would read a list in a list as a second
+        dimension of the array)."""
+        try:
+            row = self._encoded_key(target, key, group)
+        except UnwritableValueError as exc:
+            events = [group] if isinstance(group, ChangeEvent) else group
+            raise RowsRejected({e.event_id: f"{e.qualified_table}: {exc}" for e in events}) from exc
         if isinstance(group, ChangeEvent):
             try:
-                return tuple(_single(self.plan, target, group))
+                return tuple(_single(self.plan, target, row, group))
             except UnwritableValueError as exc:
                 raise RowsRejected({group.event_id: f"{group.qualified_table}: {exc}"}) from exc
-        fold = _RowFold(self.plan, target)
+        fold = _RowFold(self.plan, target, row)
         rejected: dict[str, str] = {}
         for event in group:
             try:
@@ -222,16 +251,13 @@ class TableWrites:
             raise RowsRejected(rejected)
         return tuple(fold.slots())
 
-
-def _encode_key(columns: tuple[tuple[str, Convert], ...], values: Mapping[str, Any]) -> list[Any]:
-    return [encode(values[name]) for name, encode in columns]
-
-
-def _key_of(plan: FoldPlan, event: ChangeEvent, static: bool) -> list[Any]:
-    key = _encode_key(plan.partition, event.partition_key)
-    if not static and plan.clustering:
-        key += _encode_key(plan.clustering, event.clustering_key)
-    return key
+    def _encoded_key(self, target: TargetPlan, key: Any, group: Group) -> list[Any]:
+        if not isinstance(key, tuple):  # the text of a key Python cannot hash
+            event = group if isinstance(group, ChangeEvent) else group[0]
+            key = self.plan.partition_of(event.partition_key)
+            if not target.target.static and self.plan.clustering_of is not None:
+                key += self.plan.clustering_of(event.clustering_key)
+        return [encode(value) for encode, value in zip(self.plan.encoders, key, strict=False)]
 
 
 def _unknown(plan: FoldPlan, name: str) -> UnwritableValueError:
@@ -248,9 +274,10 @@ def _no_counters(plan: FoldPlan, event: ChangeEvent) -> None:
         )
 
 
-def _single(plan: FoldPlan, target: TargetPlan, event: ChangeEvent) -> list[Any]:
-    """The row one event makes on its own: its fields, with nothing to compare."""
-    slots = _key_of(plan, event, target.target.static)
+def _single(plan: FoldPlan, target: TargetPlan, key: list[Any], event: ChangeEvent) -> list[Any]:
+    """The row one event makes on its own (``key``: the row's encoded key, extended in
+    place): its fields, with nothing to compare. This runs for nearly every event."""
+    slots = key
     slots += target.blank
     ts = event.timestamp_micros
     slots[-1] = ts
@@ -262,28 +289,26 @@ def _single(plan: FoldPlan, target: TargetPlan, event: ChangeEvent) -> list[Any]
     if event.operation is Operation.INSERT:
         slots[-4] = ts
         slots[-3] = exp
-    _no_counters(plan, event)
+    if event.counters or event.counter_totals:
+        _no_counters(plan, event)
     columns = target.columns
     collections = event.collections
     folds: dict[str, _CollectionFold] = {}
     for name, value in event.columns.items():
-        if collections and name in collections:
-            continue
         slot = columns.get(name)
         if slot is None:
             raise _unknown(plan, name)
         if slot.collection:
-            fold = folds.setdefault(name, _CollectionFold())
-            _whole(slot, fold, value, ts, expires, exp)
+            if name not in collections:
+                _whole(slot, folds.setdefault(name, _CollectionFold()), value, ts, expires, exp)
             continue
         i = slot.index
         slots[i + 1] = ts
-        if value is None:
-            continue
-        slots[i] = slot.encode(value)
-        slots[i + 2] = exp
-        if slot.tie:
-            slots[i + 3] = serialize(slot.cql_type, value)
+        if value is not None:
+            slots[i] = slot.encode(value)
+            slots[i + 2] = exp
+            if slot.tie:
+                slots[i + 3] = serialize(slot.cql_type, value)
     for name in event.deleted_columns:
         slot = columns.get(name)
         if slot is None:
@@ -467,10 +492,10 @@ def _whole(
 class _RowFold:
     """Several events of one row folded into the greatest version of each cell."""
 
-    def __init__(self, plan: FoldPlan, target: TargetPlan) -> None:
+    def __init__(self, plan: FoldPlan, target: TargetPlan, key: list[Any]) -> None:
         self.plan = plan
         self.target = target
-        self.key: list[Any] | None = None
+        self.key = key
         self.cells: dict[str, _Version] = {}
         self.marker: _Version | None = None
         self.rowdel: int | None = None
@@ -478,9 +503,7 @@ class _RowFold:
         self.collections: dict[str, _CollectionFold] = {}
 
     def add(self, event: ChangeEvent) -> None:
-        plan, target = self.plan, self.target
-        if self.key is None:
-            self.key = _key_of(plan, event, target.target.static)
+        plan = self.plan
         ts = event.timestamp_micros
         if self.newest is None or ts > self.newest:
             self.newest = ts
@@ -497,11 +520,10 @@ class _RowFold:
         _no_counters(plan, event)
         collections = event.collections
         for name, value in event.columns.items():
-            if collections and name in collections:
-                continue
             slot = self._slot(name)
             if slot.collection:
-                _whole(slot, self._collection(name), value, ts, expires, exp)
+                if name not in collections:
+                    _whole(slot, self._collection(name), value, ts, expires, exp)
                 continue
             if value is None:
                 self._put(slot, _Version(ts, None, None, None, None, None))
@@ -532,7 +554,6 @@ class _RowFold:
             self.cells[name] = version
 
     def slots(self) -> list[Any]:
-        assert self.key is not None
         assert self.newest is not None
         slots = [*self.key, *self.target.blank]
         columns = self.target.columns
@@ -566,7 +587,7 @@ def _bound(layout: TableLayout, bound: ClusteringBound) -> tuple[Any, ...]:
 
 
 def _tombstone(plan: FoldPlan, event: ChangeEvent) -> Tombstone:
-    pk = tuple(_encode_key(plan.partition, event.partition_key))
+    pk = tuple(encode(event.partition_key[name]) for name, encode in plan.partition)
     ts = event.timestamp_micros
     if event.scope is DeletionScope.PARTITION:
         return Tombstone(_identity("p", pk, ts), pk, ts, partition=True)
@@ -586,22 +607,6 @@ def _tombstone(plan: FoldPlan, event: ChangeEvent) -> Tombstone:
     )
 
 
-def _group_key(plan: FoldPlan, event: ChangeEvent, static: bool) -> Any:
-    """The row's key values as they came (encoded only when the row is built); text
-    for keys Python cannot hash (frozen collections)."""
-    values = [event.partition_key[name] for name, _ in plan.partition]
-    if not static:
-        values += [event.clustering_key[name] for name, _ in plan.clustering]
-    key = tuple(values)
-    if None in key:
-        raise KeyError
-    try:
-        hash(key)
-    except TypeError:
-        return canonical_json([value_to_json(v) for v in key])
-    return key
-
-
 def collapse(
     events: Iterable[ChangeEvent], plans: Mapping[str, FoldPlan]
 ) -> tuple[dict[str, TableWrites], dict[str, str]]:
@@ -610,10 +615,11 @@ def collapse(
     (a missing key, a deletion bound the column cannot hold)."""
     tables: dict[str, TableWrites] = {}
     rejected: dict[str, str] = {}
-    name = None
+    keyspace = table = None
     writes: TableWrites | None = None
     for event in events:
-        if writes is None or event.qualified_table != name:
+        if writes is None or event.table != table or event.keyspace != keyspace:
+            keyspace, table = event.keyspace, event.table
             name = event.qualified_table
             writes = tables.get(name)
             if writes is None:
@@ -625,23 +631,34 @@ def collapse(
                 tombstone = _tombstone(plan, event)
                 writes.tombstones[tombstone.identity] = tombstone
                 continue
-            static = event.static and plan.static is not None
-            key = _group_key(plan, event, static)
+            key = plan.partition_of(event.partition_key)
+            if event.static and plan.static is not None:
+                groups = writes.static_rows
+            else:
+                groups = writes.rows
+                if plan.clustering_of is not None:
+                    key += plan.clustering_of(event.clustering_key)
+            if None in key:
+                raise KeyError
         except KeyError:
             missing = [n for n, _ in (*plan.partition, *plan.clustering) if _absent(event, n)]
-            rejected[event.event_id] = f"{name}: key column(s) {missing} missing"
+            rejected[event.event_id] = f"{event.qualified_table}: key column(s) {missing} missing"
             continue
         except UnwritableValueError as exc:
-            rejected[event.event_id] = f"{name}: {exc}"
+            rejected[event.event_id] = f"{event.qualified_table}: {exc}"
             continue
-        groups = writes.static_rows if static else writes.rows
-        group = groups.get(key)
+        grouped: Any = key
+        try:
+            group = groups.get(grouped)
+        except TypeError:  # a key Python cannot hash (a frozen collection): its text
+            grouped = canonical_json([value_to_json(v) for v in key])
+            group = groups.get(grouped)
         if group is None:
-            groups[key] = event
+            groups[grouped] = event
         elif isinstance(group, list):
             group.append(event)
         else:
-            groups[key] = [group, event]
+            groups[grouped] = [group, event]
     return tables, rejected
 
 

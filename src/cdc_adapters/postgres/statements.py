@@ -201,10 +201,14 @@ def _cell_sets(column: ValueColumn) -> tuple[list[str], str]:
     cell, and the condition for the incoming one winning. A stored value is non-null
     only while visible, so it stays unless the incoming row's deletion covers it."""
     name, ts, exp = quote(column.name), quote(column.ts), quote(column.exp)
-    floor = f"greatest(t.{_DELETED_AT}, excluded.{_DELETED_AT})"
+    # A CASE, not AND/OR: its first branch ends the work for the columns a row does not
+    # write (most of them, in a partial update), where NULLs would otherwise carry the
+    # evaluation through every comparison down to the tie-break.
     win = (
-        f"(excluded.{ts} > {floor} AND (t.{ts} IS NULL OR excluded.{ts} > t.{ts} OR "
-        f"(excluded.{ts} = t.{ts} AND {_tie(column)})))"
+        f"(CASE WHEN excluded.{ts} IS NULL OR excluded.{ts} <= t.{_DELETED_AT} "
+        f"OR excluded.{ts} <= excluded.{_DELETED_AT} THEN false "
+        f"WHEN t.{ts} IS NULL OR excluded.{ts} > t.{ts} THEN true "
+        f"WHEN excluded.{ts} < t.{ts} THEN false ELSE {_tie(column)} END)"
     )
     keep = f"t.{ts} > excluded.{_DELETED_AT}"
     sets = [
