@@ -213,7 +213,9 @@ def _cell_sets(column: ValueColumn) -> tuple[list[str], str]:
     keep = f"t.{ts} > excluded.{_DELETED_AT}"
     sets = [
         f"{name} = CASE WHEN {win} THEN excluded.{name} WHEN {keep} THEN t.{name} END",
-        f"{ts} = CASE WHEN {win} THEN excluded.{ts} ELSE t.{ts} END",
+        # The newer timestamp even when the newer version lost to a deletion: it is at
+        # or below that deletion then, so the cell it leaves (no value) stays hidden.
+        f"{ts} = greatest(t.{ts}, excluded.{ts})",
         f"{exp} = CASE WHEN {win} THEN excluded.{exp} ELSE t.{exp} END",
     ]
     if column.tie is not None:
