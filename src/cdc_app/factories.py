@@ -127,6 +127,7 @@ def sink(destination: DestinationSettings, settings: Settings) -> Sink:
                 table=destination.table,
                 metadata_schema=destination.metadata_schema,
                 drop_columns=destination.drop_columns,
+                purge_expired_after=destination.purge_expired_after,
             )
         case ClickHouseDestination():
             from cdc_adapters.clickhouse import ClickHouseSink
@@ -158,6 +159,7 @@ def _timescale_sink(destination: TimescaleDbDestination, settings: Settings) -> 
             metadata_schema=destination.metadata_schema,
             fallback_to_plain_tables=destination.fallback_to_plain_tables,
             drop_columns=destination.drop_columns,
+            purge_expired_after=destination.purge_expired_after,
         )
     return TimescaleHistorySink(
         name=destination.name,

@@ -197,7 +197,9 @@ class PostgresDestination:
     """A current-state mirror. ``schema`` and ``table`` name each Cassandra table's
     mirror (``{keyspace}`` and ``{table}`` are filled in); ``metadata_schema`` holds
     ``cdc_offsets``; ``drop_columns`` says what a dropped Cassandra column does (``keep``:
-    data is never destroyed by default)."""
+    data is never destroyed by default); ``purge_expired_after`` (seconds), when set,
+    deletes rows whose data all expired (TTL) that long ago (the live view hides them
+    from the moment they expire)."""
 
     TYPE: ClassVar[str] = "postgres"
     name: str
@@ -205,6 +207,7 @@ class PostgresDestination:
     table: str = "{table}"
     metadata_schema: str = "public"
     drop_columns: DroppedColumns = DroppedColumns.KEEP
+    purge_expired_after: int | None = attrs.field(default=None, validator=_at_least(1))
 
 
 @attrs.frozen(kw_only=True)
@@ -229,7 +232,8 @@ class TimescaleMode(enum.Enum):
 class TimescaleDbDestination:
     """Change history: a hypertable per Cassandra table, one row per change
     (``mode: history``), or a mirror like PostgreSQL's (``mode: mirror``). Start-up fails
-    when the ``timescaledb`` extension is missing, unless ``fallback_to_plain_tables``."""
+    when the ``timescaledb`` extension is missing, unless ``fallback_to_plain_tables``.
+    ``purge_expired_after``: as for PostgreSQL, in mirror mode."""
 
     TYPE: ClassVar[str] = "timescaledb"
     name: str
@@ -240,6 +244,7 @@ class TimescaleDbDestination:
     fallback_to_plain_tables: bool = False
     chunk_interval: str = "7 days"
     drop_columns: DroppedColumns = DroppedColumns.KEEP
+    purge_expired_after: int | None = attrs.field(default=None, validator=_at_least(1))
 
 
 DestinationSettings = (

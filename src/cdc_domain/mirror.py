@@ -144,13 +144,14 @@ class MirrorState:
                 continue
             cql_type = _type_of(schema, name)
             _set_cell(row.cells, name, value, ts, value is None, expires, cql_type)
+            if value is None:
+                _clear(row, name, ts)
         for name in event.deleted_columns:
             _set_cell(row.cells, name, None, ts, True, None, None)
-            collection = row.collections.get(name)
-            if collection is not None:
-                collection.cleared_at = max(collection.cleared_at, ts)
+            _clear(row, name, ts)
         for name, delta in event.collections.items():
             collection = row.collections.setdefault(name, _Collection(delta.kind))
+            collection.kind = delta.kind
             if delta.overwritten:
                 # Cassandra marks an overwrite as a deletion just before the new elements.
                 collection.cleared_at = max(collection.cleared_at, ts - 1)
@@ -215,6 +216,15 @@ def _set_cell(
     current = cells.get(key)
     if current is None or rank > current.rank:
         cells[key] = _Cell(value, ts, deleted, rank, None if deleted else expires_at)
+
+
+def _clear(row: _Row, name: str, ts: int) -> None:
+    """A column deleted (or set to null) at ``ts``: if it is a non-frozen collection,
+    that is a collection tombstone hiding its elements up to ``ts``. It is recorded
+    whether or not an element arrived first, so the order of arrival cannot matter; for
+    any other column the empty entry shows nothing."""
+    collection = row.collections.setdefault(name, _Collection(""))
+    collection.cleared_at = max(collection.cleared_at, ts)
 
 
 def _type_of(schema: TableSchema | None, name: str) -> CqlType | None:

@@ -20,6 +20,9 @@ from tests.integration.services import CassandraEndpoint, ServiceUnavailable
 
 INTEGRATION_DIR = Path(__file__).parent
 
+# Shared test bodies outside test_*.py files: their asserts should say what differed.
+pytest.register_assert_rewrite("tests.integration.postgres.convergence")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -1,30 +1,41 @@
-"""A batch's events folded into at most one write per row, before any SQL runs.
+"""A batch's events grouped by row, and each row folded into one write just before the
+statement that sends it.
 
 PostgreSQL cannot touch one row twice in one ``INSERT ... ON CONFLICT``, and writing
-each change separately would cost a round of index lookups per change. So changes to
-the same row are merged here by the same rules the database applies across batches
-(newest timestamp wins per column, a deletion wins a tie), which makes merging first
-and writing once equal to writing one by one. Values are converted for the driver on
-the way, so a value the column cannot hold rejects its own event and nothing else.
+each change separately would cost a round of index lookups per change. So a batch is
+first grouped by row (:func:`collapse`: only the row's key is read), and each row is
+built when its chunk is about to be sent (:meth:`TableWrites.chunks`), which lets the
+sink build chunk N+1 while the server applies chunk N.
 
-This runs for every event, so it works on a plan compiled once per table and schema
-version (:class:`FoldPlan`: each column's position in the row and its value encoder)
-and folds each row straight into the list of values the upsert sends (ADR 0004).
+A row touched by one event of the batch is built straight from it: there is nothing
+to compare. A row touched by several is folded by Cassandra's own rule for two
+versions of one cell (:func:`cdc_domain.reconciliation.cell_rank`, the rule the SQL
+applies between batches), cell by cell and, in a non-frozen collection, element by
+element; folding first and writing once is therefore the same as writing one by one.
+Values are converted for the driver on the way, so a value the column cannot hold
+rejects its own event (:class:`RowsRejected`) and nothing else.
 """
 
 from __future__ import annotations
 
-import gc
+import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from cdc_adapters.postgres.layout import RowTarget, TableLayout, ValueColumn
-from cdc_adapters.postgres.values import UnwritableValueError, list_key_text
+from cdc_adapters.postgres.values import (
+    UnwritableValueError,
+    canonical_json,
+    list_key_text,
+    to_json,
+)
 from cdc_domain.cql_bytes import serialize
+from cdc_domain.cql_types import CqlType
 from cdc_domain.events import (
     ChangeEvent,
     ClusteringBound,
@@ -32,151 +43,132 @@ from cdc_domain.events import (
     DeletionScope,
     Operation,
 )
-from cdc_domain.reconciliation import value_bytes
-from cdc_domain.values import value_to_json
+from cdc_domain.reconciliation import CellRank, cell_rank, element_type, value_bytes
+from cdc_domain.values import UdtValue, value_to_json
 
 __all__ = [
-    "DeltaWrite",
     "FoldPlan",
-    "RowWrite",
+    "RowsRejected",
     "TableWrites",
     "Tombstone",
     "collapse",
-    "delta_fields",
 ]
 
-
 Convert = Callable[[Any], Any]
+Element = tuple[str, int, int, int | None, bytes, Any]
+"""An element version as the element type holds it (layout.ELEMENT_FIELDS)."""
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_LIVE, _EXPIRING, _TOMBSTONE = 0, 1, 2
+_ORDERED_KEYS = frozenset(
+    {
+        "ascii", "text", "varchar", "tinyint", "smallint", "int", "bigint", "varint",
+        "decimal", "float", "double", "boolean", "uuid", "timeuuid", "timestamp", "date",
+        "time", "blob",
+    }
+)  # fmt: skip
+"""Key types whose Python values sort among themselves: rows of such tables are locked
+in their keys' order, those of others in the order of the keys' text."""
 
 
-@attrs.define
-class _Element:
-    ts: int
-    removed: bool
-    payload: Any = None
-    sort_key: str | None = None
+class RowsRejected(Exception):
+    """Events whose values their columns cannot hold, by id, with the reason."""
+
+    def __init__(self, rejected: Mapping[str, str]) -> None:
+        super().__init__("; ".join(sorted(set(rejected.values()))[:5]))
+        self.rejected = dict(rejected)
 
 
-@attrs.define
-class DeltaWrite:
-    """Element changes to a non-frozen collection, newest per element."""
-
-    elements: dict[Any, _Element] = attrs.field(factory=dict)
-
-    def put(self, identity: Any, element: _Element) -> None:
-        current = self.elements.get(identity)
-        if (
-            current is None
-            or element.ts > current.ts
-            or (element.ts == current.ts and element.removed and not current.removed)
-        ):
-            self.elements[identity] = element
-
-    def after(self, cleared: int) -> DeltaWrite:
-        return DeltaWrite({k: e for k, e in self.elements.items() if e.ts > cleared})
-
-    @property
-    def ts(self) -> int:
-        return max(e.ts for e in self.elements.values())
+def _micros(moment: dt.datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 @attrs.frozen(slots=True)
 class ColumnSlot:
-    """Where a value column sits in a folded row: its value at ``index``, its write time
-    (for a collection: the time it was last cleared) at ``index + 1``, a list's cell
-    keys at ``index + 2``, its serialized bytes at ``tie`` (see ``ValueColumn.tie``);
-    ``encode`` converts a non-null value for the driver."""
+    """Where a value column sits in a folded row. A cell: its value at ``index``, then
+    its timestamp, its expiry and, with ``tie``, its serialized bytes. A collection: its
+    own tombstone's time at ``index``, then its element versions. ``encode`` converts
+    a non-null value for the driver."""
 
     column: ValueColumn
     index: int
     encode: Convert
     collection: bool
-    tie: int | None = None
-
-    def beats(self, value: Any, raw: Any, slots: list[Any]) -> bool:
-        """Whether a write with the stored value's timestamp replaces it, as Cassandra
-        settles a tie: a deletion first, then the greater serialized value."""
-        stored = slots[self.index]
-        if value is None or stored is None:
-            return value is None and stored is not None
-        cql_type = self.column.codec.cql_type
-        if self.tie is not None:
-            return bool(serialize(cql_type, raw) > slots[self.tie])
-        return value_bytes(cql_type, value) > value_bytes(cql_type, stored)
-
-    def tie_bytes(self, raw: Any) -> bytes | None:
-        return None if raw is None else serialize(self.column.codec.cql_type, raw)
+    tie: bool
+    cql_type: CqlType
 
 
 @attrs.frozen(slots=True)
 class TargetPlan:
-    """A row target's columns by name, and the width of its row type."""
+    """A row target's columns by name, and a row's fields after its key."""
 
     target: RowTarget
     columns: dict[str, ColumnSlot]
-    width: int
+    blank: tuple[None, ...]
 
     @classmethod
     def of(cls, target: RowTarget) -> TargetPlan:
         columns: dict[str, ColumnSlot] = {}
         index = len(target.keys)
         for column in target.values:
-            width = 2 + (column.keys is not None)
-            tie = index + width if column.tie is not None else None
-            slot = ColumnSlot(column, index, column.codec.encoder(), column.is_collection, tie)
-            columns[column.name] = slot
-            index += width + (tie is not None)
-        width = index + 3  # live, rowdel, writetime
+            tie = column.tie is not None
+            columns[column.name] = ColumnSlot(
+                column,
+                index,
+                column.codec.encoder(),
+                column.is_collection,
+                tie,
+                column.codec.cql_type,
+            )
+            index += 2 if column.is_collection else 3 + tie
+        width = index + 4  # marker time and expiry, row deletion, newest write
         assert width == len(target.row_attributes())
-        return cls(target, columns, width)
+        return cls(target, columns, (None,) * (width - len(target.keys)))
+
+
+KeyOf = Callable[[Mapping[str, Any]], tuple[Any, ...]]
+
+
+def _getter(names: tuple[str, ...]) -> KeyOf:
+    """The values of ``names`` in a key mapping, as a tuple (KeyError if one is absent)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda values: (values[name],)
+    get = operator.itemgetter(*names)
+    return lambda values: tuple(get(values))
 
 
 @attrs.frozen(slots=True)
 class FoldPlan:
-    """What folding needs of a table layout, compiled once per schema version."""
+    """What folding needs of a table layout, compiled once per schema version: how to
+    read a row's key from an event and encode it, and each target's columns."""
 
     layout: TableLayout
     partition: tuple[tuple[str, Convert], ...]
     clustering: tuple[tuple[str, Convert], ...]
     main: TargetPlan
     static: TargetPlan | None
+    ordered: bool
+    partition_of: KeyOf
+    clustering_of: KeyOf | None
+    encoders: tuple[Convert, ...]
 
     @classmethod
     def of(cls, layout: TableLayout) -> FoldPlan:
+        keys = (*layout.partition, *layout.clustering)
+        clustering = tuple(k.name for k in layout.clustering)
         return cls(
             layout,
             tuple((k.name, k.codec.encoder()) for k in layout.partition),
             tuple((k.name, k.codec.encoder()) for k in layout.clustering),
             TargetPlan.of(layout.main),
             TargetPlan.of(layout.static) if layout.static is not None else None,
+            all(k.codec.cql_type.name in _ORDERED_KEYS for k in keys),
+            _getter(tuple(k.name for k in layout.partition)),
+            _getter(clustering) if clustering else None,
+            tuple(k.codec.encoder() for k in keys),
         )
-
-
-class RowWrite:
-    """A row's changes folded into ``slots``, the row as the upsert's row type holds it
-    (``RowTarget.row_attributes``: the key, per value column its value, write time and a
-    list's cell keys, then the INSERT marker time, the row deletion time and the newest
-    write time), so it goes to the driver as it is. ``deltas`` holds element changes
-    of non-frozen collections, by column name."""
-
-    __slots__ = ("deltas", "key", "slots")
-
-    def __init__(self, key: tuple[Any, ...], slots: list[Any]) -> None:
-        self.key = key
-        self.slots = slots
-        self.deltas: dict[str, DeltaWrite] = {}
-
-    @property
-    def live(self) -> int | None:
-        return self.slots[-3]  # type: ignore[no-any-return]
-
-    @property
-    def rowdel(self) -> int | None:
-        return self.slots[-2]  # type: ignore[no-any-return]
-
-    @property
-    def writetime(self) -> int:
-        return self.slots[-1]  # type: ignore[no-any-return]
 
 
 @attrs.frozen(slots=True)
@@ -193,33 +185,391 @@ class Tombstone:
     end_inclusive: bool = True
 
 
+Group = ChangeEvent | list[ChangeEvent]
+"""The events of one row: one (the common case), or a list."""
+
+
 @attrs.define
 class TableWrites:
-    layout: TableLayout
-    rows: dict[tuple[Any, ...], RowWrite] = attrs.field(factory=dict)
-    static_rows: dict[tuple[Any, ...], RowWrite] = attrs.field(factory=dict)
+    """One table's share of a batch: its partition and range deletions, and its row
+    events grouped by row (``rows`` for the table, ``static_rows`` for the static
+    companion), keyed by the rows' key values."""
+
+    plan: FoldPlan
+    rows: dict[Any, Group] = attrs.field(factory=dict)
+    static_rows: dict[Any, Group] = attrs.field(factory=dict)
     tombstones: dict[str, Tombstone] = attrs.field(factory=dict)
 
-    def sorted_rows(self, static: bool) -> list[RowWrite]:
-        """Rows in one global order, so concurrent writers lock them in the same order:
-        the keys' own order, or their text where values do not compare (jsonb keys)."""
-        rows = self.static_rows if static else self.rows
+    def has_rows(self, static: bool) -> bool:
+        return bool(self.static_rows if static else self.rows)
+
+    def chunks(self, static: bool, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows as the upsert's row type holds them, ``size`` at a time, in one
+        order every writer shares (so concurrent writers lock rows in the same order),
+        each chunk built when it is asked for. Raises :class:`RowsRejected`."""
+        groups = self.static_rows if static else self.rows
+        target = self.plan.static if static else self.plan.main
+        assert target is not None
+        keys = sorted(groups) if self.plan.ordered else sorted(groups, key=repr)
+        build = self._build
+        for start in range(0, len(keys), size):
+            yield [build(target, key, groups[key]) for key in keys[start : start + size]]
+
+    def rejections(self) -> dict[str, str]:
+        """Every event of the table whose values cannot be written, with the reason."""
+        rejected: dict[str, str] = {}
+        for target, groups in ((self.plan.main, self.rows), (self.plan.static, self.static_rows)):
+            for key, group in groups.items():
+                assert target is not None
+                try:
+                    self._build(target, key, group)
+                except RowsRejected as exc:
+                    rejected.update(exc.rejected)
+        return rejected
+
+    def _build(self, target: TargetPlan, key: Any, group: Group) -> tuple[Any, ...]:
+        """A row's fields (a tuple: asyncpg would read a list in a list as a second
+        dimension of the array)."""
         try:
-            keys = sorted(rows)
-        except TypeError:
-            keys = sorted(rows, key=repr)
-        return [rows[k] for k in keys]
+            row = self._encoded_key(target, key, group)
+        except UnwritableValueError as exc:
+            events = [group] if isinstance(group, ChangeEvent) else group
+            raise RowsRejected({e.event_id: f"{e.qualified_table}: {exc}" for e in events}) from exc
+        if isinstance(group, ChangeEvent):
+            try:
+                return tuple(_single(self.plan, target, row, group))
+            except UnwritableValueError as exc:
+                raise RowsRejected({group.event_id: f"{group.qualified_table}: {exc}"}) from exc
+        fold = _RowFold(self.plan, target, row)
+        rejected: dict[str, str] = {}
+        for event in group:
+            try:
+                fold.add(event)
+            except UnwritableValueError as exc:
+                rejected[event.event_id] = f"{event.qualified_table}: {exc}"
+        if rejected:
+            raise RowsRejected(rejected)
+        return tuple(fold.slots())
+
+    def _encoded_key(self, target: TargetPlan, key: Any, group: Group) -> list[Any]:
+        if not isinstance(key, tuple):  # the text of a key Python cannot hash
+            event = group if isinstance(group, ChangeEvent) else group[0]
+            key = self.plan.partition_of(event.partition_key)
+            if not target.target.static and self.plan.clustering_of is not None:
+                key += self.plan.clustering_of(event.clustering_key)
+        return [encode(value) for encode, value in zip(self.plan.encoders, key, strict=False)]
 
 
-def _encode_key(columns: tuple[tuple[str, Convert], ...], values: Mapping[str, Any]) -> list[Any]:
-    key = []
-    for name, encode in columns:
-        value = values.get(name)
-        if value is None:
-            missing = [n for n, _ in columns if values.get(n) is None]
-            raise UnwritableValueError(f"key column(s) {missing} missing")
-        key.append(encode(value))
-    return key
+def _unknown(plan: FoldPlan, name: str) -> UnwritableValueError:
+    reason = plan.layout.unsupported.get(name, "not a column of the table's schema")
+    return UnwritableValueError(f"column {name}: {reason}")
+
+
+def _no_counters(plan: FoldPlan, event: ChangeEvent) -> None:
+    if event.counters or event.counter_totals:
+        counters = [*event.counters, *event.counter_totals]
+        raise UnwritableValueError(
+            f"counter column(s) {sorted(set(counters))}: "
+            + plan.layout.unsupported.get(counters[0], "a mirror cannot apply counters")
+        )
+
+
+def _single(plan: FoldPlan, target: TargetPlan, key: list[Any], event: ChangeEvent) -> list[Any]:
+    """The row one event makes on its own (``key``: the row's encoded key, extended in
+    place): its fields, with nothing to compare. This runs for nearly every event."""
+    slots = key
+    slots += target.blank
+    ts = event.timestamp_micros
+    slots[-1] = ts
+    if event.scope is DeletionScope.ROW:
+        slots[-2] = ts
+        return slots
+    expires = event.expires_at
+    exp = None if expires is None else _micros(expires)
+    if event.operation is Operation.INSERT:
+        slots[-4] = ts
+        slots[-3] = exp
+    if event.counters or event.counter_totals:
+        _no_counters(plan, event)
+    columns = target.columns
+    collections = event.collections
+    folds: dict[str, _CollectionFold] = {}
+    for name, value in event.columns.items():
+        slot = columns.get(name)
+        if slot is None:
+            raise _unknown(plan, name)
+        if slot.collection:
+            if name not in collections:
+                _whole(slot, folds.setdefault(name, _CollectionFold()), value, ts, expires, exp)
+            continue
+        i = slot.index
+        slots[i + 1] = ts
+        if value is not None:
+            slots[i] = slot.encode(value)
+            slots[i + 2] = exp
+            if slot.tie:
+                slots[i + 3] = serialize(slot.cql_type, value)
+    for name in event.deleted_columns:
+        slot = columns.get(name)
+        if slot is None:
+            raise _unknown(plan, name)
+        if slot.collection:
+            folds.setdefault(name, _CollectionFold()).clear(ts)
+            continue
+        i = slot.index
+        slots[i : i + 3 + slot.tie] = (None, ts, None, None)[: 3 + slot.tie]
+    for name, delta in collections.items():
+        slot = columns.get(name)
+        if slot is None:
+            raise _unknown(plan, name)
+        _delta(slot, folds.setdefault(name, _CollectionFold()), delta, ts, expires, exp)
+    for name, fold in folds.items():
+        i = columns[name].index
+        slots[i], slots[i + 1] = fold.cleared, fold.elements()
+    return slots
+
+
+class _Version:
+    """One version of a cell: enough to rank it (lazily: only a tie needs the bytes)
+    and to write it."""
+
+    __slots__ = ("deleted", "encoded", "exp", "expires", "raw", "tie", "ts")
+
+    def __init__(
+        self,
+        ts: int,
+        raw: Any,
+        encoded: Any,
+        expires: dt.datetime | None,
+        exp: int | None,
+        tie: bytes | None,
+    ) -> None:
+        self.ts = ts
+        self.raw = raw
+        self.deleted = raw is None
+        self.encoded = encoded
+        self.expires = None if raw is None else expires
+        self.exp = None if raw is None else exp
+        self.tie = tie
+
+    def rank(self, cql_type: CqlType | None) -> CellRank:
+        value = b"" if self.deleted else value_bytes(cql_type, self.raw)
+        return cell_rank(self.ts, deleted=self.deleted, expires_at=self.expires, value=value)
+
+
+def _replaces(new: _Version, current: _Version | None, cql_type: CqlType | None) -> bool:
+    """Whether Cassandra keeps ``new`` over ``current``: the greater timestamp, and at
+    equal timestamps the greater rank (comparing timestamps first is the rank's own
+    first step, and spares serializing the values)."""
+    if current is None or new.ts != current.ts:
+        return current is None or new.ts > current.ts
+    return new.rank(cql_type) > current.rank(cql_type)
+
+
+class _CollectionFold:
+    """A non-frozen collection's share of a batch: its own tombstone's time and each
+    element's greatest version."""
+
+    __slots__ = ("_elements", "cleared")
+
+    def __init__(self) -> None:
+        self.cleared: int | None = None
+        self._elements: dict[str, tuple[CellRank, Element]] = {}
+
+    def clear(self, ts: int) -> None:
+        if self.cleared is None or ts > self.cleared:
+            self.cleared = ts
+
+    def put(self, rank: CellRank, element: Element) -> None:
+        current = self._elements.get(element[0])
+        if current is None or rank > current[0]:
+            self._elements[element[0]] = (rank, element)
+
+    def elements(self) -> list[Element] | None:
+        if not self._elements:
+            return None
+        return [self._elements[k][1] for k in sorted(self._elements)]
+
+
+def _element_key(column: ValueColumn, key: Any) -> str:
+    """An element's key as the text that identifies it in the collection."""
+    codec = column.codec
+    if column.shape == "set":
+        return canonical_json(to_json(codec.element_type, key))
+    if column.shape == "map":
+        return codec.map_key(key)
+    if column.shape == "udt":
+        if not isinstance(key, str):
+            raise UnwritableValueError(f"UDT field {key!r} is not a name")
+        return key
+    return list_key_text(key)
+
+
+def _element_value(column: ValueColumn, key: Any, value: Any) -> Any:
+    codec = column.codec
+    if column.shape == "set":
+        return codec.element_to_db(key)
+    if column.shape == "map":
+        return None if value is None else codec.map_value(value)
+    if column.shape == "udt":
+        return None if value is None else codec.udt_field(key, value)
+    return None if value is None else codec.element_to_db(value)
+
+
+def _put_elements(
+    slot: ColumnSlot,
+    fold: _CollectionFold,
+    kind: str,
+    pairs: Iterable[tuple[Any, Any, int]],
+    expires: dt.datetime | None,
+    exp: int | None,
+) -> None:
+    """Live element versions (key, value, timestamp) written with the event's expiry."""
+    column = slot.column
+    type_of = element_type(slot.cql_type, kind)
+    flag = _LIVE if expires is None else _EXPIRING
+    for key, value, stamp in pairs:
+        text = _element_key(column, key)
+        payload = _element_value(column, key, value)
+        raw = value_bytes(type_of(key), value)
+        rank = cell_rank(stamp, deleted=False, expires_at=expires, value=raw)
+        fold.put(rank, (text, stamp, flag, exp, raw, payload))
+
+
+def _delta(
+    slot: ColumnSlot,
+    fold: _CollectionFold,
+    delta: CollectionDelta,
+    ts: int,
+    expires: dt.datetime | None,
+    exp: int | None,
+) -> None:
+    """Element changes: an overwrite is a collection tombstone just before its elements
+    (Cassandra writes it at ``ts - 1``), removed elements are element tombstones."""
+    if not slot.collection:
+        raise UnwritableValueError(f"column {slot.column.name} is not a non-frozen collection")
+    if delta.overwritten:
+        fold.clear(ts - 1)
+    pairs = ((e.key, e.value, e.timestamp_micros) for e in delta.elements)
+    _put_elements(slot, fold, delta.kind, pairs, expires, exp)
+    removed_ts = delta.removed_timestamp_micros or ts
+    tombstone = cell_rank(removed_ts, deleted=True, expires_at=None, value=b"")
+    for key in delta.removed:
+        fold.put(
+            tombstone, (_element_key(slot.column, key), removed_ts, _TOMBSTONE, None, b"", None)
+        )
+
+
+def _whole(
+    slot: ColumnSlot,
+    fold: _CollectionFold,
+    value: Any,
+    ts: int,
+    expires: dt.datetime | None,
+    exp: int | None,
+) -> None:
+    """A non-frozen collection given whole in ``columns``: null or empty deletes it at
+    ``ts``, anything else overwrites it as ``SET c = ...`` does (list cells get keys in
+    the value's order)."""
+    if not value:
+        fold.clear(ts)
+        return
+    fold.clear(ts - 1)
+    shape = slot.column.shape
+    if shape == "set":
+        pairs: Iterable[tuple[Any, Any]] = ((k, None) for k in value)
+    elif shape == "list":
+        pairs = enumerate(value)
+    elif isinstance(value, UdtValue):
+        pairs = value.as_dict().items()
+    elif isinstance(value, Mapping):
+        pairs = value.items()
+    else:
+        raise UnwritableValueError(f"{type(value).__name__} is not a {slot.cql_type.cql()}")
+    _put_elements(slot, fold, shape, ((k, v, ts) for k, v in pairs), expires, exp)
+
+
+class _RowFold:
+    """Several events of one row folded into the greatest version of each cell."""
+
+    def __init__(self, plan: FoldPlan, target: TargetPlan, key: list[Any]) -> None:
+        self.plan = plan
+        self.target = target
+        self.key = key
+        self.cells: dict[str, _Version] = {}
+        self.marker: _Version | None = None
+        self.rowdel: int | None = None
+        self.newest: int | None = None
+        self.collections: dict[str, _CollectionFold] = {}
+
+    def add(self, event: ChangeEvent) -> None:
+        plan = self.plan
+        ts = event.timestamp_micros
+        if self.newest is None or ts > self.newest:
+            self.newest = ts
+        if event.scope is DeletionScope.ROW:
+            if self.rowdel is None or ts > self.rowdel:
+                self.rowdel = ts
+            return
+        expires = event.expires_at
+        exp = None if expires is None else _micros(expires)
+        if event.operation is Operation.INSERT:
+            marker = _Version(ts, b"", None, expires, exp, None)
+            if _replaces(marker, self.marker, None):
+                self.marker = marker
+        _no_counters(plan, event)
+        collections = event.collections
+        for name, value in event.columns.items():
+            slot = self._slot(name)
+            if slot.collection:
+                if name not in collections:
+                    _whole(slot, self._collection(name), value, ts, expires, exp)
+                continue
+            if value is None:
+                self._put(slot, _Version(ts, None, None, None, None, None))
+                continue
+            tie = serialize(slot.cql_type, value) if slot.tie else None
+            self._put(slot, _Version(ts, value, slot.encode(value), expires, exp, tie))
+        for name in event.deleted_columns:
+            slot = self._slot(name)
+            if slot.collection:
+                self._collection(name).clear(ts)
+            else:
+                self._put(slot, _Version(ts, None, None, None, None, None))
+        for name, delta in collections.items():
+            _delta(self._slot(name), self._collection(name), delta, ts, expires, exp)
+
+    def _slot(self, name: str) -> ColumnSlot:
+        slot = self.target.columns.get(name)
+        if slot is None:
+            raise _unknown(self.plan, name)
+        return slot
+
+    def _collection(self, name: str) -> _CollectionFold:
+        return self.collections.setdefault(name, _CollectionFold())
+
+    def _put(self, slot: ColumnSlot, version: _Version) -> None:
+        name = slot.column.name
+        if _replaces(version, self.cells.get(name), slot.cql_type):
+            self.cells[name] = version
+
+    def slots(self) -> list[Any]:
+        assert self.newest is not None
+        slots = [*self.key, *self.target.blank]
+        columns = self.target.columns
+        for name, version in self.cells.items():
+            i = columns[name].index
+            slots[i : i + 3] = (version.encoded, version.ts, version.exp)
+            if columns[name].tie:
+                slots[i + 3] = version.tie
+        for name, fold in self.collections.items():
+            i = columns[name].index
+            slots[i], slots[i + 1] = fold.cleared, fold.elements()
+        if self.marker is not None:
+            slots[-4], slots[-3] = self.marker.ts, self.marker.exp
+        slots[-2] = self.rowdel
+        slots[-1] = self.newest
+        return slots
 
 
 def _identity(*parts: Any) -> str:
@@ -227,284 +577,92 @@ def _identity(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _set_cell(
-    slots: list[Any], slot: ColumnSlot, ts: int, value: Any, keys: list[str] | None = None
-) -> None:
-    """Keep the newer of the row's and this write of a whole value: the newest time
-    wins; on a tie a deletion wins a plain column, and an overwrite's elements win a
-    bare clear of a collection (equal clearing times)."""
-    i = slot.index
-    old = slots[i + 1]
-    if old is not None and ts <= old:
-        if ts < old:
-            return
-        if slot.collection:
-            if value is None or slots[i] is not None:
-                return
-        elif value is not None or slots[i] is None:
-            return
-    slots[i] = value
-    slots[i + 1] = ts
-    if slot.column.keys is not None:
-        slots[i + 2] = keys
-    if slot.tie is not None:
-        slots[slot.tie] = None
+def _bound(layout: TableLayout, bound: ClusteringBound) -> tuple[Any, ...]:
+    prefix = []
+    for column in layout.clustering:
+        if column.name not in bound.values:
+            break
+        prefix.append(column.codec.to_db(bound.values[column.name]))
+    return tuple(prefix)
 
 
-class _Collapser:
-    def __init__(self, plan: FoldPlan) -> None:
-        self.plan = plan
-        self.layout = plan.layout
-        self.writes = TableWrites(plan.layout)
-        self.main_blank = [None] * (plan.main.width - len(plan.main.target.keys) - 1)
-        self.static_blank = (
-            [None] * (plan.static.width - len(plan.static.target.keys) - 1) if plan.static else []
-        )
-
-    def add(self, event: ChangeEvent) -> None:
-        plan = self.plan
-        ts = event.timestamp_micros
-        scope = event.scope
-        pk = _encode_key(plan.partition, event.partition_key)
-        if scope is DeletionScope.PARTITION or scope is DeletionScope.RANGE:
-            self._tombstone(event, tuple(pk))
-            return
-        if event.static and plan.static is not None:
-            target, rows, blank = plan.static, self.writes.static_rows, self.static_blank
-            key = tuple(pk)
-        else:
-            target, rows, blank = plan.main, self.writes.rows, self.main_blank
-            if plan.clustering:
-                pk += _encode_key(plan.clustering, event.clustering_key)
-            key = tuple(pk)
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = RowWrite(key, [*key, *blank, ts])
-        slots = row.slots
-        if ts > slots[-1]:
-            slots[-1] = ts
-        if scope is DeletionScope.ROW:
-            if slots[-2] is None or ts > slots[-2]:
-                slots[-2] = ts
-            return
-        if event.operation is Operation.INSERT and (slots[-3] is None or ts > slots[-3]):
-            slots[-3] = ts
-        if event.counters or event.counter_totals:
-            counters = [*event.counters, *event.counter_totals]
-            raise UnwritableValueError(
-                f"counter column(s) {sorted(set(counters))}: "
-                + self.layout.unsupported.get(counters[0], "a mirror cannot apply counters")
-            )
-        columns = target.columns
-        collections = event.collections
-        for name, value in event.columns.items():
-            if collections and name in collections:
-                continue
-            slot = columns.get(name)
-            if slot is None:
-                raise self._unknown(name)
-            if slot.collection:
-                _set_cell(slots, slot, *self._whole(slot, value, ts))
-                continue
-            raw = value
-            if value is not None:
-                value = slot.encode(value)
-            # _set_cell inlined: this is the path of nearly every value.
-            i = slot.index
-            old = slots[i + 1]
-            if old is None or ts > old or (ts == old and slot.beats(value, raw, slots)):
-                slots[i] = value
-                slots[i + 1] = ts
-                if slot.tie is not None:
-                    slots[slot.tie] = slot.tie_bytes(raw)
-        for name in event.deleted_columns:
-            _set_cell(slots, self._column(target, name), ts, None)
-        for name, delta in collections.items():
-            slot = self._column(target, name)
-            if not slot.collection:
-                raise UnwritableValueError(f"column {name} is not a non-frozen collection")
-            if delta.overwritten:
-                _set_cell(slots, slot, *self._overwrite(slot.column, delta, ts))
-            else:
-                self._delta(row, slot.column, delta, ts)
-
-    def _tombstone(self, event: ChangeEvent, pk: tuple[Any, ...]) -> None:
-        ts = event.timestamp_micros
-        if event.scope is DeletionScope.PARTITION:
-            tombstone = Tombstone(_identity("p", pk, ts), pk, ts, partition=True)
-        else:
-            assert event.clustering_range is not None
-            start = self._bound(event.clustering_range.start)
-            end = self._bound(event.clustering_range.end)
-            identity = _identity(
-                "r", pk, ts, start, event.clustering_range.start.inclusive,
-                end, event.clustering_range.end.inclusive,
-            )  # fmt: skip
-            tombstone = Tombstone(
-                identity,
-                pk,
-                ts,
-                partition=False,
-                start=start,
-                start_inclusive=event.clustering_range.start.inclusive,
-                end=end,
-                end_inclusive=event.clustering_range.end.inclusive,
-            )
-        self.writes.tombstones[tombstone.identity] = tombstone
-
-    def _bound(self, bound: ClusteringBound) -> tuple[Any, ...]:
-        prefix = []
-        for column in self.layout.clustering:
-            if column.name not in bound.values:
-                break
-            prefix.append(column.codec.to_db(bound.values[column.name]))
-        return tuple(prefix)
-
-    def _unknown(self, name: str) -> UnwritableValueError:
-        reason = self.layout.unsupported.get(name, "not a column of the table's schema")
-        return UnwritableValueError(f"column {name}: {reason}")
-
-    def _column(self, target: TargetPlan, name: str) -> ColumnSlot:
-        slot = target.columns.get(name)
-        if slot is None:
-            raise self._unknown(name)
-        return slot
-
-    def _whole(self, slot: ColumnSlot, value: Any, ts: int) -> tuple[int, Any, list[str] | None]:
-        """A collection given whole in ``columns``: an overwrite without element keys."""
-        if not value:
-            return ts, None, None
-        keys = None
-        if slot.column.shape == "list":
-            keys = [f"{0:016x}{i:032x}" for i in range(len(value))]
-        return ts - 1, slot.encode(value), keys
-
-    def _overwrite(
-        self, column: ValueColumn, delta: CollectionDelta, ts: int
-    ) -> tuple[int, Any, list[str] | None]:
-        delta_writes = DeltaWrite()
-        self._delta_into(delta_writes, column, delta.elements, (), ts)
-        adds = _adds(column, delta_writes)
-        if adds is None:
-            return ts - 1, None, None
-        value, keys = adds
-        return ts - 1, value, keys
-
-    def _delta(self, row: RowWrite, column: ValueColumn, delta: CollectionDelta, ts: int) -> None:
-        writes = row.deltas.setdefault(column.name, DeltaWrite())
-        removed_ts = delta.removed_timestamp_micros or ts
-        self._delta_into(writes, column, delta.elements, delta.removed, removed_ts)
-
-    def _delta_into(
-        self,
-        writes: DeltaWrite,
-        column: ValueColumn,
-        elements: Iterable[Any],
-        removed: Iterable[Any],
-        removed_ts: int,
-    ) -> None:
-        for element in elements:
-            identity, payload, sort_key = _element(column, element.key, element.value)
-            writes.put(identity, _Element(element.timestamp_micros, False, payload, sort_key))
-        for key in removed:
-            identity, _, sort_key = _element(column, key, None)
-            writes.put(identity, _Element(removed_ts, True, None, sort_key))
-
-    def result(self) -> TableWrites:
-        """Drop element changes that the row's own whole-value writes have cleared."""
-        for rows, target in (
-            (self.writes.rows, self.plan.main),
-            (self.writes.static_rows, self.plan.static),
-        ):
-            for row in rows.values():
-                if not row.deltas:
-                    continue
-                assert target is not None
-                for name in list(row.deltas):
-                    cleared = row.slots[target.columns[name].index + 1]
-                    kept = (
-                        row.deltas[name].after(cleared) if cleared is not None else row.deltas[name]
-                    )
-                    if kept.elements:
-                        row.deltas[name] = kept
-                    else:
-                        del row.deltas[name]
-        return self.writes
-
-
-def _element(column: ValueColumn, key: Any, value: Any) -> tuple[Any, Any, str | None]:
-    """(identity within the collection, the stored element, list sort key)."""
-    codec = column.codec
-    if column.shape == "set":
-        encoded = codec.element_to_db(key)
-        identity = json.dumps(encoded, sort_keys=True) if codec.is_json else encoded
-        return identity, encoded, None
-    if column.shape == "map":
-        text = codec.map_key(key)
-        return text, None if value is None else codec.map_value(value), None
-    if column.shape == "udt":
-        return key, None if value is None else codec.udt_field(key, value), None
-    sort_key = list_key_text(key)
-    return sort_key, None if value is None else codec.element_to_db(value), sort_key
-
-
-def _adds(column: ValueColumn, writes: DeltaWrite) -> tuple[Any, list[str] | None] | None:
-    """The value the live elements of ``writes`` make on their own, or None if empty."""
-    live = {k: e for k, e in writes.elements.items() if not e.removed}
-    if not live:
-        return None
-    if column.shape == "set":
-        return [e.payload for e in live.values()], None
-    if column.shape in ("map", "udt"):
-        return {k: e.payload for k, e in live.items()}, None
-    ordered = sorted(live.values(), key=lambda e: e.sort_key or "")
-    return [e.payload for e in ordered], [e.sort_key or "" for e in ordered]
-
-
-def delta_fields(column: ValueColumn, writes: DeltaWrite) -> tuple[Any, Any, Any, int]:
-    """(added, removed, added list keys, newest timestamp) as the delta type holds them."""
-    removed: list[Any] = [k for k, e in writes.elements.items() if e.removed]
-    if column.shape == "set" and column.codec.is_json:
-        removed = [json.loads(k) for k in removed]
-    adds = _adds(column, writes)
-    added, keys = adds if adds is not None else (None, None)
-    return added, removed or None, keys, writes.ts
+def _tombstone(plan: FoldPlan, event: ChangeEvent) -> Tombstone:
+    pk = tuple(encode(event.partition_key[name]) for name, encode in plan.partition)
+    ts = event.timestamp_micros
+    if event.scope is DeletionScope.PARTITION:
+        return Tombstone(_identity("p", pk, ts), pk, ts, partition=True)
+    bounds = event.clustering_range
+    assert bounds is not None
+    start, end = _bound(plan.layout, bounds.start), _bound(plan.layout, bounds.end)
+    identity = _identity("r", pk, ts, start, bounds.start.inclusive, end, bounds.end.inclusive)
+    return Tombstone(
+        identity,
+        pk,
+        ts,
+        partition=False,
+        start=start,
+        start_inclusive=bounds.start.inclusive,
+        end=end,
+        end_inclusive=bounds.end.inclusive,
+    )
 
 
 def collapse(
     events: Iterable[ChangeEvent], plans: Mapping[str, FoldPlan]
 ) -> tuple[dict[str, TableWrites], dict[str, str]]:
-    """Fold events per table (``plans`` by ``keyspace.table``); returns the writes and
-    ``{event id: why it was rejected}``."""
-    # The fold allocates a few objects per event and makes no reference cycles, so the
-    # cyclic collector has nothing to find here; pausing it saves 10-20% at 10k events.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return _collapse(events, plans)
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _collapse(
-    events: Iterable[ChangeEvent], plans: Mapping[str, FoldPlan]
-) -> tuple[dict[str, TableWrites], dict[str, str]]:
-    collapsers: dict[str, _Collapser] = {}
+    """Group events per table (``plans`` by ``keyspace.table``) and row; returns the
+    writes and ``{event id: why it was rejected}`` for what grouping already refuses
+    (a missing key, a deletion bound the column cannot hold)."""
+    tables: dict[str, TableWrites] = {}
     rejected: dict[str, str] = {}
     keyspace = table = None
-    collapser: _Collapser | None = None
+    writes: TableWrites | None = None
     for event in events:
-        if collapser is None or event.table != table or event.keyspace != keyspace:
+        if writes is None or event.table != table or event.keyspace != keyspace:
             keyspace, table = event.keyspace, event.table
             name = event.qualified_table
-            collapser = collapsers.get(name)
-            if collapser is None:
-                collapser = collapsers[name] = _Collapser(plans[name])
+            writes = tables.get(name)
+            if writes is None:
+                writes = tables[name] = TableWrites(plans[name])
+        plan = writes.plan
+        scope = event.scope
         try:
-            collapser.add(event)
+            if scope is DeletionScope.PARTITION or scope is DeletionScope.RANGE:
+                tombstone = _tombstone(plan, event)
+                writes.tombstones[tombstone.identity] = tombstone
+                continue
+            key = plan.partition_of(event.partition_key)
+            if event.static and plan.static is not None:
+                groups = writes.static_rows
+            else:
+                groups = writes.rows
+                if plan.clustering_of is not None:
+                    key += plan.clustering_of(event.clustering_key)
+            if None in key:
+                raise KeyError
+        except KeyError:
+            missing = [n for n, _ in (*plan.partition, *plan.clustering) if _absent(event, n)]
+            rejected[event.event_id] = f"{event.qualified_table}: key column(s) {missing} missing"
+            continue
         except UnwritableValueError as exc:
             rejected[event.event_id] = f"{event.qualified_table}: {exc}"
-    if rejected:
-        return {}, rejected
-    return {name: c.result() for name, c in collapsers.items()}, rejected
+            continue
+        grouped: Any = key
+        try:
+            group = groups.get(grouped)
+        except TypeError:  # a key Python cannot hash (a frozen collection): its text
+            grouped = canonical_json([value_to_json(v) for v in key])
+            group = groups.get(grouped)
+        if group is None:
+            groups[grouped] = event
+        elif isinstance(group, list):
+            group.append(event)
+        else:
+            groups[grouped] = [group, event]
+    return tables, rejected
+
+
+def _absent(event: ChangeEvent, name: str) -> bool:
+    if name in event.partition_key:
+        return event.partition_key[name] is None
+    return event.clustering_key.get(name) is None

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from cdc_adapters.postgres.ddl import lock_statement
 from cdc_adapters.postgres.errors import RetryPolicy, is_poison
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.offsets import PostgresOffsetStore, ensure_offsets_table
 from cdc_adapters.postgres.poison import find_poison
 from cdc_adapters.postgres.pool import SharedPool, own_or_shared, pool_health
-from cdc_adapters.postgres.transactions import write_with_offset
+from cdc_adapters.postgres.transactions import ddl_transaction, write_with_offset
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.errors import EventsRejectedError, SinkError
 from cdc_domain.events import ChangeEvent
@@ -119,12 +118,12 @@ class PooledSink:
             raise EventsRejectedError(f"{self._name}: {exc}", bad) from exc
 
     async def _ensure_offsets(self, connection: Any) -> None:
-        """The offsets table, once per sink; under a lock, so sinks starting together on
-        one database never race to create it."""
+        """The offsets table, once per sink; under its schema's lock (the one the mirror's
+        DDL takes there too), so sinks starting together never race to create either."""
         if not self._offsets_ready:
-            async with connection.transaction():
-                await connection.execute(lock_statement(), "cdc:offsets")
-                await ensure_offsets_table(connection, self._naming.metadata_schema)
+            schema = self._naming.metadata_schema
+            async with ddl_transaction(connection, f"cdc:{schema}"):
+                await ensure_offsets_table(connection, schema)
             self._offsets_ready = True
 
     async def _with_offset(

@@ -1,44 +1,47 @@
 """The PostgreSQL sink: a current-state mirror of Cassandra tables (ADR 0004).
 
-A batch is folded per row in Python (:mod:`.collapse`), then written in one
-transaction per batch together with the destination's offset row: deletions first
-(recorded in the tombstone table and applied to stored rows), then one upsert per
-table of every changed row, then element changes of non-frozen collections. The
-statements apply Cassandra's rules themselves (:mod:`.statements`), so batches can
-arrive in any order, twice, or from several writers at once, and converge.
+A batch is grouped per row in Python (:mod:`.collapse`), then written in one
+transaction per batch together with the destination's offset row: per table, its
+partition and range deletions first (recorded in the tombstone table and applied to
+the stored rows in one statement), then its rows, in chunks that are built while the
+server applies the previous one. The statements apply Cassandra's rules themselves
+(:mod:`.statements`), so batches can arrive in any order, twice, or from several
+writers at once, and converge; writers lock rows in one shared order (tables by name,
+rows by key), so they wait for each other but never deadlock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from cdc_adapters.postgres.collapse import (
-    FoldPlan,
-    RowWrite,
-    TableWrites,
-    Tombstone,
-    collapse,
-    delta_fields,
+from cdc_adapters.postgres.collapse import FoldPlan, RowsRejected, TableWrites, Tombstone, collapse
+from cdc_adapters.postgres.ddl import (
+    ensure_statements,
+    ensured_sql,
+    fingerprint,
+    view_statements,
 )
-from cdc_adapters.postgres.ddl import ensure_statements, lock_statement, view_statements
 from cdc_adapters.postgres.errors import RetryPolicy, refused_table, with_retries
 from cdc_adapters.postgres.identifiers import derived_name, qualified, quote
-from cdc_adapters.postgres.layout import RowTarget, TableLayout
+from cdc_adapters.postgres.layout import TableLayout
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.pool import SharedPool
 from cdc_adapters.postgres.pooled_sink import PooledSink
 from cdc_adapters.postgres.read_back import mirror_rows
 from cdc_adapters.postgres.statements import (
-    delta_sql,
+    apply_tombstones_sql,
     insert_tombstones_sql,
-    refresh_deleted_sql,
-    tombstone_sql,
+    purge_deleted_sql,
+    purge_expired_sql,
     upsert_sql,
 )
+from cdc_adapters.postgres.transactions import ddl_transaction
 from cdc_domain.destinations import DestinationKind, DroppedColumns
 from cdc_domain.errors import SchemaIncompatibleError
 from cdc_domain.events import ChangeEvent
@@ -50,61 +53,47 @@ from cdc_domain.schema_changes import ChangeKind, SchemaChange
 
 __all__ = ["PostgresSink"]
 
-UPSERT_CHUNK = 2000
-"""Rows per upsert statement: 10,000-row statements ran 27% slower per row than
-1,000-2,000-row ones on PostgreSQL 15 here (ADR 0004)."""
+UPSERT_CHUNK = 500
+"""Rows per upsert statement. Smaller statements let the next chunk be built while the
+server applies one (ADR 0004); per row, 500-row statements cost the server about what
+1,000-2,000-row ones do, and 10,000-row ones 27% more."""
+
+PURGE_EVERY_S = 3600.0
+"""The longest wait between two purges of expired rows (see ``purge_expired_after``)."""
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-@attrs.define
+def _micros(moment: dt.datetime) -> int:
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+@attrs.frozen
 class _Prepared:
     """A layout with its statements, generated once per schema version."""
 
     layout: TableLayout
     plan: FoldPlan
     upserts: dict[bool, str]
-    deltas: dict[bool, tuple[str, str]]
     tombstone_insert: str
-    tombstone_updates: dict[tuple[bool, int, bool, int, bool], str] = attrs.field(factory=dict)
+    tombstone_apply: dict[bool, str]
+    purge_deleted: dict[bool, str]
+    purge_expired: dict[bool, str]
+    fingerprint: str
 
     @classmethod
     def of(cls, layout: TableLayout) -> _Prepared:
-        upserts, deltas = {}, {}
-        for target in _targets(layout):
-            upserts[target.static] = upsert_sql(layout, target)
-            if target.collections:
-                deltas[target.static] = (delta_sql(target), refresh_deleted_sql(target))
-        return cls(layout, FoldPlan.of(layout), upserts, deltas, insert_tombstones_sql(layout))
-
-    def tombstone_update(self, target: RowTarget, tombstone: Tombstone) -> str:
-        shape = (
-            target.static,
-            len(tombstone.start),
-            tombstone.start_inclusive,
-            len(tombstone.end),
-            tombstone.end_inclusive,
+        targets = layout.targets
+        return cls(
+            layout,
+            FoldPlan.of(layout),
+            {t.static: upsert_sql(layout, t) for t in targets},
+            insert_tombstones_sql(layout),
+            {t.static: apply_tombstones_sql(layout, t) for t in targets},
+            {t.static: purge_deleted_sql(t) for t in targets},
+            {t.static: purge_expired_sql(t) for t in targets},
+            fingerprint(layout),
         )
-        sql = self.tombstone_updates.get(shape)
-        if sql is None:
-            sql = self.tombstone_updates[shape] = tombstone_sql(
-                self.layout, target, shape[1:3], shape[3:5]
-            )
-        return sql
-
-
-def _targets(layout: TableLayout) -> list[RowTarget]:
-    return [layout.main] if layout.static is None else [layout.main, layout.static]
-
-
-def _delta_tuple(target: RowTarget, row: RowWrite) -> tuple[Any, ...]:
-    values: list[Any] = list(row.key)
-    for column in target.collections:
-        writes = row.deltas.get(column.name)
-        if writes is None:
-            values += [None, None, None, None]
-        else:
-            added, removed, keys, newest = delta_fields(column, writes)
-            values += [added, removed, keys, newest]
-    return tuple(values)
 
 
 def _tombstone_tuple(layout: TableLayout, tombstone: Tombstone) -> tuple[Any, ...]:
@@ -125,13 +114,43 @@ def _tombstone_tuple(layout: TableLayout, tombstone: Tombstone) -> tuple[Any, ..
     )
 
 
+async def _pipelined(connection: Any, sql: str, chunks: Iterator[list[tuple[Any, ...]]]) -> None:
+    """Run ``sql`` once per chunk, in order, on one connection, building each next
+    chunk while the server applies the one before (asyncpg sends a statement in the
+    first step of its task, so one pass of the event loop puts it on the wire)."""
+    pending: asyncio.Task[str] | None = None
+    try:
+        for chunk in chunks:
+            if pending is not None:
+                await pending
+            pending = asyncio.create_task(connection.execute(sql, chunk))
+            await asyncio.sleep(0)
+        if pending is not None:
+            await pending
+    except asyncio.CancelledError:
+        if pending is not None:
+            pending.cancel()
+        raise
+    finally:
+        # A chunk that could not be built ends the transaction: let the statement in
+        # flight finish first, so the connection is free for the rollback.
+        if pending is not None:
+            if not pending.done():
+                await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # seen: the error that ends the transaction is raised
+
+
 class PostgresSink(PooledSink):
-    """Mirrors Cassandra tables into PostgreSQL with column-level last-write-wins.
+    """Mirrors Cassandra tables into PostgreSQL under Cassandra's last-write-wins rules.
 
     ``schema``/``table`` name where each Cassandra table lands (templates over
     ``{keyspace}`` and ``{table}``); ``metadata_schema`` holds ``cdc_offsets``.
     ``drop_columns`` is ``keep`` (default: a dropped column stays, no longer written,
-    so no data is destroyed) or ``drop``. ``dsn`` and ``pool``: see :class:`PooledSink`.
+    so no data is destroyed) or ``drop``. ``purge_expired_after`` (seconds), when set,
+    makes the sink delete rows whose data all expired longer ago than that, at most
+    once per that time (and at least hourly). ``dsn`` and ``pool``: see
+    :class:`PooledSink`.
     """
 
     def __init__(
@@ -144,6 +163,7 @@ class PostgresSink(PooledSink):
         table: str = "{table}",
         metadata_schema: str = "public",
         drop_columns: DroppedColumns = DroppedColumns.KEEP,
+        purge_expired_after: float | None = None,
         pool_min_size: int = 1,
         pool_max_size: int = 4,
         retry: RetryPolicy | None = None,
@@ -164,9 +184,11 @@ class PostgresSink(PooledSink):
             clock=clock,
         )
         self._drop_columns = DroppedColumns(drop_columns)
+        self._purge_after = purge_expired_after
+        self._next_purge = time.monotonic() + self._purge_interval()
         self._prepared: dict[tuple[str, str], _Prepared] = {}
         self._ensured: set[tuple[str, str]] = set()
-        self._latest: dict[str, TableLayout] = {}
+        self._latest: dict[str, _Prepared] = {}
 
     # ------------------------------------------------------------------ writing
 
@@ -176,7 +198,7 @@ class PostgresSink(PooledSink):
         if prepared is None:
             layout = TableLayout.build(schema, self._naming, self._kind)
             prepared = self._prepared[key] = _Prepared.of(layout)
-        self._latest[schema.qualified_name] = prepared.layout
+        self._latest[schema.qualified_name] = prepared
         return prepared
 
     def _prepare_batch(self, batch: SinkBatch) -> dict[str, _Prepared]:
@@ -209,7 +231,14 @@ class PostgresSink(PooledSink):
             subset = writes if events is batch.events else collapse(events, plans)[0]
             await self._transaction(prepared, subset, checkpoint, trial)
 
-        await self._commit(batch.events, batch.checkpoint, transaction)
+        try:
+            await self._commit(batch.events, batch.checkpoint, transaction)
+        except RowsRejected as exc:
+            # Rows are built as they are sent: one that could not be built ended the
+            # transaction. Name every such event at once, not one per attempt.
+            every = {k: v for w in writes.values() for k, v in w.rejections().items()}
+            self._reject(every or exc.rejected)
+        await self._purge_when_due()
 
     async def _transaction(
         self,
@@ -236,12 +265,31 @@ class PostgresSink(PooledSink):
             if key in self._ensured:
                 continue
             with refused_table(self._name, source.qualified_name):
-                await self._run_ddl(connection, item.layout, ensure_statements(item.layout))
+                if not await self._complete(connection, item):
+                    statements = ensure_statements(item.layout)
+                    await self._run_ddl(connection, item.layout, statements, unless=item)
             self._ensured.add(key)
 
-    async def _run_ddl(self, connection: Any, layout: TableLayout, statements: list[str]) -> None:
-        async with connection.transaction():
-            await connection.execute(lock_statement(), f"cdc:{layout.schema}.{layout.table}")
+    async def _complete(self, connection: Any, prepared: _Prepared) -> bool:
+        """Whether the layout's tables, types and view are all there (its view carries
+        the layout's fingerprint): a plain catalog read, no lock."""
+        view = qualified(prepared.layout.schema, prepared.layout.view)
+        return bool(await connection.fetchval(ensured_sql(), view, prepared.fingerprint))
+
+    async def _run_ddl(
+        self,
+        connection: Any,
+        layout: TableLayout,
+        statements: list[str],
+        unless: _Prepared | None = None,
+    ) -> None:
+        """Run DDL under its schema's lock; with ``unless``, only if that layout is still
+        incomplete once the lock is held (another writer may have just made it)."""
+        # One lock per schema: the tables of one keyspace create the schema itself
+        # too, which two of them doing at once would race on.
+        async with ddl_transaction(connection, f"cdc:{layout.schema}"):
+            if unless is not None and await self._complete(connection, unless):
+                return
             for statement in statements:
                 await connection.execute(statement)
 
@@ -249,50 +297,32 @@ class PostgresSink(PooledSink):
         layout = prepared.layout
         if writes.tombstones:
             await self._apply_tombstones(connection, prepared, writes.tombstones.values())
-        for target in _targets(layout):
-            rows = writes.sorted_rows(target.static)
-            if not rows:
-                continue
-            # A folded row already holds the row type's fields in order (RowWrite.slots).
-            # Large batches go in chunks: measured faster than one statement (ADR 0004),
-            # and the rows keep their global order, so locks are taken in the same order.
-            for start in range(0, len(rows), UPSERT_CHUNK):
-                chunk = rows[start : start + UPSERT_CHUNK]
-                await connection.execute(
-                    prepared.upserts[target.static], [tuple(r.slots) for r in chunk]
-                )
-            with_deltas = [_delta_tuple(target, r) for r in rows if r.deltas]
-            if with_deltas:
-                update, refresh = prepared.deltas[target.static]
-                await connection.execute(update, with_deltas)
-                await connection.execute(refresh, with_deltas)
+        for target in layout.targets:
+            if writes.has_rows(target.static):
+                chunks = writes.chunks(target.static, UPSERT_CHUNK)
+                await _pipelined(connection, prepared.upserts[target.static], chunks)
 
     async def _apply_tombstones(
         self, connection: Any, prepared: _Prepared, tombstones: Iterable[Tombstone]
     ) -> None:
-        """Record deletions and apply them to stored rows.
+        """Record deletions and apply them to stored rows, all of them at once.
 
-        The table lock makes concurrent writers of the same table wait, so none of them
-        can commit a row this deletion should have covered but did not see.
+        The table lock makes concurrent writers of the table wait, so none of them can
+        commit a row this deletion should have covered but did not see; it is taken
+        before anything else of the table, in the writers' shared order.
         """
         layout = prepared.layout
-        tables = ", ".join(qualified(t.schema, t.table) for t in _targets(layout))
+        tables = ", ".join(qualified(t.schema, t.table) for t in layout.targets)
         await connection.execute(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
         ordered = sorted(tombstones, key=lambda t: t.identity)
         await connection.execute(
             prepared.tombstone_insert, [_tombstone_tuple(layout, t) for t in ordered]
         )
-        for tombstone in ordered:
-            for target in _targets(layout):
-                if target.static and not tombstone.partition:
-                    continue
-                await connection.execute(
-                    prepared.tombstone_update(target, tombstone),
-                    tombstone.ts,
-                    *tombstone.partition_key,
-                    *tombstone.start,
-                    *tombstone.end,
-                )
+        ids = [t.identity for t in ordered]
+        for target in layout.targets:
+            if target.static and not any(t.partition for t in ordered):
+                continue
+            await connection.execute(prepared.tombstone_apply[target.static], ids)
 
     # ------------------------------------------------------------------ schema changes
 
@@ -336,7 +366,7 @@ class PostgresSink(PooledSink):
 
     def _alter_type(self, layout: TableLayout, change: SchemaChange) -> list[str]:
         assert change.column is not None
-        for target in _targets(layout):
+        for target in layout.targets:
             column = target.value(change.column)
             if column is not None:
                 table = qualified(target.schema, target.table)
@@ -350,11 +380,12 @@ class PostgresSink(PooledSink):
     # ------------------------------------------------------------------ reading
 
     async def rows(self, table: str | TableSchema) -> dict[RowKey, dict[str, Any]]:
-        """The mirror of a table as a reader of its live view sees it; name the table
-        (``keyspace.table``, as this sink last saw it) or give its schema."""
-        layout = self._latest.get(table) if isinstance(table, str) else self._prepare(table).layout
-        if layout is None:
+        """The mirror of a table as a reader of its live view sees it now; name the
+        table (``keyspace.table``, as this sink last saw it) or give its schema."""
+        prepared = self._latest.get(table) if isinstance(table, str) else self._prepare(table)
+        if prepared is None:
             return {}
+        layout = prepared.layout
         pool = await self._pool.get()
         async with pool.acquire() as connection:
             exists = await connection.fetchval(
@@ -364,6 +395,8 @@ class PostgresSink(PooledSink):
                 return {}
             return await mirror_rows(connection, layout)
 
+    # ------------------------------------------------------------------ purging
+
     async def purge_tombstones(self, table: str, before: dt.datetime) -> int:
         """Forget deletions older than ``before``; returns how many rows went.
 
@@ -371,30 +404,57 @@ class PostgresSink(PooledSink):
         so ``before`` should lie beyond any delay the pipeline can have (Cassandra's
         own ``gc_grace_seconds`` is the natural bound: ADR 0004).
         """
-        layout = self._latest.get(table)
-        if layout is None:
+        prepared = self._latest.get(table)
+        if prepared is None:
             return 0
-        cutoff = int((before - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).total_seconds() * 1e6)
-        pool = await self._pool.get()
-        removed = 0
-        async with pool.acquire() as connection, connection.transaction():
-            for target in _targets(layout):
-                status = await connection.execute(
-                    f"DELETE FROM {qualified(target.schema, target.table)} "
-                    'WHERE "_cdc_deleted" AND "_cdc_deleted_at" < $1',
-                    cutoff,
-                )
-                removed += int(status.split()[-1])
-            status = await connection.execute(
-                f'DELETE FROM {qualified(layout.schema, layout.tombstones)} WHERE "_cdc_ts" < $1',
-                cutoff,
-            )
-            removed += int(status.split()[-1])
-        return removed
+        layout = prepared.layout
+        cutoff = _micros(before)
+        statements = [prepared.purge_deleted[t.static] for t in layout.targets]
+        statements.append(
+            f'DELETE FROM {qualified(layout.schema, layout.tombstones)} WHERE "_cdc_ts" < $1'
+        )
+        return await self._purge(statements, cutoff)
+
+    async def purge_expired(self, table: str, before: dt.datetime) -> int:
+        """Delete the rows whose every value (and row marker) expired before ``before``
+        and that hold no deletion; returns how many went. Until then the live view
+        hides them; after, a write older than theirs arriving late could show again
+        what they hid, as in Cassandra once it purged them (ADR 0004)."""
+        prepared = self._latest.get(table)
+        if prepared is None:
+            return 0
+        statements = [prepared.purge_expired[t.static] for t in prepared.layout.targets]
+        return await self._purge(statements, _micros(before))
+
+    async def _purge(self, statements: list[str], cutoff: int) -> int:
+        async def attempt() -> int:
+            pool = await self._pool.get()
+            removed = 0
+            async with pool.acquire() as connection, connection.transaction():
+                for statement in statements:
+                    status = await connection.execute(statement, cutoff)
+                    removed += int(status.split()[-1])
+            return removed
+
+        return await with_retries(self._retry, attempt, f"{self._name} purge")
+
+    def _purge_interval(self) -> float:
+        return min(self._purge_after, PURGE_EVERY_S) if self._purge_after else PURGE_EVERY_S
+
+    async def _purge_when_due(self) -> None:
+        """With ``purge_expired_after`` set, purge every table this sink writes once the
+        interval has passed (after a write, so an idle sink costs nothing)."""
+        if self._purge_after is None or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + self._purge_interval()
+        now = self._clock.now() if self._clock is not None else dt.datetime.now(dt.UTC)
+        before = now - dt.timedelta(seconds=self._purge_after)
+        for table in sorted(self._latest):
+            await self.purge_expired(table, before)
 
 
 def _side_names(column: str) -> list[str]:
-    return [derived_name(p, column) for p in ("_cdc_ts_", "_cdc_dts_", "_cdc_keys_")]
+    return [derived_name(p, column) for p in ("_cdc_ts_", "_cdc_exp_", "_cdc_tie_", "_cdc_el_")]
 
 
 def _table_names(layout: TableLayout) -> list[str]:

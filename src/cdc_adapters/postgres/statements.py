@@ -1,10 +1,15 @@
-"""The SQL that applies collapsed writes, generated per table layout and cached.
+"""The SQL that applies a batch, generated per table layout and cached.
 
-All of it follows one rule set (ADR 0004): a row keeps, per column, the write
-timestamp of its value; ``_cdc_deleted_at`` is the newest deletion covering the row
-(its own, its partition's or a clustering range's); a value is visible only when
-written after that. Values always travel as parameters: a batch is one array of a
-composite row type, expanded with ``unnest``.
+All of it applies Cassandra's reconciliation (:mod:`cdc_domain.reconciliation`, ADR
+0004) between what a row holds and what a batch brings: of two versions of a cell the
+greater timestamp wins; at equal timestamps a tombstone, then an expiring cell (the
+later expiry first), then the greater serialized value. A non-frozen collection is a
+set of such cells, one per element, under the collection's own tombstone. A row's
+``_cdc_deleted_at`` is the newest deletion covering it (its own, its partition's or a
+clustering range's): a cell, marker or element is visible only when written after it.
+
+Values always travel as parameters: a batch is one array of a composite row type,
+expanded with ``unnest``.
 """
 
 from __future__ import annotations
@@ -12,27 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cdc_adapters.postgres.identifiers import qualified, quote
-from cdc_adapters.postgres.layout import NEVER, RowTarget, TableLayout, ValueColumn
+from cdc_adapters.postgres.layout import ELEMENT_FIELDS, NEVER, RowTarget, TableLayout, ValueColumn
 
 __all__ = [
-    "delta_sql",
+    "apply_tombstones_sql",
+    "collection_value",
     "insert_tombstones_sql",
-    "refresh_deleted_sql",
-    "tombstone_sql",
+    "purge_deleted_sql",
+    "purge_expired_sql",
     "upsert_sql",
 ]
 
-_LIVE, _DELETED_AT = '"_cdc_live_at"', '"_cdc_deleted_at"'
-_DELETED, _WRITETIME, _UPDATED = '"_cdc_deleted"', '"_cdc_writetime"', '"_cdc_updated_at"'
-
-
-def _visible_since(column: ValueColumn, ts: str, dts: str | None, floor: str) -> str:
-    """Whether a stored value written at ``ts`` (newest element at ``dts``) outlives
-    a deletion at ``floor``. A collection's ``ts`` is when it was last cleared."""
-    if not column.is_collection:
-        return f"coalesce({ts}, {NEVER}) > {floor}"
-    newest = f"greatest({ts} + 1, {dts})" if dts else f"{ts} + 1"
-    return f"coalesce({newest}, {NEVER}) > {floor}"
+_LIVE, _LIVE_EXP, _DELETED_AT = '"_cdc_live_at"', '"_cdc_live_exp"', '"_cdc_deleted_at"'
+_WRITETIME, _UPDATED = '"_cdc_writetime"', '"_cdc_updated_at"'
+_SECONDS = 1_000_000
 
 
 def _greater(column: ValueColumn, new: str, old: str) -> str:
@@ -60,6 +58,27 @@ def _greater(column: ValueColumn, new: str, old: str) -> str:
 
         return f"{key(a)} > {key(b)}"
     return f"{a} > {b}"
+
+
+def _kind(column: ValueColumn, row: str) -> str:
+    """A stored cell's kind, ranked as Cassandra ranks them at equal timestamps: a
+    tombstone (no value) over an expiring cell over a plain one."""
+    return (
+        f"CASE WHEN {row}.{quote(column.name)} IS NULL THEN 2 "
+        f"WHEN {row}.{quote(column.exp)} IS NOT NULL THEN 1 ELSE 0 END"
+    )
+
+
+def _tie(column: ValueColumn) -> str:
+    """SQL true when the incoming cell beats the stored one of the same timestamp."""
+    new, old = _kind(column, "excluded"), _kind(column, "t")
+    exp = quote(column.exp)
+    later = f"excluded.{exp} / {_SECONDS}", f"t.{exp} / {_SECONDS}"
+    return (
+        f"CASE WHEN {new} <> {old} THEN {new} > {old} WHEN excluded.{quote(column.name)} "
+        f"IS NULL THEN false WHEN {later[0]} <> {later[1]} THEN {later[0]} > {later[1]} "
+        f"ELSE {_greater(column, 'excluded', 't')} END"
+    )
 
 
 def _covers(layout: TableLayout, row: Callable[[int], str]) -> str:
@@ -118,80 +137,146 @@ def _floor(layout: TableLayout, target: RowTarget) -> str:
     )
 
 
+def collection_value(column: ValueColumn, element: str) -> str:
+    """The aggregate that makes a collection's value of its elements' versions
+    ``element`` (filtered by the caller to the live ones): an array or jsonb array in
+    the list's cell order or the set's element order, a jsonb object for a map or UDT."""
+    if column.shape in ("map", "udt"):
+        return f"jsonb_object_agg({element}.k, {element}.v)"
+    if column.element_value_type == "jsonb":
+        return f'jsonb_agg({element}.v ORDER BY {element}.k COLLATE "C")'
+    if column.shape == "set":
+        return f"array_agg({element}.v ORDER BY {element}.v)"
+    return f'array_agg({element}.v ORDER BY {element}.k COLLATE "C")'
+
+
+def _merged(column: ValueColumn, target: RowTarget, element: str) -> tuple[str, str, str]:
+    """Aggregates over element versions ``element`` making a collection's (value,
+    versions, first expiry): the value of the live ones, every version (tombstones too:
+    they must keep beating older writes that arrive late) as the element type's array,
+    and the first expiry, after which the value is no longer current."""
+    assert column.element_type is not None
+    fields = ", ".join(f"{element}.{f}" for f in ELEMENT_FIELDS)
+    element_type = qualified(target.schema, column.element_type)
+    return (
+        f"{collection_value(column, element)} FILTER (WHERE {element}.f < 2)",
+        f"array_agg(ROW({fields})::{element_type} ORDER BY {element}.k)",
+        f"min({element}.x) FILTER (WHERE {element}.f = 1)",
+    )
+
+
+def _collection_sets(column: ValueColumn, target: RowTarget) -> tuple[list[str], str]:
+    """The SET clauses merging a stored collection with an incoming one, and the
+    condition under which anything changes (new element versions, a newer collection
+    tombstone, a newer deletion of the row)."""
+    name, ts, exp = quote(column.name), quote(column.ts), quote(column.exp)
+    assert column.elements is not None
+    elements = quote(column.elements)
+    changed = (
+        f"(excluded.{elements} IS NOT NULL OR coalesce(excluded.{ts}, {NEVER}) > "
+        f"coalesce(t.{ts}, {NEVER}) OR excluded.{_DELETED_AT} > t.{_DELETED_AT})"
+    )
+    cut = (
+        f"greatest(coalesce(t.{ts}, {NEVER}), coalesce(excluded.{ts}, {NEVER}), "
+        f"t.{_DELETED_AT}, excluded.{_DELETED_AT})"
+    )
+    # The greatest version of each element by Cassandra's rank: timestamp, then kind
+    # (tombstone, expiring, live), then expiry in seconds, then serialized value.
+    greatest = (
+        f"SELECT DISTINCT ON (u.k) u.* FROM (SELECT * FROM unnest(t.{elements}) UNION ALL "
+        f"SELECT * FROM unnest(excluded.{elements})) AS u WHERE {changed} AND u.t > {cut} "
+        f"ORDER BY u.k, u.t DESC, u.f DESC, u.x / {_SECONDS} DESC, u.b DESC"
+    )
+    value, versions, first = _merged(column, target, "m")
+    return [
+        f"{ts} = greatest(t.{ts}, excluded.{ts})",
+        f"({name}, {elements}, {exp}) = (SELECT CASE WHEN {changed} THEN {value} "
+        f"ELSE t.{name} END, CASE WHEN {changed} THEN {versions} ELSE t.{elements} END, "
+        f"CASE WHEN {changed} THEN {first} ELSE t.{exp} END FROM ({greatest}) AS m)",
+    ], changed
+
+
+def _cell_sets(column: ValueColumn) -> tuple[list[str], str]:
+    """The SET clauses keeping the greater of the stored and the incoming version of a
+    cell, and the condition for the incoming one winning. A stored value is non-null
+    only while visible, so it stays unless the incoming row's deletion covers it."""
+    name, ts, exp = quote(column.name), quote(column.ts), quote(column.exp)
+    # A CASE, not AND/OR: its first branch ends the work for the columns a row does not
+    # write (most of them, in a partial update), where NULLs would otherwise carry the
+    # evaluation through every comparison down to the tie-break.
+    win = (
+        f"(CASE WHEN excluded.{ts} IS NULL OR excluded.{ts} <= t.{_DELETED_AT} "
+        f"OR excluded.{ts} <= excluded.{_DELETED_AT} THEN false "
+        f"WHEN t.{ts} IS NULL OR excluded.{ts} > t.{ts} THEN true "
+        f"WHEN excluded.{ts} < t.{ts} THEN false ELSE {_tie(column)} END)"
+    )
+    keep = f"t.{ts} > excluded.{_DELETED_AT}"
+    sets = [
+        f"{name} = CASE WHEN {win} THEN excluded.{name} WHEN {keep} THEN t.{name} END",
+        # The newer timestamp even when the newer version lost to a deletion: it is at
+        # or below that deletion then, so the cell it leaves (no value) stays hidden.
+        f"{ts} = greatest(t.{ts}, excluded.{ts})",
+        f"{exp} = CASE WHEN {win} THEN excluded.{exp} ELSE t.{exp} END",
+    ]
+    if column.tie is not None:
+        tie = quote(column.tie)
+        sets.append(f"{tie} = CASE WHEN {win} THEN excluded.{tie} WHEN {keep} THEN t.{tie} END")
+    return sets, win
+
+
 def upsert_sql(layout: TableLayout, target: RowTarget) -> str:
-    """Insert or merge whole rows: ``$1`` is an array of ``target.row_type``."""
+    """Insert or merge whole rows: ``$1`` is an array of ``target.row_type``.
+
+    A new row keeps what the deletions already recorded (its own, and the partition's
+    and ranges' in the tombstone table) leave visible; a collection keeps the element
+    versions above its own tombstone and those deletions. An existing row merges cell
+    by cell; the ``WHERE`` skips rows the batch does not change (a replay, a late
+    older write), which then cost no new row version.
+    """
     table = qualified(target.schema, target.table)
     row_type = qualified(target.schema, target.row_type)
     columns = [quote(k.name) for k in target.keys]
     selects = [f"r.k{i}" for i in range(len(target.keys))]
-    inserted_visible = [f"coalesce(r.live, {NEVER}) > r._floor"]
+    laterals: list[str] = []
     sets: list[str] = []
-    new_values: list[str] = []
-    wins: list[str] = []
-    nf = f"greatest(t.{_DELETED_AT}, excluded.{_DELETED_AT})"
+    changed = [f"excluded.{_DELETED_AT} > t.{_DELETED_AT}"]
     for i, c in enumerate(target.values):
-        name, ts = quote(c.name), quote(c.ts)
-        shown = _visible_since(c, f"r.t{i}", None, "r._floor")
-        columns += [name, ts]
-        selects += [f"CASE WHEN {shown} THEN r.v{i} END", f"r.t{i}"]
-        inserted_visible.append(f"({shown} AND r.v{i} IS NOT NULL)")
-        if c.dts:
-            columns.append(quote(c.dts))
-            selects.append("NULL::bigint")
-        if c.keys:
-            columns.append(quote(c.keys))
-            selects.append(f"CASE WHEN {shown} THEN r.l{i} END")
-        if c.tie:
-            columns.append(quote(c.tie))
-            selects.append(f"CASE WHEN {shown} THEN r.b{i} END")
-        incoming = _visible_since(c, f"excluded.{ts}", None, nf)
+        name, ts, exp = quote(c.name), quote(c.ts), quote(c.exp)
         if c.is_collection:
-            tie = f"excluded.{name} IS NOT NULL AND t.{name} IS NULL"
+            assert c.elements is not None
+            value, versions, first = _merged(c, target, "e")
+            laterals.append(
+                f"LEFT JOIN LATERAL (SELECT {value} AS v, {versions} AS s, {first} AS x "
+                f"FROM unnest(r.e{i}) AS e WHERE e.t > greatest(coalesce(r.t{i}, {NEVER}), "
+                f"r._floor)) AS l{i} ON true"
+            )
+            columns += [name, ts, quote(c.elements), exp]
+            selects += [f"l{i}.v", f"r.t{i}", f"l{i}.s", f"l{i}.x"]
+            merge, change = _collection_sets(c, target)
         else:
-            tie = (
-                f"((excluded.{name} IS NULL AND t.{name} IS NOT NULL) OR (excluded.{name} "
-                f"IS NOT NULL AND t.{name} IS NOT NULL AND "
-                f"{_greater(c, 'excluded', 't')}))"
-            )
-        win = (
-            f"({incoming} AND (excluded.{ts} > coalesce(t.{ts}, {NEVER}) "
-            f"OR (excluded.{ts} = t.{ts} AND {tie})))"
-        )
-        keep = _visible_since(c, f"t.{ts}", f"t.{quote(c.dts)}" if c.dts else None, nf)
-        value = f"CASE WHEN {win} THEN excluded.{name} WHEN {keep} THEN t.{name} END"
-        wins.append(win)
-        new_values.append(f"({value}) IS NOT NULL")
-        sets += [f"{name} = {value}", f"{ts} = CASE WHEN {win} THEN excluded.{ts} ELSE t.{ts} END"]
-        if c.dts:
-            dts = quote(c.dts)
-            sets.append(f"{dts} = CASE WHEN {win} THEN NULL WHEN {keep} THEN t.{dts} END")
-        if c.keys:
-            keys = quote(c.keys)
-            sets.append(
-                f"{keys} = CASE WHEN {win} THEN excluded.{keys} WHEN {keep} THEN t.{keys} END"
-            )
-        if c.tie:
-            tie_column = quote(c.tie)
-            sets.append(
-                f"{tie_column} = CASE WHEN {win} THEN excluded.{tie_column} "
-                f"WHEN {keep} THEN t.{tie_column} END"
-            )
-    columns += [_LIVE, _DELETED_AT, _WRITETIME, _UPDATED, _DELETED]
-    selects += ["r.live", "r._floor", "r.wt", "now()", f"NOT ({' OR '.join(inserted_visible)})"]
-    live = f"greatest(t.{_LIVE}, excluded.{_LIVE})"
+            shown = f"r.t{i} > r._floor"
+            columns += [name, ts, exp]
+            selects += [f"CASE WHEN {shown} THEN r.v{i} END", f"r.t{i}", f"r.x{i}"]
+            if c.tie is not None:
+                columns.append(quote(c.tie))
+                selects.append(f"CASE WHEN {shown} THEN r.b{i} END")
+            merge, change = _cell_sets(c)
+        sets += merge
+        changed.append(change)
+    marker = (
+        f"(excluded.{_LIVE} > coalesce(t.{_LIVE}, {NEVER}) OR (excluded.{_LIVE} = t.{_LIVE} "
+        f"AND excluded.{_LIVE_EXP} IS NOT NULL AND (t.{_LIVE_EXP} IS NULL OR "
+        f"excluded.{_LIVE_EXP} > t.{_LIVE_EXP})))"
+    )
+    changed.append(marker)
+    columns += [_LIVE, _LIVE_EXP, _DELETED_AT, _WRITETIME, _UPDATED]
+    selects += ["r.live", "r.lx", "r._floor", "r.wt", "now()"]
     sets += [
-        f"{_LIVE} = {live}",
-        f"{_DELETED_AT} = {nf}",
+        f"{_LIVE} = CASE WHEN {marker} THEN excluded.{_LIVE} ELSE t.{_LIVE} END",
+        f"{_LIVE_EXP} = CASE WHEN {marker} THEN excluded.{_LIVE_EXP} ELSE t.{_LIVE_EXP} END",
+        f"{_DELETED_AT} = greatest(t.{_DELETED_AT}, excluded.{_DELETED_AT})",
         f"{_WRITETIME} = greatest(t.{_WRITETIME}, excluded.{_WRITETIME})",
         f"{_UPDATED} = now()",
-        f"{_DELETED} = NOT (coalesce({live}, {NEVER}) > {nf}"
-        + "".join(f" OR {v}" for v in new_values)
-        + ")",
-    ]
-    changed = [
-        f"excluded.{_DELETED_AT} > t.{_DELETED_AT}",
-        f"coalesce(excluded.{_LIVE}, {NEVER}) > coalesce(t.{_LIVE}, {NEVER})",
-        *wins,
     ]
     keys = ", ".join(quote(k.name) for k in target.keys)
     return (
@@ -200,111 +285,9 @@ def upsert_sql(layout: TableLayout, target: RowTarget) -> str:
         f"coalesce({_floor(layout, target)}, {NEVER})) AS _floor "
         # OFFSET 0 keeps the planner from inlining the subquery, which would evaluate
         # the floor lookup once per reference to it instead of once per row.
-        f"FROM unnest($1::{row_type}[]) AS u OFFSET 0) AS r "
+        f"FROM unnest($1::{row_type}[]) AS u OFFSET 0) AS r {' '.join(laterals)} "
         f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(sets)} "
         f"WHERE {' OR '.join(changed)}"
-    )
-
-
-def _pairs(keys: str, values: str, json: bool, order: int, alias: str) -> str:
-    """(key, value, order) rows of a list held as parallel keys and values."""
-    if not json:
-        return (
-            f"SELECT {alias}.k, {alias}.v, {order} AS o "
-            f"FROM unnest({keys}, {values}) AS {alias}(k, v)"
-        )
-    return (
-        f"SELECT {alias}k.k, {alias}v.v, {order} AS o FROM unnest({keys}) WITH ORDINALITY "
-        f"AS {alias}k(k, i) JOIN jsonb_array_elements({values}) WITH ORDINALITY "
-        f"AS {alias}v(v, i) ON {alias}k.i = {alias}v.i"
-    )
-
-
-def _merge(column: ValueColumn, i: int) -> tuple[str, str | None]:
-    """The merged value of a non-frozen collection (and a list's merged keys)."""
-    name, sql_type = f"t.{quote(column.name)}", column.sql_type
-    added, removed = f"d.a{i}", f"d.d{i}"
-    if column.shape == "set" and column.codec.is_json:
-        return (
-            f"(SELECT jsonb_agg(DISTINCT x.e ORDER BY x.e) FROM jsonb_array_elements("
-            f"coalesce({name}, '[]'::jsonb) || coalesce({added}, '[]'::jsonb)) AS x(e) "
-            f"WHERE x.e NOT IN (SELECT z.y FROM jsonb_array_elements("
-            f"coalesce({removed}, '[]'::jsonb)) AS z(y)))",
-            None,
-        )
-    if column.shape == "set":
-        return (
-            f"nullif(ARRAY(SELECT DISTINCT x.e FROM unnest(coalesce({name}, '{{}}'::{sql_type}) "
-            f"|| coalesce({added}, '{{}}'::{sql_type})) AS x(e) WHERE x.e <> ALL "
-            f"(coalesce({removed}, '{{}}'::{sql_type})) ORDER BY x.e), '{{}}'::{sql_type})",
-            None,
-        )
-    if column.shape in ("map", "udt"):
-        return (
-            f"nullif((coalesce({name}, '{{}}'::jsonb) - coalesce({removed}, '{{}}'::text[])) "
-            f"|| coalesce({added}, '{{}}'::jsonb), '{{}}'::jsonb)",
-            None,
-        )
-    assert column.keys is not None
-    json = column.codec.is_json
-    union = (
-        f"{_pairs(f'd.n{i}', added, json, 0, 'n')} UNION ALL "
-        f"{_pairs(f't.{quote(column.keys)}', name, json, 1, 'c')}"
-    )
-    merged = (
-        f"FROM (SELECT DISTINCT ON (u.k) u.k, u.v FROM ({union}) AS u "
-        f"WHERE u.k <> ALL (coalesce({removed}, '{{}}'::text[])) ORDER BY u.k, u.o) AS p"
-    )
-    aggregate = "jsonb_agg" if json else "array_agg"
-    return (
-        f"(SELECT {aggregate}(p.v ORDER BY p.k) {merged})",
-        f"(SELECT array_agg(p.k ORDER BY p.k) {merged})",
-    )
-
-
-def _key_match(target: RowTarget, alias: str) -> str:
-    return " AND ".join(f"t.{quote(k.name)} = {alias}.k{i}" for i, k in enumerate(target.keys))
-
-
-def delta_sql(target: RowTarget) -> str:
-    """Apply element changes (``$1``: array of ``target.delta_type``) to rows that the
-    upsert of the same batch has just written, so they exist and are locked."""
-    sets = []
-    for i, column in enumerate(target.values):
-        if not column.is_collection:
-            continue
-        assert column.dts is not None
-        name, ts, dts = quote(column.name), quote(column.ts), quote(column.dts)
-        ok = f"(d.s{i} > coalesce(t.{ts}, {NEVER}) AND d.s{i} > t.{_DELETED_AT})"
-        value, keys = _merge(column, i)
-        sets.append(f"{name} = CASE WHEN {ok} THEN {value} ELSE t.{name} END")
-        sets.append(f"{dts} = CASE WHEN {ok} THEN greatest(t.{dts}, d.s{i}) ELSE t.{dts} END")
-        if keys is not None and column.keys is not None:
-            sets.append(
-                f"{quote(column.keys)} = CASE WHEN {ok} THEN {keys} ELSE t.{quote(column.keys)} END"
-            )
-    table = qualified(target.schema, target.table)
-    delta_type = qualified(target.schema, target.delta_type)
-    return (
-        f"UPDATE {table} AS t SET {', '.join(sets)}, {_UPDATED} = now() "
-        f"FROM unnest($1::{delta_type}[]) AS d WHERE {_key_match(target, 'd')}"
-    )
-
-
-def _stored_visible(target: RowTarget) -> str:
-    parts = [f"coalesce(t.{_LIVE}, {NEVER}) > t.{_DELETED_AT}"]
-    parts += [f"t.{quote(c.name)} IS NOT NULL" for c in target.values]
-    return " OR ".join(parts)
-
-
-def refresh_deleted_sql(target: RowTarget) -> str:
-    """Recompute the soft-delete flag of the rows a delta statement changed."""
-    table = qualified(target.schema, target.table)
-    delta_type = qualified(target.schema, target.delta_type)
-    flag = f"NOT ({_stored_visible(target)})"
-    return (
-        f"UPDATE {table} AS t SET {_DELETED} = {flag} FROM unnest($1::{delta_type}[]) AS d "
-        f"WHERE {_key_match(target, 'd')} AND t.{_DELETED} IS DISTINCT FROM {flag}"
     )
 
 
@@ -325,44 +308,80 @@ def insert_tombstones_sql(layout: TableLayout) -> str:
     )
 
 
-def tombstone_sql(
-    layout: TableLayout,
-    target: RowTarget,
-    start: tuple[int, bool] = (0, True),
-    end: tuple[int, bool] = (0, True),
-) -> str:
-    """Apply one deletion at ``$1`` to the stored rows it covers.
-
-    Parameters: ``$1`` the deletion's timestamp, then the partition key, then the
-    ``start[0]`` start bound values and the ``end[0]`` end bound values.
-    """
+def apply_tombstones_sql(layout: TableLayout, target: RowTarget) -> str:
+    """Apply partition and range deletions (``$1``: their ids, already recorded in the
+    tombstone table) to every stored row they cover, in one statement: each covered
+    row's deletion time becomes the newest covering one, and what it hides goes."""
     table = qualified(target.schema, target.table)
-    params = iter(range(2, 1000))
-    where = [f"t.{quote(k.name)} = ${next(params)}::{k.sql_type}" for k in target.partition]
-    for (length, inclusive), after in ((start, True), (end, False)):
-        if length:
-            columns = target.clustering[:length]
-            mine = [f"t.{quote(c.name)}" for c in columns]
-            theirs = [f"${next(params)}::{c.sql_type}" for c in columns]
-            beyond = _beyond(mine, theirs, [c.descending for c in columns], after)
-            if inclusive:
-                equal = " AND ".join(f"{m} = {b}" for m, b in zip(mine, theirs, strict=True))
-                beyond = f"({beyond} OR ({equal}))"
-            where.append(beyond)
-    where.append(f"t.{_DELETED_AT} < $1::bigint")
-    sets, visible = [], [f"coalesce(t.{_LIVE}, {NEVER}) > $1::bigint"]
+    tomb = qualified(layout.schema, layout.tombstones)
+    keys = [quote(k.name) for k in target.keys]
+    match = [f"tb.{quote(k.name)} = m.{quote(k.name)}" for k in target.partition]
+    if target.static:
+        match.append('tb."_cdc_partition"')
+    else:
+        match.append(_covers(layout, lambda j: f"m.{quote(target.clustering[j].name)}"))
+    stored = ", ".join(f"m.{k}" for k in keys)
+    covered = (
+        f'SELECT {stored}, max(tb."_cdc_ts") AS "_cdc_floor" FROM {tomb} AS tb '
+        f"JOIN {table} AS m ON {' AND '.join(match)} "
+        f'WHERE tb."_cdc_id" = ANY($1::text[]) GROUP BY {stored}'
+    )
+    floor = 's."_cdc_floor"'
+    sets = []
     for c in target.values:
-        keep = _visible_since(
-            c, f"t.{quote(c.ts)}", f"t.{quote(c.dts)}" if c.dts else None, "$1::bigint"
-        )
-        sets.append(f"{quote(c.name)} = CASE WHEN {keep} THEN t.{quote(c.name)} END")
-        visible.append(f"({keep} AND t.{quote(c.name)} IS NOT NULL)")
-        for side in (c.dts, c.keys):
-            if side:
-                sets.append(f"{quote(side)} = CASE WHEN {keep} THEN t.{quote(side)} END")
-    sets += [
-        f"{_DELETED_AT} = $1::bigint",
-        f"{_UPDATED} = now()",
-        f"{_DELETED} = NOT ({' OR '.join(visible)})",
+        name, ts = quote(c.name), quote(c.ts)
+        if c.is_collection:
+            assert c.elements is not None
+            elements = quote(c.elements)
+            value, versions, first = _merged(c, target, "e")
+            sets.append(
+                f"({name}, {elements}, {quote(c.exp)}) = (SELECT {value}, {versions}, {first} "
+                f"FROM unnest(t.{elements}) AS e WHERE e.t > "
+                f"greatest({floor}, coalesce(t.{ts}, {NEVER})))"
+            )
+            continue
+        sets.append(f"{name} = CASE WHEN t.{ts} > {floor} THEN t.{name} END")
+        if c.tie is not None:
+            tie = quote(c.tie)
+            sets.append(f"{tie} = CASE WHEN t.{ts} > {floor} THEN t.{tie} END")
+    sets += [f"{_DELETED_AT} = {floor}", f"{_UPDATED} = now()"]
+    same = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    return (
+        f"UPDATE {table} AS t SET {', '.join(sets)} FROM ({covered}) AS s "
+        f"WHERE {same} AND t.{_DELETED_AT} < {floor}"
+    )
+
+
+def purge_deleted_sql(target: RowTarget) -> str:
+    """Delete rows that show nothing (no marker or value outlives their deletions) and
+    whose every timestamp, deletions' included, is older than ``$1``."""
+    table = qualified(target.schema, target.table)
+    shows = [f"coalesce({_LIVE}, {NEVER}) > {_DELETED_AT}"]
+    shows += [f"{quote(c.name)} IS NOT NULL" for c in target.values]
+    return (
+        f"DELETE FROM {table} WHERE NOT ({' OR '.join(shows)}) "
+        f"AND greatest({_WRITETIME}, {_DELETED_AT}) < $1"
+    )
+
+
+def purge_expired_sql(target: RowTarget) -> str:
+    """Delete rows whose every cell, element and marker expired before ``$1`` and that
+    hold no deletion of any kind: such a row is what Cassandra purges once its expired
+    cells have turned into tombstones and those are old enough to go. A row holding a
+    deletion is left to the tombstone purge, which knows how old that is."""
+    table = qualified(target.schema, target.table)
+    gone = [
+        f"{_DELETED_AT} = {NEVER}",
+        f"({_LIVE} IS NULL OR {_LIVE_EXP} <= $1)",
     ]
-    return f"UPDATE {table} AS t SET {', '.join(sets)} WHERE {' AND '.join(where)}"
+    for c in target.values:
+        ts, exp = quote(c.ts), quote(c.exp)
+        if c.is_collection:
+            assert c.elements is not None
+            gone.append(
+                f"{ts} IS NULL AND NOT EXISTS (SELECT FROM unnest({quote(c.elements)}) AS e "
+                "WHERE e.f <> 1 OR e.x > $1)"
+            )
+        else:
+            gone.append(f"({ts} IS NULL OR {exp} <= $1)")
+    return f"DELETE FROM {table} WHERE {' AND '.join(gone)}"

@@ -3,7 +3,8 @@ make a destination and its position agree after any crash."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from cdc_adapters.postgres.errors import RetryPolicy, with_retries
@@ -12,9 +13,22 @@ from cdc_adapters.postgres.pool import PoolHandle
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import Clock
 
-__all__ = ["write_with_offset"]
+__all__ = ["ddl_transaction", "write_with_offset"]
 
 Step = Callable[[Any], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def ddl_transaction(connection: Any, key: str) -> AsyncIterator[None]:
+    """A transaction for DDL in ``key``'s name (``cdc:<schema>``), one writer at a
+    time. The transaction begins only once the lock is held: one begun before would
+    resolve names against the catalog as it was before the holder's DDL, so its
+    ``CREATE ... IF NOT EXISTS`` would fail on what the holder had just created. On
+    failure the pool's reset of the connection releases the lock."""
+    await connection.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+    async with connection.transaction():
+        yield
+    await connection.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
 
 class _Rollback(Exception):

@@ -29,7 +29,7 @@ import attrs
 from cdc_domain.cql_types import CqlType
 from cdc_domain.values import Duration, UdtValue
 
-__all__ = ["ColumnCodec", "UnwritableValueError", "list_key_text"]
+__all__ = ["ColumnCodec", "UnwritableValueError", "canonical_json", "list_key_text", "to_json"]
 
 Convert = Callable[[Any], Any]
 
@@ -211,7 +211,8 @@ def _sorted(values: Iterable[Any], key: Callable[[Any], Any] | None = None) -> l
         return sorted(items, key=repr)
 
 
-def _canonical_json(data: Any) -> str:
+def canonical_json(data: Any) -> str:
+    """JSON text that is the same for equal values, whoever writes it."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
@@ -230,7 +231,7 @@ def to_json(cql_type: CqlType, value: Any) -> Any:
         if not isinstance(value, set | frozenset | list | tuple):
             raise _fail(cql_type.cql(), value)
         encoded = [to_json(cql_type.params[0], v) for v in value]
-        return _sorted(encoded, key=_canonical_json)
+        return _sorted(encoded, key=canonical_json)
     if name == "map":
         if not isinstance(value, Mapping):
             raise _fail(cql_type.cql(), value)
@@ -275,7 +276,7 @@ def from_json(cql_type: CqlType, data: Any) -> Any:
 def key_text(cql_type: CqlType, value: Any) -> str:
     """A map key as a jsonb object key: strings as they are, anything else as JSON text."""
     encoded = to_json(cql_type, value)
-    return encoded if isinstance(encoded, str) else _canonical_json(encoded)
+    return encoded if isinstance(encoded, str) else canonical_json(encoded)
 
 
 def key_from_text(cql_type: CqlType, text: str) -> Any:

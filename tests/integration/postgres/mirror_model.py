@@ -105,7 +105,8 @@ def batch_of(events, schema=ITEMS) -> SinkBatch:
     )
 
 
-def reference(events, name: str = QUALIFIED) -> dict:
+def reference(events, name: str = QUALIFIED, now: dt.datetime | None = None) -> dict:
+    """The rows ``events`` make, as of ``now`` when given (else ignoring TTLs)."""
     state = MirrorState()
     state.apply_all(events)
-    return state.rows(name)
+    return state.rows(name, now)

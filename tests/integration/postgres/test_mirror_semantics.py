@@ -1,7 +1,6 @@
 """Cassandra's rules as the PostgreSQL mirror applies them, beyond the contract's table:
-clustering ranges, partitions, static columns and collections, checked against the
-reference state (``MirrorState``) and, where the mirror is documented to differ
-(ADR 0004), against that documented behaviour."""
+clustering ranges, partitions, static columns and collections element by element,
+checked against the reference state (``MirrorState``)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdc_domain.events import CollectionDelta, DeletionScope, Operation
+from cdc_domain.mirror import MirrorState
 from tests.integration.postgres.mirror_model import (
+    ITEMS,
     QUALIFIED,
     batch_of,
     ev,
@@ -23,6 +24,7 @@ from tests.integration.postgres.mirror_model import (
     set_add,
     set_remove,
 )
+from tests.support.waiting import eventually
 
 U, INS, D = Operation.UPDATE, Operation.INSERT, Operation.DELETE
 
@@ -120,26 +122,126 @@ async def test_an_overwrite_replaces_a_collection_and_hides_older_elements(mirro
     assert rows[((7,), (1, "x"))]["tags"] == frozenset({"only", "fresh"})
 
 
-async def test_an_overwrite_arriving_after_a_newer_element_change_replaces_it(mirror):
-    """The documented limit (ADR 0004): the overwrite cannot tell which stored elements
-    are newer than itself, so it replaces them all; Cassandra would keep "fresh"."""
+async def test_an_overwrite_arriving_after_a_newer_element_change_keeps_it(mirror):
+    """Elements are cells of their own: the overwrite's tombstone (at 19) hides only the
+    elements older than it, so "fresh" (25) stays, as in Cassandra."""
     replaced = CollectionDelta("set", overwritten=True, elements=set_add(20, "only").elements)
     overwrite = ev(U, 7, (1, "x"), 20, collections={"tags": replaced})
     newer_add = ev(U, 7, (1, "x"), 25, collections={"tags": set_add(25, "fresh")})
     rows = await deliver(mirror, [newer_add], [overwrite])
-    assert reference([overwrite, newer_add])[((7,), (1, "x"))]["tags"] == {"only", "fresh"}
-    assert rows[((7,), (1, "x"))]["tags"] == frozenset({"only"})
+    assert rows == reference([overwrite, newer_add])
+    assert rows[((7,), (1, "x"))]["tags"] == frozenset({"only", "fresh"})
 
 
-async def test_a_late_older_change_to_the_same_element_is_applied_in_arrival_order(mirror):
-    """The documented limit (ADR 0004): element changes carry no per-element timestamp
-    in the mirror, so a late, older change to the *same* element is applied on arrival.
-    Cassandra (and MirrorState) would keep the newer one."""
+async def test_a_late_older_change_to_the_same_element_loses_to_the_newer_one(mirror):
+    """Each element keeps its own timestamp: a removal at 20 arriving after an add at 30
+    of the same element changes nothing, as in Cassandra."""
     added = ev(U, 8, (1, "x"), 30, collections={"tags": set_add(30, "a", "b")})
     older_removal = ev(U, 8, (1, "x"), 20, collections={"tags": set_remove("a")})
     rows = await deliver(mirror, [added], [older_removal])
-    assert reference([older_removal, added])[((8,), (1, "x"))]["tags"] == {"a", "b"}
-    assert rows[((8,), (1, "x"))]["tags"] == frozenset({"b"})
+    assert rows == reference([older_removal, added])
+    assert rows[((8,), (1, "x"))]["tags"] == frozenset({"a", "b"})
+
+
+@pytest.mark.parametrize("deletion_first", [True, False])
+async def test_a_row_deletion_between_elements_hides_exactly_the_older_ones(mirror, deletion_first):
+    """A row deletion at 20 hides the elements written before it and no other, whatever
+    arrives first: the map keeps y (30) and loses x (10), the list keeps 3 (30)."""
+    older = ev(U, 9, (1, "x"), 10, collections={
+        "attrs": map_put(10, x=1), "log": list_append(10, 1, 2)})  # fmt: skip
+    newer = ev(U, 9, (1, "x"), 30, collections={
+        "attrs": map_put(30, y=2), "log": list_append(30, 3)})  # fmt: skip
+    deletion = ev(D, 9, (1, "x"), 20)
+    batches = [[deletion], [newer, older]] if deletion_first else [[older], [newer], [deletion]]
+    rows = await deliver(mirror, *batches)
+    assert rows == reference([older, newer, deletion])
+    assert rows[((9,), (1, "x"))] == {"attrs": {"y": 2}, "log": [3]}
+
+
+LIVE_TTL, LATER_TTL = 4_000_000_000, 5_000_000_000  # expiring in 2096 and 2128
+ORDERS = ["together", "together, reversed", "apart", "apart, reversed"]
+
+
+def in_order(how, first, second):
+    """Two events delivered in one of four ways: one batch or two, either order."""
+    pair = [first, second] if "reversed" not in how else [second, first]
+    return [pair] if how.startswith("together") else [[pair[0]], [pair[1]]]
+
+
+def _set(ts, value, ttl=None, column="a"):
+    return ev(U, 10, (1, "x"), ts, columns={column: value}, ttl_seconds=ttl)
+
+
+TIES = {
+    # Equal timestamps, one cell: an expiring version beats a plain one, the later
+    # expiry beats the earlier, a tombstone beats an expiring version; the value last.
+    "expiring beats plain": (_set(5, "a", LIVE_TTL), _set(5, "z"), {"a": "a"}),
+    "later expiry wins": (_set(5, "a", LATER_TTL), _set(5, "z", LIVE_TTL), {"a": "a"}),
+    "tombstone beats expiring": (_set(5, None), _set(5, "z", LIVE_TTL), None),
+    "greater int bytes": (_set(5, -1, column="b"), _set(5, 1, column="b"), {"b": -1}),
+    # Row markers: the later expiry wins (an expired marker would hide the row).
+    "marker, later expiry": (
+        ev(INS, 10, (1, "x"), 5, ttl_seconds=LIVE_TTL),
+        ev(INS, 10, (1, "x"), 5, ttl_seconds=1),
+        {},
+    ),
+    "marker, expiring beats plain": (
+        ev(INS, 10, (1, "x"), 5, ttl_seconds=1),
+        ev(INS, 10, (1, "x"), 5),
+        None,
+    ),
+    # Elements: a removal beats an add; the greater serialized value wins.
+    "element removal beats add": (
+        ev(U, 10, (1, "x"), 5, collections={"tags": set_remove("e")}),
+        ev(U, 10, (1, "x"), 5, collections={"tags": set_add(5, "e", "f")}),
+        {"tags": frozenset({"f"})},
+    ),
+    "element, greater value": (
+        ev(U, 10, (1, "x"), 5, collections={"attrs": map_put(5, k=-1)}),
+        ev(U, 10, (1, "x"), 5, collections={"attrs": map_put(5, k=1)}),
+        {"attrs": {"k": -1}},
+    ),
+    "element, expiring beats plain": (
+        ev(U, 10, (1, "x"), 5, ttl_seconds=1, collections={"attrs": map_put(5, k=1)}),
+        ev(U, 10, (1, "x"), 5, collections={"attrs": map_put(5, k=2, j=3)}),
+        {"attrs": {"j": 3}},
+    ),
+    # A deletion at the very time of a write hides it, at every level.
+    "row deletion at the same time": (ev(D, 10, (1, "x"), 5), _set(5, "z"), None),
+    "range deletion at the same time": (
+        range_delete(10, 5, {"c1": 1}, {"c1": 1}),
+        _set(5, "z"),
+        None,
+    ),
+    "partition deletion at the same time": (
+        ev(D, 10, None, 5, scope=DeletionScope.PARTITION),
+        _set(5, "z"),
+        None,
+    ),
+    "collection deletion at the same time": (
+        ev(D, 10, (1, "x"), 5, scope=DeletionScope.CELL, deleted_columns=("tags",)),
+        ev(U, 10, (1, "x"), 5, collections={"tags": set_add(5, "e")}),
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("how", ORDERS)
+@pytest.mark.parametrize("case", list(TIES))
+async def test_equal_timestamps_are_settled_as_cassandra_settles_them(make_pg_sink, case, how):
+    """Each pair has one timestamp; the winner is the first of the pair, whichever
+    arrives first, alone or in one batch. ``None``: the row is not shown at all."""
+    winner, loser, row = TIES[case]
+    sink, _ = await make_pg_sink(QUALIFIED)
+    try:
+        rows = await deliver(sink, *in_order(how, winner, loser))
+    finally:
+        await sink.aclose()
+    now = dt.datetime.now(dt.UTC)
+    state = MirrorState()
+    state.apply_all([winner, loser], {QUALIFIED: ITEMS})
+    assert rows == state.rows(QUALIFIED, now)
+    assert rows.get(((10,), (1, "x"))) == row
 
 
 # Events over two partitions, three rows each, a static column and every deletion
@@ -203,3 +305,56 @@ async def test_purging_tombstones_forgets_only_deletions_older_than_the_cutoff(m
     late = [ev(U, 9, (2, "y"), 4_000_000, columns={"a": "hidden"})]
     late.append(ev(U, 9, (1, "x"), 9, columns={"a": "back"}))
     assert await deliver(mirror, late) == {((9,), (1, "x")): {"a": "back"}}
+
+
+async def _stored(sink, layout_table="items"):
+    """Keys of the rows the mirror table itself holds, hidden or not."""
+    pool = await sink._pool.get()
+    schema = sink._latest[QUALIFIED].layout.schema
+    rows = await pool.fetch(f'SELECT id, c1, c2 FROM "{schema}"."{layout_table}"')
+    return {(r["id"], r["c1"], r["c2"]) for r in rows}
+
+
+async def test_purging_expired_rows_deletes_only_rows_whose_every_value_expired(mirror):
+    """Timestamps a few microseconds after 1970 with a one-second TTL expired long ago.
+    Only the row made of such data alone goes; a row with a permanent value, one with a
+    deletion, one expiring in 2096 and one with an expiring collection element next to a
+    permanent one stay."""
+    expired = ev(INS, 11, (1, "a"), 5, columns={"a": "x"}, ttl_seconds=1)
+    with_permanent = [
+        ev(INS, 11, (1, "b"), 5, columns={"a": "x"}, ttl_seconds=1),
+        ev(U, 11, (1, "b"), 6, columns={"b": 2}),
+    ]
+    with_deletion = [ev(U, 11, (1, "c"), 5, columns={"a": "x"}, ttl_seconds=1)]
+    with_deletion.append(ev(D, 11, (1, "c"), 6, scope=DeletionScope.CELL, deleted_columns=("b",)))
+    later = ev(U, 11, (1, "d"), 5, columns={"a": "x"}, ttl_seconds=LIVE_TTL)
+    elements = [
+        ev(U, 11, (1, "e"), 5, ttl_seconds=1, collections={"tags": set_add(5, "gone")}),
+        ev(U, 11, (1, "e"), 6, collections={"tags": set_add(6, "kept")}),
+    ]
+    events = [expired, *with_permanent, *with_deletion, later, *elements]
+    shown = await deliver(mirror, events)
+    assert shown == reference(events, now=dt.datetime.now(dt.UTC))
+    assert await _stored(mirror) == {(11, 1, k) for k in "abcde"}
+    now = dt.datetime.now(dt.UTC)
+    assert await mirror.purge_expired(QUALIFIED, now) == 1
+    assert await mirror.purge_expired(QUALIFIED, now) == 0
+    assert await _stored(mirror) == {(11, 1, k) for k in "bcde"}
+    assert await mirror.rows(QUALIFIED) == shown
+
+
+async def test_with_purge_expired_after_set_the_sink_purges_by_itself(make_pg_sink):
+    """``purge_expired_after`` (seconds): expired rows older than that are deleted after
+    a write, at most once per that time."""
+    sink, _ = await make_pg_sink(QUALIFIED, purge_expired_after=1)
+    try:
+        await deliver(sink, [ev(INS, 12, (1, "a"), 5, columns={"a": "x"}, ttl_seconds=1)])
+        assert await _stored(sink) == {(12, 1, "a")}
+
+        async def purged() -> bool:
+            await deliver(sink, [ev(U, 12, (2, "b"), 7, columns={"a": "y"})])
+            return await _stored(sink) == {(12, 2, "b")}
+
+        await eventually(purged, within=30, what="the periodic purge")
+    finally:
+        await sink.aclose()

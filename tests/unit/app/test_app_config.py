@@ -231,6 +231,20 @@ async def test_every_type_the_settings_accept_is_built_by_its_factory(section, m
     await schemas.aclose()
 
 
+@pytest.mark.parametrize(
+    "destination", [{"type": "postgres"}, {"type": "timescaledb", "mode": "mirror"}]
+)
+async def test_a_mirror_purges_expired_rows_after_the_seconds_configured(destination):
+    entry = {"name": "m", **destination}
+    assert problems(**DATABASE_SECTIONS, destinations=[{**entry, "purge_expired_after": 0}]) == (
+        "destinations[0]: purge_expired_after must be at least 1, got 0",
+    )
+    loaded = settings(**DATABASE_SECTIONS, destinations=[{**entry, "purge_expired_after": 86400}])
+    sink = factories.sink(loaded.destinations[0], loaded)
+    assert sink._purge_after == 86400  # type: ignore[attr-defined]
+    await sink.aclose()
+
+
 def test_destination_names_are_unique_and_required():
     assert problems(destinations=[]) == ("destinations: at least one destination is required",)
     twice = [{"name": "a", "type": "memory"}, {"name": "a", "type": "memory"}]

@@ -2,6 +2,7 @@ import datetime as dt
 import uuid
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -173,6 +174,25 @@ def test_element_removal_wins_over_older_adds():
         event(ts=2, collections={"m": CollectionDelta("map", removed=("k1",))}),
     )
     assert rows == {((1,), ()): {"m": {"k2": 2}}}
+
+
+@pytest.mark.parametrize("how", ["deleted", "null"])
+@pytest.mark.parametrize("deletion_first", [True, False])
+def test_a_collection_deletion_hides_older_elements_whatever_arrives_first(how, deletion_first):
+    """``DELETE tags`` (a cell deletion) and ``SET tags = null`` beside other columns (a
+    null in ``columns``) are both a collection tombstone: elements up to it are gone."""
+    add = event(ts=5, collections={"tags": CollectionDelta("set", elements=(
+        CollectionElement("old", None, 5),))})  # fmt: skip
+    newer = event(ts=9, collections={"tags": CollectionDelta("set", elements=(
+        CollectionElement("new", None, 9),))})  # fmt: skip
+    if how == "deleted":
+        deletion = event(
+            Operation.DELETE, ts=7, scope=DeletionScope.CELL, deleted_columns=("tags",)
+        )
+    else:
+        deletion = event(ts=7, columns={"a": 1, "tags": None})
+    events = [deletion, add, newer] if deletion_first else [add, newer, deletion]
+    assert state_of(*events)[((1,), ())]["tags"] == frozenset({"new"})
 
 
 def test_counters_add_up_and_a_redelivered_event_counts_once():
