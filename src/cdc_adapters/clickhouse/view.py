@@ -1,0 +1,245 @@
+"""The current-state view: ``<table>`` shows what Cassandra returns, read from the states.
+
+It reads each aggregating table with ``FINAL`` (the engine merges the parts of a key as
+it reads, in key order, without a hash table of the whole table), joins a row to its
+partition's tombstones and statics and to its collections' elements, and decides in
+SQL what :class:`~cdc_domain.mirror.MirrorState` decides in Python: a cell shows when
+it is a value (not a tombstone, not expired at ``now()``) written after the newest
+tombstone covering it (its row's, its partition's, the range tombstones whose bounds
+contain its clustering values, in the table's clustering order); an element also needs
+to be newer than its column's deletion; a row shows when its marker or a cell of a
+column the table still has is live. A partition whose only live data is static shows
+as one row with null clustering values, as Cassandra returns it.
+
+ClickHouse 18.16 allows one JOIN per SELECT, so the joins nest; and it drops a column
+that only a lambda uses when a query selects fewer columns than the view has, so no
+lambda here captures a column: what one needs is passed in as an array argument
+(``replicate``). The SQL carries a hash of itself (:attr:`ViewSql.token`) so the sink
+recreates the view only when it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import attrs
+
+from cdc_adapters.clickhouse.cells import NOW, live_sql, null_sql, rest_sql
+from cdc_adapters.clickhouse.sql import quote_identifier, quote_string
+from cdc_adapters.clickhouse.tables import Column, TableLayout
+
+__all__ = ["ViewSql", "view_sql"]
+
+_TOKEN = "_cdc_view_token"
+
+
+@attrs.frozen(slots=True)
+class ViewSql:
+    select: str
+    token: str
+
+
+def view_sql(layout: TableLayout) -> ViewSql:
+    """The SELECT of ``layout``'s current-state view."""
+    body = _Builder(layout).select()
+    token = "_cdc_view_" + hashlib.sha256(body.encode()).hexdigest()[:16]
+    return ViewSql(body.replace(_TOKEN, token), token)
+
+
+def _q(name: str) -> str:
+    return name if name.startswith("`") else quote_identifier(name)
+
+
+class _Builder:
+    def __init__(self, layout: TableLayout) -> None:
+        self.layout = layout
+        self.keys = [n for n, _ in layout.keys]
+        self.pk = list(layout.partition_names)
+        self.index = {c.name: i for i, c in enumerate(layout.columns)}
+        self.aliases: list[str] = []
+
+    # ------------------------------------------------------------------ sources
+
+    def rows(self) -> str:
+        layout = self.layout
+        states = [
+            f"1 AS `{_TOKEN}`",
+            "finalizeAggregation(`_cdc_marker`) AS `_cdc_m`",
+            "finalizeAggregation(`_cdc_deleted`) AS `_cdc_d`",
+            *(f"finalizeAggregation({_q(c.name)}) AS {self.cell(c)}" for c in layout.regular),
+        ]
+        return f"SELECT {self.list(self.keys)}, {', '.join(states)} FROM {layout.rows} FINAL"
+
+    def partition(self) -> tuple[str, list[str]]:
+        """The partition states (and their static elements), and their names."""
+        layout = self.layout
+        states = [
+            "finalizeAggregation(`_cdc_deleted`) AS `_cdc_pd`",
+            "finalizeAggregation(`_cdc_ranges`) AS `_cdc_pr`",
+            *(f"finalizeAggregation({_q(c.name)}) AS {self.cell(c)}" for c in layout.statics),
+        ]
+        names = [*self.pk, "`_cdc_pd`", "`_cdc_pr`", *(self.cell(c) for c in layout.statics)]
+        select = f"SELECT {self.list(self.pk)}, {', '.join(states)} FROM {layout.partition} FINAL"
+        multicell = [c for c in layout.statics if c.elements is not None]
+        if not multicell:
+            return select, names
+        return self.join(select, names, multicell, self.pk)
+
+    def join(
+        self, left: str, names: list[str], columns: list[Column], using: list[str]
+    ) -> tuple[str, list[str]]:
+        """``left`` with each of ``columns``' (element key, cell) pairs per ``using`` key."""
+        listed = ", ".join(quote_string(c.name) for c in columns)
+        arrays = ", ".join(
+            f"groupArrayIf((`_cdc_element`, `_cdc_x`), `_cdc_column` = {quote_string(c.name)}) "
+            f"AS {self.elements(c)}"
+            for c in columns
+        )
+        by = self.list(using)
+        inner = (
+            f"SELECT {by}, `_cdc_column`, `_cdc_element`, "
+            f"finalizeAggregation(`_cdc_cell`) AS `_cdc_x` FROM {self.layout.elements} FINAL "
+            f"WHERE `_cdc_column` IN ({listed})"
+        )
+        right = f"SELECT {by}, {arrays} FROM ({inner}) GROUP BY {by}"
+        names = [*names, *(self.elements(c) for c in columns)]
+        return (
+            f"SELECT {self.list(names)} FROM ({left}) AS `_cdc_left` "
+            f"ANY LEFT JOIN ({right}) AS `_cdc_right` USING ({by})",
+            names,
+        )
+
+    def joined(self) -> str:
+        """Rows with their partition's state and their elements."""
+        layout = self.layout
+        names = [*self.keys, "`_cdc_m`", "`_cdc_d`", *(self.cell(c) for c in layout.regular)]
+        source = self.rows()
+        if layout.has_clustering:
+            right, added = self.partition()
+            added = added[len(self.pk) :]
+            source = (
+                f"SELECT {self.list([*names, *added])} FROM ({source}) AS `_cdc_left` "
+                f"ANY LEFT JOIN ({right}) AS `_cdc_right` USING ({self.list(self.pk)})"
+            )
+            names += added
+        multicell = [c for c in layout.regular if c.elements is not None]
+        if multicell:
+            source, names = self.join(source, names, multicell, self.keys)
+        return source
+
+    # ------------------------------------------------------------------ expressions
+
+    def floor(self) -> str:
+        if not self.layout.has_clustering:
+            return "`_cdc_d`"
+        clustering = f"tuple({self.list(list(self.layout.clustering_names))})"
+        ranges = (
+            f"arrayReduce('max', arrayMap((_cdc_lr, _cdc_lc) -> if({self.covers()}, "
+            f"tupleElement(_cdc_lr, 7), ''), `_cdc_pr`, replicate({clustering}, `_cdc_pr`)))"
+        )
+        return f"arrayReduce('max', [`_cdc_d`, `_cdc_pd`, {ranges}])"
+
+    def covers(self) -> str:
+        """SQL: clustering values ``_cdc_lc`` lie inside range tombstone ``_cdc_lr``."""
+        return f"({self.bound(1, after=True)} AND {self.bound(4, after=False)})"
+
+    def bound(self, at: int, *, after: bool) -> str:
+        length, inclusive = f"tupleElement(_cdc_lr, {at})", f"tupleElement(_cdc_lr, {at + 1})"
+        clustering = self.layout.clustering_key
+        parts = [f"{length} = 0, 1"]
+        for i, (name, codec) in enumerate(clustering, start=1):
+            mine = f"tupleElement(_cdc_lc, {i})"
+            theirs = f"tupleElement(tupleElement(_cdc_lr, {at + 2}), {i})"
+            if codec.sql == "UUID":
+                # ClickHouse orders UUIDs by their halves; the mirror by their bytes,
+                # which their text's order is.
+                mine, theirs = f"toString({mine})", f"toString({theirs})"
+            operator = "<" if (name in self.layout.descending) == after else ">"
+            parts.append(f"{mine} != {theirs}, {mine} {operator} {theirs}")
+            if i < len(clustering):
+                parts.append(f"{length} = {i}, {inclusive}")
+        return f"multiIf({', '.join(parts)}, {inclusive})"
+
+    def shown(self, column: Column, floor: str) -> tuple[str, str]:
+        """(value SQL, liveness SQL) of a column under ``floor``, defining aliases."""
+        i = self.index[column.name]
+        cell = self.cell(column)
+        live, rest = f"`_cdc_v{i}`", f"`_cdc_r{i}`"
+        self.aliases.append(f"{live_sql(cell, floor, '`_cdc_now`')} AS {live}")
+        self.aliases.append(f"if({live}, {rest_sql(cell)}, {column.cells.idle}) AS {rest}")
+        value = column.cells.shown(rest, live)
+        if column.elements is None:
+            return value, live
+        arrays = self.elements(column)
+        cleared = (
+            f"arrayReduce('max', arrayMap(_cdc_lx -> if(tupleElement(_cdc_lx, 1) = '', "
+            f"substring(tupleElement(_cdc_lx, 2), 1, 16), ''), {arrays}))"
+        )
+        cutoff, elements = f"`_cdc_u{i}`", f"`_cdc_l{i}`"
+        self.aliases.append(f"if({cleared} > {floor}, {cleared}, {floor}) AS {cutoff}")
+        element_live = live_sql("tupleElement(_cdc_lx, 2)", "_cdc_lu", NOW)
+        self.aliases.append(
+            f"arrayFilter((_cdc_lx, _cdc_lu) -> {element_live}, {arrays}, "
+            f"replicate({cutoff}, {arrays})) AS {elements}"
+        )
+        fragments = (
+            "arrayStringConcat(arrayMap(_cdc_lx -> substring(tupleElement(_cdc_lx, 2), "
+            "position(tupleElement(_cdc_lx, 2), ' ') + 1), "
+            f"arraySort(_cdc_lx -> tupleElement(_cdc_lx, 1), {elements})), ',')"
+        )
+        built = column.elements.build(fragments)
+        return f"if(notEmpty({elements}), {built}, {value})", f"({live} OR notEmpty({elements}))"
+
+    def select(self) -> str:
+        layout = self.layout
+        self.aliases = [f"{NOW} AS `_cdc_now`", f"{self.floor()} AS `_cdc_f`"]
+        outputs = self.list(self.keys)
+        visible = [live_sql("`_cdc_m`", "`_cdc_f`", "`_cdc_now`")]
+        static_visible = []
+        for column in layout.columns:
+            floor = "`_cdc_pd`" if column.static else "`_cdc_f`"
+            value, live = self.shown(column, floor)
+            outputs += f", {value} AS {_q(column.name)}"
+            if column.live:
+                (static_visible if column.static else visible).append(live)
+        rows = (
+            f"SELECT {outputs}, {', '.join(self.aliases)} FROM ({self.joined()}) "
+            f"WHERE {' OR '.join(visible)}"
+        )
+        names = self.list([*self.keys, *(c.name for c in layout.columns)])
+        projected = f"SELECT {names} FROM ({rows})"
+        if not static_visible:
+            return projected
+        statics = self.static_only(projected, static_visible)
+        return f"{projected} UNION ALL SELECT {names} FROM ({statics})"
+
+    def static_only(self, rows: str, static_visible: list[str]) -> str:
+        """Partitions with live static cells and no visible row: one row each, its
+        clustering values null."""
+        layout = self.layout
+        self.aliases = [f"{NOW} AS `_cdc_now`"]
+        outputs = [_q(n) for n in self.pk]
+        outputs += [f"{null_sql(c.sql)} AS {_q(n)}" for n, c in layout.clustering_key]
+        for column in layout.columns:
+            if column.static:
+                value, _ = self.shown(column, "`_cdc_pd`")
+            else:
+                value = column.cells.shown(column.cells.idle, "0")
+            outputs.append(f"{value} AS {_q(column.name)}")
+        pk = self.list(self.pk)
+        source, _ = self.partition()
+        return (
+            f"SELECT {', '.join([*outputs, *self.aliases])} FROM ({source}) "
+            f"WHERE ({' OR '.join(static_visible)}) AND ({pk}) NOT IN (SELECT {pk} FROM ({rows}))"
+        )
+
+    # ------------------------------------------------------------------ names
+
+    def cell(self, column: Column) -> str:
+        return f"`_cdc_s{self.index[column.name]}`"
+
+    def elements(self, column: Column) -> str:
+        return f"`_cdc_e{self.index[column.name]}`"
+
+    def list(self, names: list[str]) -> str:
+        return ", ".join(_q(n) for n in names)
