@@ -12,6 +12,7 @@ view (the layout of ADR 0006, or an operator's object) stops the sink for that t
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from cdc_adapters.clickhouse.client import ClickHouseClient
@@ -21,6 +22,8 @@ from cdc_adapters.clickhouse.view import view_sql
 from cdc_domain.errors import SinkError, TableError
 
 __all__ = ["OLD_LAYOUT", "TableObjects"]
+
+_SWAP_ATTEMPTS = 5
 
 OLD_LAYOUT = (
     "{table} holds the mirror of ADR 0006 (a ReplacingMergeTree with _cdc_state), which "
@@ -42,7 +45,7 @@ class TableObjects:
         await client.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(layout.database)}")
         await self.check_name(layout)
         for statement in layout.create_statements():
-            await client.execute(statement)
+            await self._create(statement)
         targets = layout.target_columns()
         for role, table in layout.table_names().items():
             await self._add_columns(layout.database, table, targets[role])
@@ -54,7 +57,7 @@ class TableObjects:
 
     async def check_name(self, layout: TableLayout) -> None:
         """Refuse a ``<table>`` that is not this sink's view, naming what to do."""
-        rows = await self._client.select(
+        rows = await self._system(
             "SELECT engine, create_table_query FROM system.tables WHERE database = "
             f"{quote_string(layout.database)} AND name = {quote_string(layout.name)}"
         )
@@ -103,7 +106,7 @@ class TableObjects:
             target = await self.columns(layout.database, table)
             names = [n for n in target if n != without and (n in ingest or n == "_cdc_ranges")]
             name, create = layout.materialized_view(role, names)
-            await self._client.execute(create)
+            await self._create(create)
             ours = set(await self.columns(layout.database, name))
             prefix = f"{layout.name}__cdc_mv_{role}_"
             for other in await self._names(layout.database, prefix, "MaterializedView"):
@@ -116,28 +119,62 @@ class TableObjects:
 
     async def refresh_view(self, layout: TableLayout) -> None:
         """Make ``<table>`` the current-state view of this layout, swapping it by a
-        rename so readers never find it missing."""
+        rename so readers never find it missing. Writers racing to do the same may each
+        find the other's rename done first: the swap is then judged again."""
         view = view_sql(layout)
-        rows = await self._client.select(
-            "SELECT create_table_query FROM system.tables WHERE database = "
-            f"{quote_string(layout.database)} AND name = {quote_string(layout.name)}"
-        )
-        if rows and view.token in rows[0][0]:
-            return
         database = layout.database
         fresh = f"{layout.name}__cdc_view_{secrets.token_hex(4)}"
-        await self._client.execute(f"CREATE VIEW {qualified(database, fresh)} AS {view.select}")
-        if not rows:
-            await self._client.execute(
-                f"RENAME TABLE {qualified(database, fresh)} TO {layout.view}"
-            )
-            return
-        old = f"{layout.name}__cdc_view_old_{secrets.token_hex(4)}"
-        await self._client.execute(
-            f"RENAME TABLE {layout.view} TO {qualified(database, old)}, "
-            f"{qualified(database, fresh)} TO {layout.view}"
-        )
-        await self._client.execute(f"DROP TABLE IF EXISTS {qualified(database, old)}")
+        created = False
+        try:
+            for attempt in range(_SWAP_ATTEMPTS):
+                current = await self._system(
+                    "SELECT create_table_query FROM system.tables WHERE database = "
+                    f"{quote_string(database)} AND name = {quote_string(layout.name)}"
+                )
+                if current and view.token in current[0][0]:
+                    return
+                if not created:
+                    await self._client.execute(
+                        f"CREATE VIEW {qualified(database, fresh)} AS {view.select}"
+                    )
+                    created = True
+                old = f"{layout.name}__cdc_view_old_{secrets.token_hex(4)}"
+                swap = f"{qualified(database, fresh)} TO {layout.view}"
+                if current:
+                    swap = f"{layout.view} TO {qualified(database, old)}, {swap}"
+                try:
+                    await self._client.execute(f"RENAME TABLE {swap}")
+                except SinkError:
+                    if attempt == _SWAP_ATTEMPTS - 1:
+                        raise
+                    continue
+                created = False
+                await self._client.execute(f"DROP TABLE IF EXISTS {qualified(database, old)}")
+                return
+        finally:
+            if created:
+                await self._client.execute(f"DROP TABLE IF EXISTS {qualified(database, fresh)}")
+
+    async def _system(self, sql: str) -> list[list[str]]:
+        """A query of ``system.tables``: 18.16 fails it while another writer renames a
+        table of the database (the table it listed is gone when it reads its
+        definition), so it is asked again, briefly."""
+        for attempt in range(_SWAP_ATTEMPTS):
+            try:
+                return await self._client.select(sql)
+            except SinkError as exc:
+                if "doesn't exist" not in str(exc) or attempt == _SWAP_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _create(self, statement: str) -> None:
+        """A ``CREATE ... IF NOT EXISTS``, which another writer may win meanwhile."""
+        try:
+            await self._client.execute(statement)
+        except SinkError as exc:
+            if "already exists" not in str(exc):
+                raise
 
     async def drop_column(self, layout: TableLayout, column: str) -> None:
         """Stop feeding a column, then drop it from the tables and its elements."""
@@ -164,7 +201,7 @@ class TableObjects:
             await self._client.execute(f"DROP TABLE IF EXISTS {table}")
 
     async def _names(self, database: str, prefix: str, engine: str) -> list[str]:
-        rows = await self._client.select(
+        rows = await self._system(
             "SELECT name FROM system.tables WHERE database = "
             f"{quote_string(database)} AND engine = {quote_string(engine)} "
             f"AND substring(name, 1, {len(prefix.encode())}) = {quote_string(prefix)}"
