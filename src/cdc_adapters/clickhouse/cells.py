@@ -193,7 +193,10 @@ def _same(rest: str) -> str:
 
 
 def _text(value: Any) -> str:
-    return tsv_escape(value if type(value) is str else str(value))
+    text = value if type(value) is str else str(value)
+    if "\\" in text or "\t" in text or "\n" in text:
+        return tsv_escape(text)
+    return text
 
 
 # Printable ASCII but the backslash and the quote: anything else travels as \xHH, so

@@ -248,16 +248,22 @@ def quoted(text: str) -> str:
 
 def _top_scalar(nested: _Nested) -> Encoder:
     text = nested.text
-    escape = _identity if nested.escaped else _escape
+    if nested.escaped or not nested.quoted:  # blobs come escaped; numbers need no escape
 
-    def encode(value: Any) -> str:
-        return "\\N" if value is None else escape(text(value))
+        def encode(value: Any) -> str:
+            return "\\N" if value is None else text(value)
 
-    return encode
+        return encode
 
+    def escape(value: Any) -> str:
+        if value is None:
+            return "\\N"
+        plain = text(value)
+        if "\\" in plain or "\t" in plain or "\n" in plain:
+            return _escape(plain)
+        return plain
 
-def _identity(text: str) -> str:
-    return text
+    return escape
 
 
 def _top_composite(nested: _Nested, null: str) -> Encoder:

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cdc_adapters.clickhouse.cells import ElementCodec, expiry_text, stamp
+from cdc_adapters.clickhouse.cells import TS_OFFSET, ElementCodec, expiry_text, stamp
 from cdc_adapters.clickhouse.column_types import quoted
 from cdc_adapters.clickhouse.tables import TableLayout
 from cdc_domain.events import ChangeEvent, DeletionScope, Operation
 
 __all__ = ["LineEncoder", "default_text"]
 
-_PARTITION, _ROW, _RANGE = DeletionScope.PARTITION, DeletionScope.ROW, DeletionScope.RANGE
+_PARTITION, _ROW, _CELL = DeletionScope.PARTITION, DeletionScope.ROW, DeletionScope.CELL
 _INSERT = Operation.INSERT
 
 Slot = tuple[int, Callable[[Any], str], ElementCodec | None]
@@ -30,7 +30,8 @@ class LineEncoder:
     column cannot hold."""
 
     def __init__(self, layout: TableLayout) -> None:
-        self._pk = [(name, codec.encode) for name, codec in layout.partition_key]
+        pk = [(name, codec.encode) for name, codec in layout.partition_key]
+        self._key = _key_encoder(pk)
         self._ck = [(name, codec.encode) for name, codec in layout.clustering_key]
         self._ck_literals = [(name, codec.literal) for name, codec in layout.clustering_key]
         self._ck_defaults = [
@@ -44,96 +45,110 @@ class LineEncoder:
             slots = self._static if column.static else self._regular
             slots[column.name] = (index, column.cells.suffix, column.elements)
         self._blank = [""] * self._width
-        no_elements = "\t[]\t[]\t[]" if layout.has_elements else ""
-        self._row_tail = no_elements + "\n"
+        self._separator = "\t" if self._width else ""
+        self._no_elements = "\t[]\t[]\t[]" if layout.has_elements else ""
+        self._no_range = ""
+        self._default_ck = ""
         if self._clustering:
-            no_range = self._range_literal(None, None, "")
-            self._row_tail = f"\t{no_range}{no_elements}\n"
+            self._no_range = "\t" + self._range_literal(None, None, "")
             self._default_ck = "\t".join(default_text(c.sql) for _, c in layout.clustering_key)
-            self._no_range = no_range
-        self._no_elements = no_elements
+        self._tail = self._no_range + self._no_elements + "\n"
 
     def line(self, event: ChangeEvent) -> str | None:
         """The event's line; None for an event that changes nothing Cassandra shows (a
-        row deletion of a static row)."""
-        partition_key = event.partition_key
-        key = "\t".join([encode(partition_key[name]) for name, encode in self._pk])
-        ts = stamp(event.timestamp_micros)
+        row deletion of a static row). Written for speed: it runs once per event."""
         scope = event.scope
-        if scope is not None and scope is not DeletionScope.CELL:
-            return self._deletion(event, key, ts, scope)
-        if event.static:
-            prefix = f"{key}\t{self._default_ck}\t1\t\t"
-            return self._cells(event, prefix, ts, self._static)
+        if event.static or (scope is not None and scope is not _CELL):
+            return self._wide(event)
+        ts = event.timestamp_micros
+        if not -TS_OFFSET <= ts < TS_OFFSET:
+            stamp(ts)  # raises the rejection
+        stamped = f"{ts + TS_OFFSET:016x}"
+        expires = event.expires_at
+        head = stamped + "0" if expires is None else stamped + "1" + expiry_text(expires)
+        key = self._key(event.partition_key)
         if self._clustering:
             clustering = event.clustering_key
-            ck = "\t".join([encode(clustering[name]) for name, encode in self._ck])
-            key = f"{key}\t{ck}\t0"
-        marker = ""
-        if event.operation is _INSERT:
-            expires = event.expires_at
-            marker = ts + "0" if expires is None else ts + "1" + expiry_text(expires)
-        return self._cells(event, f"{key}\t{marker}\t", ts, self._regular)
+            key += "\t" + "\t".join([encode(clustering[n]) for n, encode in self._ck]) + "\t0"
+        marker = head if event.operation is _INSERT else ""
+        fields = self._blank.copy()
+        slots = self._regular
+        deltas = event.collections
+        for name, value in event.columns.items():
+            slot = slots.get(name)
+            if slot is None or (deltas and name in deltas):
+                continue  # a delta, not this value, says what a collection column got
+            fields[slot[0]] = stamped + "2" if value is None else head + slot[1](value)
+        prefix = f"{key}\t{marker}\t"
+        if event.deleted_columns or deltas:
+            return self._finish(event, prefix, stamped, head, fields, slots)
+        return prefix + self._separator + "\t".join(fields) + self._tail
+
+    def _wide(self, event: ChangeEvent) -> str | None:
+        """Deletions of a partition, range or row, and static cells."""
+        key = self._key(event.partition_key)
+        ts = stamp(event.timestamp_micros)
+        scope = event.scope
+        if scope is not None and scope is not _CELL:
+            return self._deletion(event, key, ts, scope)
+        expires = event.expires_at
+        head = ts + "0" if expires is None else ts + "1" + expiry_text(expires)
+        fields = self._blank.copy()
+        slots = self._static
+        deltas = event.collections
+        for name, value in event.columns.items():
+            slot = slots.get(name)
+            if slot is not None and not (deltas and name in deltas):
+                fields[slot[0]] = ts + "2" if value is None else head + slot[1](value)
+        prefix = f"{key}\t{self._default_ck}\t1\t\t"
+        return self._finish(event, prefix, ts, head, fields, slots)
 
     def _deletion(self, event: ChangeEvent, key: str, ts: str, scope: DeletionScope) -> str | None:
-        blank = "\t".join(self._blank)
-        separator = "\t" if self._width else ""
+        blank = self._separator + "\t".join(self._blank)
         if not self._clustering:  # a partition is its one row
-            return f"{key}\t\t{ts}{separator}{blank}{self._row_tail}"
+            return f"{key}\t\t{ts}{blank}{self._tail}"
         if scope is _ROW:
             if event.static:
                 return None
             clustering = event.clustering_key
             ck = "\t".join([encode(clustering[name]) for name, encode in self._ck])
-            return f"{key}\t{ck}\t0\t\t{ts}{separator}{blank}{self._row_tail}"
+            return f"{key}\t{ck}\t0\t\t{ts}{blank}{self._tail}"
         head = f"{key}\t{self._default_ck}\t1\t\t"
         if scope is _PARTITION:
-            return f"{head}{ts}{separator}{blank}{self._row_tail}"
+            return f"{head}{ts}{blank}{self._tail}"
         rng = event.clustering_range
         assert rng is not None
         literal = self._range_literal(rng.start, rng.end, ts)
-        return f"{head}{separator}{blank}\t{literal}{self._no_elements}\n"
+        return f"{head}{blank}\t{literal}{self._no_elements}\n"
 
-    def _cells(
+    def _finish(
         self,
         event: ChangeEvent,
         prefix: str,
         ts: str,
+        head: str,
+        fields: list[str],
         slots: dict[str, Slot],
     ) -> str:
-        expires = event.expires_at
-        head = ts + "0" if expires is None else ts + "1" + expiry_text(expires)
+        """The line of an event that deletes cells or writes collection elements."""
         tomb = ts + "2"
-        fields = self._blank.copy()
-        deltas = event.collections
-        for name, value in event.columns.items():
-            slot = slots.get(name)
-            if slot is None or (deltas and name in deltas):
-                continue
-            fields[slot[0]] = tomb if value is None else head + slot[1](value)
-        elements: list[tuple[str, str, str]] | None = None
+        elements: list[tuple[str, str, str]] = []
         for name in event.deleted_columns:
             slot = slots.get(name)
             if slot is None:
                 continue
             fields[slot[0]] = tomb
             if slot[2] is not None:
-                elements = elements or []
-                elements.append((name, "", tomb))
-        if deltas:
-            elements = elements or []
+                elements.append((name, "", tomb))  # the column's deletion, for its elements
+        if event.collections:
             self._elements(event, slots, head[16:], elements)
-        body = "\t".join(fields)
-        separator = "\t" if self._width else ""
-        line = f"{prefix}{separator}{body}"
-        if self._clustering:
-            line += f"\t{self._no_range}"
-        if elements:
-            columns = ",".join([quoted(c) for c, _, _ in elements])
-            keys = ",".join([quoted(k) for _, k, _ in elements])
-            cells = ",".join([quoted(x) for _, _, x in elements])
-            return f"{line}\t[{columns}]\t[{keys}]\t[{cells}]\n"
-        return line + self._no_elements + "\n"
+        line = prefix + self._separator + "\t".join(fields) + self._no_range
+        if not elements:
+            return line + self._no_elements + "\n"
+        columns = ",".join([quoted(c) for c, _, _ in elements])
+        keys = ",".join([quoted(k) for _, k, _ in elements])
+        cells = ",".join([quoted(x) for _, _, x in elements])
+        return f"{line}\t[{columns}]\t[{keys}]\t[{cells}]\n"
 
     def _elements(
         self,
@@ -224,3 +239,11 @@ def _split(inner: str) -> list[str]:
             start = index + 1
     parts.append(inner[start:].strip())
     return parts
+
+
+def _key_encoder(columns: list[tuple[str, Callable[[Any], str]]]) -> Callable[[Any], str]:
+    """The TabSeparated fields of a partition key, from the event's key values."""
+    if len(columns) == 1:
+        ((name, encode),) = columns
+        return lambda values: encode(values[name])
+    return lambda values: "\t".join([encode(values[name]) for name, encode in columns])
