@@ -124,7 +124,7 @@ async def run(url: str, events: int, size: int, prefix: str) -> dict[str, float]
     same server load; only their writes are timed."""
     database = prefix + "bench"
     sink = ClickHouseSink(url=url, database_prefix=prefix)
-    sink._client = sink._objects._client = Counting(url)  # noqa: SLF001 - counting only
+    sink._client = sink._objects._client = Counting(url)  # counting only
     Counting.sent = 0
     client = ClickHouseClient(url)
     features = await client.features()

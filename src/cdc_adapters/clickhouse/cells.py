@@ -411,7 +411,10 @@ def element_codec(cql_type: CqlType, kind: str, features: ServerFeatures) -> Ele
         build = _json_build('{"$set":[', "]}") if json_target else _array_build(sql)
         return ElementCodec(kind, serialize_key, _set_cell(fragment), build)
     if json_target:
-        pair: Callable[[Any, Any], str] = lambda k, v: f"[{_json_text(k)},{_json_text(v)}]"
+
+        def pair(key: Any, value: Any) -> str:
+            return f"[{_json_text(key)},{_json_text(value)}]"
+
         return ElementCodec(
             kind, serialize_key, _pair_cell(value_type, pair), _json_build('{"$map":[', "]}")
         )

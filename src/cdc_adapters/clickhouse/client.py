@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import aiohttp
@@ -161,6 +161,24 @@ class ClickHouseClient:
         return [
             [unescape(field) for field in line.split("\t")] for line in text.split("\n") if line
         ]
+
+    async def select_lines(self, sql: str) -> AsyncIterator[str]:
+        """The rows of a one-column query, unescaped, streamed as they arrive (not
+        retried: a caller that fails part way starts again)."""
+        session, _ = self._connect()
+        body = f"{sql} FORMAT TabSeparated".encode()
+        try:
+            async with session.post(self._url, data=body, headers=self._headers) as resp:
+                if resp.status != 200:
+                    text = (await resp.read()).decode(errors="replace")
+                    raise ChClientError(text or f"status code {resp.status}")
+                pending = b""
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        yield unescape(line.decode("utf-8", "surrogateescape"))
+        except _NETWORK_ERRORS as exc:
+            raise translate(exc, "query") from exc
 
     async def _post(self, body: bytes, *, query: str | None = None) -> bytes:
         """POST ``body`` (a query, or the data of ``query``)."""

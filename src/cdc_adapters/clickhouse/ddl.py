@@ -79,7 +79,7 @@ class TableObjects:
             "SELECT name, type FROM system.columns WHERE database = "
             f"{quote_string(database)} AND table = {quote_string(table)}"
         )
-        return {name: column_type for name, column_type in rows}
+        return {name: column_type for name, column_type in rows}  # noqa: C416 - rows are lists
 
     async def _add_columns(self, database: str, table: str, wanted: dict[str, str]) -> None:
         existing = await self.columns(database, table)

@@ -20,6 +20,7 @@ from cdc_adapters.clickhouse.client import ClickHouseClient, RetryPolicy, refuse
 from cdc_adapters.clickhouse.column_types import RejectedValueError
 from cdc_adapters.clickhouse.ddl import TableObjects
 from cdc_adapters.clickhouse.encoding import LineEncoder
+from cdc_adapters.clickhouse.migration import old_events, old_layout
 from cdc_adapters.clickhouse.purge import purge_expired
 from cdc_adapters.clickhouse.tables import TableLayout
 from cdc_domain.destinations import DestinationKind, DroppedColumns
@@ -149,6 +150,33 @@ class ClickHouseSink:
         """The ClickHouse database that holds a keyspace's tables."""
         return self._prefix + keyspace
 
+    async def migrate(self, schema: TableSchema, *, lines_per_insert: int = 10_000) -> int | None:
+        """Convert the table from the layout of ADR 0006 (``cdc-app clickhouse migrate``):
+        the old tables are set aside (renamed) and their states written as events into
+        this layout. Returns how many states were converted; None when the table has no
+        old layout. Safe to run again after a failure, and while agents write."""
+        database = self.database_for(schema.keyspace)
+        old = await old_layout(self._client, database, schema)
+        if old is None:
+            return None
+        if not old.renamed:
+            await old.set_aside(self._client)
+        layout, encoder = await self._layout(schema)
+        converted = 0
+        lines: list[str] = []
+        async for partition, state in old.states(self._client):
+            converted += 1
+            for event in old_events(schema, partition, state):
+                line = encoder.line(event)
+                if line is not None:
+                    lines.append(line)
+            if len(lines) >= lines_per_insert:
+                await self._client.insert(layout.insert_target(), _encoded(lines))
+                lines = []
+        if lines:
+            await self._client.insert(layout.insert_target(), _encoded(lines))
+        return converted
+
     async def _layout(self, schema: TableSchema) -> tuple[TableLayout, LineEncoder]:
         known = self._layouts.get(schema.qualified_name)
         if known is not None and known[0].schema == schema:
@@ -229,6 +257,10 @@ def _body(
             continue
         if text is not None:
             lines.append(text)
+    return _encoded(lines)
+
+
+def _encoded(lines: list[str]) -> bytes:
     return "".join(lines).encode("utf-8", "surrogateescape")
 
 
@@ -245,5 +277,6 @@ def _missing_key(layout: TableLayout, event: ChangeEvent) -> str:
         return f"{event.qualified_table}: event lacks partition key columns {list(names)}"
     wide = event.static or event.scope in (DeletionScope.PARTITION, DeletionScope.RANGE)
     if layout.has_clustering and not wide:
-        return f"{event.qualified_table}: event lacks clustering columns {list(layout.clustering_names)}"
+        wanted = list(layout.clustering_names)
+        return f"{event.qualified_table}: event lacks clustering columns {wanted}"
     return f"{event.qualified_table}: a range bound that is not a clustering prefix"

@@ -195,7 +195,7 @@ class _Builder:
         self.aliases = [f"{NOW} AS `_cdc_now`", f"{self.floor()} AS `_cdc_f`"]
         outputs = self.list(self.keys)
         visible = [live_sql("`_cdc_m`", "`_cdc_f`", "`_cdc_now`")]
-        static_visible = []
+        static_visible: list[str] = []
         for column in layout.columns:
             floor = "`_cdc_pd`" if column.static else "`_cdc_f`"
             value, live = self.shown(column, floor)

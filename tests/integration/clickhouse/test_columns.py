@@ -50,4 +50,3 @@ def _insert(schema, ts):
     if schema is EDGES:
         return on(schema, Operation.INSERT, "k", ts, clustering_key={"ck": "c"})
     return on(schema, Operation.INSERT, 1, ts)
-

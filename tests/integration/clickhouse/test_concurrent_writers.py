@@ -122,10 +122,8 @@ def events(draw: st.DrawFn, index: int):
     clustering = {"day": draw(days), "seq": draw(seqs)}
     if kind in ("insert", "update"):
         names = draw(st.lists(st.sampled_from(list(REGULAR)), max_size=3, unique=True))
-        collections = {
-            c: draw(deltas(c, ts))
-            for c in draw(st.lists(st.sampled_from(["tags", "attrs", "log"]), max_size=2, unique=True))
-        }  # fmt: skip
+        multicell = st.lists(st.sampled_from(["tags", "attrs", "log"]), max_size=2, unique=True)
+        collections = {c: draw(deltas(c, ts)) for c in draw(multicell)}
         return _create(
             Operation.INSERT if kind == "insert" else Operation.UPDATE,
             common,
@@ -135,7 +133,8 @@ def events(draw: st.DrawFn, index: int):
             local_expiry=expires,
         )
     if kind == "cells":
-        deleted = draw(st.lists(st.sampled_from([*REGULAR, "tags", "log"]), min_size=1, max_size=2, unique=True))  # fmt: skip
+        names = st.sampled_from([*REGULAR, "tags", "log"])
+        deleted = draw(st.lists(names, min_size=1, max_size=2, unique=True))
         return _create(Operation.DELETE, common, clustering_key=clustering,
                        scope=DeletionScope.CELL, deleted_columns=tuple(deleted))  # fmt: skip
     if kind == "row":
@@ -167,9 +166,7 @@ def _create(operation: Operation, common: dict, **kwargs):
     return ChangeEvent.create(operation=operation, **common, **kwargs)
 
 
-streams = st.integers(1, 30).flatmap(
-    lambda n: st.tuples(*(events(i) for i in range(n))).map(list)
-)
+streams = st.integers(1, 30).flatmap(lambda n: st.tuples(*(events(i) for i in range(n))).map(list))
 
 
 def _expected(stream) -> dict:
