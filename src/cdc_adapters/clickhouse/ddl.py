@@ -197,7 +197,10 @@ class TableObjects:
         await self._client.execute(f"DROP TABLE IF EXISTS {layout.view}")
         for name in await self._names(database, f"{layout.name}__cdc_mv_", "MaterializedView"):
             await self._client.execute(f"DROP TABLE IF EXISTS {qualified(database, name)}")
-        for table in (layout.ingest, layout.rows, layout.partition, layout.elements):
+        purges = [
+            qualified(database, f"{layout.name}__cdc_purge_{t}") for t in ("rows", "elements")
+        ]
+        for table in (layout.ingest, layout.rows, layout.partition, layout.elements, *purges):
             await self._client.execute(f"DROP TABLE IF EXISTS {table}")
 
     async def _names(self, database: str, prefix: str, engine: str) -> list[str]:

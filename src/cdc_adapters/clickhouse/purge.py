@@ -10,7 +10,7 @@ merged state is such a cell. Rows a partition or range tombstone hides, the part
 table and the collections' deletion marks stay.
 
 Deleting parts of a key one at a time could briefly expose what another part hides, so
-the keys are first chosen from the merged states into a ``Set`` table, and the mutation
+the keys are first chosen from the merged states into a ``Memory`` table, and the mutation
 then deletes only the rows of those keys written before the cutoff: a write landing
 meanwhile survives, and it is newer than all it meets.
 """
@@ -103,7 +103,7 @@ async def _delete(
     written_before: str,
 ) -> None:
     await client.execute(f"DROP TABLE IF EXISTS {chosen}")
-    await client.execute(f"CREATE TABLE {chosen} ENGINE = Set AS {choose}")
+    await client.execute(f"CREATE TABLE {chosen} ENGINE = Memory AS {choose}")
     await client.execute(
         f"ALTER TABLE {table} DELETE WHERE ({keys}) IN {chosen} AND {written_before}"
     )

@@ -247,3 +247,57 @@ async def test_rows_written_with_a_ttl_disappear_from_the_view_once_it_runs_out(
     await eventually(expired, within=10, what="the rows written with TTL 2 expire")
     assert dt.datetime.now(dt.UTC).timestamp() >= now / 1_000_000 + 2
     assert _expected(stream) == {((1,), (2, "a")): {"v": "kept"}}
+
+
+async def test_a_purge_deletes_what_has_been_dead_long_enough_and_nothing_else(
+    make_sink, server_url
+):
+    """With ``purge_expired_after``, rows expired or deleted longer ago than that are
+    deleted from the tables (not only hidden by the view); live ones, and dead ones
+    newer than that, stay."""
+    sink, read_back = await make_sink(purge_expired_after=5)
+    now = dt.datetime.now(dt.UTC)
+    old = int((now - dt.timedelta(minutes=10)).timestamp() * 1_000_000)
+    recent = int(now.timestamp() * 1_000_000)
+
+    def at(ts, day, **kwargs):
+        common = {"keyspace": "writers", "table": "readings", "captured_at": CAPTURED,
+                  "timestamp_micros": ts, "position": SourcePosition(3, day),
+                  "partition_key": {"id": 1}}  # fmt: skip
+        kwargs.setdefault("clustering_key", {"day": day, "seq": "a"})
+        return _create(kwargs.pop("operation", Operation.INSERT), common, **kwargs)
+
+    stream = [
+        at(old, 1, columns={"v": "expired long ago"}, local_expiry=now - dt.timedelta(minutes=9)),
+        at(old, 2, columns={"v": "deleted long ago"}),
+        at(old + 1, 2, operation=Operation.DELETE, scope=DeletionScope.ROW),
+        at(old, 3, columns={"v": "live"}),
+        at(recent, 4, columns={"v": "just deleted"}),
+        at(recent + 1, 4, operation=Operation.DELETE, scope=DeletionScope.ROW),
+        at(old, 5, collections={"tags": CollectionDelta("set", elements=(
+            CollectionElement("kept", None, old),))}),
+    ]  # fmt: skip
+    await _write(sink, [stream])
+    database = sink.database_for("writers")
+
+    async def days() -> list[int]:
+        rows = await _query(server_url, f"SELECT day FROM `{database}`.readings__cdc_rows")
+        return sorted(int(day) for (day,) in rows)
+
+    await eventually(lambda: _purged(days), within=30, what="the purge")
+    assert await days() == [3, 4, 5]
+    assert await read_back(SCHEMA) == _expected(stream)
+
+
+async def _purged(days) -> bool:
+    return await days() == [3, 4, 5]
+
+
+async def _query(url: str, sql: str) -> list[list[str]]:
+    from cdc_adapters.clickhouse import ClickHouseClient
+
+    client = ClickHouseClient(url)
+    try:
+        return await client.select(sql)
+    finally:
+        await client.aclose()
