@@ -1,7 +1,8 @@
 """The current-state view: ``<table>`` shows what Cassandra returns, read from the states.
 
-It reads each aggregating table with ``FINAL`` (the engine merges the parts of a key as
-it reads, in key order, without a hash table of the whole table), joins a row to its
+It merges each aggregating table's states by key (``GROUP BY``: ClickHouse 18.16 pushes
+a query's condition on the key into such a subquery, and never into a ``FINAL`` one, so
+a lookup by key reads only that key's parts), joins a row to its
 partition's tombstones and statics and to its collections' elements, and decides in
 SQL what :class:`~cdc_domain.mirror.MirrorState` decides in Python: a cell shows when
 it is a value (not a tombstone, not expired at ``now()``) written after the newest
@@ -64,22 +65,24 @@ class _Builder:
         layout = self.layout
         states = [
             f"1 AS `{_TOKEN}`",
-            "finalizeAggregation(`_cdc_marker`) AS `_cdc_m`",
-            "finalizeAggregation(`_cdc_deleted`) AS `_cdc_d`",
-            *(f"finalizeAggregation({_q(c.name)}) AS {self.cell(c)}" for c in layout.regular),
+            "maxMerge(`_cdc_marker`) AS `_cdc_m`",
+            "maxMerge(`_cdc_deleted`) AS `_cdc_d`",
+            *(f"maxMerge({_q(c.name)}) AS {self.cell(c)}" for c in layout.regular),
         ]
-        return f"SELECT {self.list(self.keys)}, {', '.join(states)} FROM {layout.rows} FINAL"
+        keys = self.list(self.keys)
+        return f"SELECT {keys}, {', '.join(states)} FROM {layout.rows} GROUP BY {keys}"
 
     def partition(self) -> tuple[str, list[str]]:
         """The partition states (and their static elements), and their names."""
         layout = self.layout
         states = [
-            "finalizeAggregation(`_cdc_deleted`) AS `_cdc_pd`",
-            "finalizeAggregation(`_cdc_ranges`) AS `_cdc_pr`",
-            *(f"finalizeAggregation({_q(c.name)}) AS {self.cell(c)}" for c in layout.statics),
+            "maxMerge(`_cdc_deleted`) AS `_cdc_pd`",
+            "groupUniqArrayMerge(`_cdc_ranges`) AS `_cdc_pr`",
+            *(f"maxMerge({_q(c.name)}) AS {self.cell(c)}" for c in layout.statics),
         ]
         names = [*self.pk, "`_cdc_pd`", "`_cdc_pr`", *(self.cell(c) for c in layout.statics)]
-        select = f"SELECT {self.list(self.pk)}, {', '.join(states)} FROM {layout.partition} FINAL"
+        pk = self.list(self.pk)
+        select = f"SELECT {pk}, {', '.join(states)} FROM {layout.partition} GROUP BY {pk}"
         multicell = [c for c in layout.statics if c.elements is not None]
         if not multicell:
             return select, names
@@ -96,10 +99,11 @@ class _Builder:
             for c in columns
         )
         by = self.list(using)
+        keys = self.list(self.keys)
         inner = (
-            f"SELECT {by}, `_cdc_column`, `_cdc_element`, "
-            f"finalizeAggregation(`_cdc_cell`) AS `_cdc_x` FROM {self.layout.elements} FINAL "
-            f"WHERE `_cdc_column` IN ({listed})"
+            f"SELECT {keys}, `_cdc_column`, `_cdc_element`, maxMerge(`_cdc_cell`) AS `_cdc_x` "
+            f"FROM {self.layout.elements} WHERE `_cdc_column` IN ({listed}) "
+            f"GROUP BY {keys}, `_cdc_column`, `_cdc_element`"
         )
         right = f"SELECT {by}, {arrays} FROM ({inner}) GROUP BY {by}"
         names = [*names, *(self.elements(c) for c in columns)]
@@ -226,11 +230,24 @@ class _Builder:
             else:
                 value = column.cells.shown(column.cells.idle, "0")
             outputs.append(f"{value} AS {_q(column.name)}")
+        # Whether a partition has a visible row, as a GROUP BY over every partition so
+        # that a condition on the partition key reaches the tables (a NOT IN subquery
+        # would be computed whole).
         pk = self.list(self.pk)
-        source, _ = self.partition()
+        partition, names = self.partition()
+        seen = (
+            f"SELECT {pk}, max(`_cdc_vis`) AS `_cdc_any` FROM ("
+            f"SELECT {pk}, toUInt8(1) AS `_cdc_vis` FROM ({rows}) UNION ALL "
+            f"SELECT {pk}, toUInt8(0) AS `_cdc_vis` FROM {layout.partition} GROUP BY {pk}"
+            f") GROUP BY {pk}"
+        )
+        source = (
+            f"SELECT {self.list([*names, '`_cdc_any`'])} FROM ({seen}) AS `_cdc_left` "
+            f"ANY LEFT JOIN ({partition}) AS `_cdc_right` USING ({pk})"
+        )
         return (
             f"SELECT {', '.join([*outputs, *self.aliases])} FROM ({source}) "
-            f"WHERE ({' OR '.join(static_visible)}) AND ({pk}) NOT IN (SELECT {pk} FROM ({rows}))"
+            f"WHERE `_cdc_any` = 0 AND ({' OR '.join(static_visible)})"
         )
 
     # ------------------------------------------------------------------ names
