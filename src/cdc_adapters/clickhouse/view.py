@@ -113,8 +113,8 @@ class _Builder:
             names,
         )
 
-    def joined(self) -> str:
-        """Rows with their partition's state and their elements."""
+    def joined(self) -> tuple[str, list[str]]:
+        """Rows with their partition's state and their elements, and their names."""
         layout = self.layout
         names = [*self.keys, "`_cdc_m`", "`_cdc_d`", *(self.cell(c) for c in layout.regular)]
         source = self.rows()
@@ -129,7 +129,7 @@ class _Builder:
         multicell = [c for c in layout.regular if c.elements is not None]
         if multicell:
             source, names = self.join(source, names, multicell, self.keys)
-        return source
+        return source, names
 
     # ------------------------------------------------------------------ expressions
 
@@ -164,72 +164,80 @@ class _Builder:
                 parts.append(f"{length} = {i}, {inclusive}")
         return f"multiIf({', '.join(parts)}, {inclusive})"
 
-    def shown(self, column: Column, floor: str) -> tuple[str, str]:
-        """(value SQL, liveness SQL) of a column under ``floor``, defining aliases."""
+    def judged(self, column: Column, floor: str) -> tuple[list[str], str]:
+        """A column's liveness and value part (and its live elements) under ``floor``,
+        as named expressions of the level that filters rows, and its liveness."""
         i = self.index[column.name]
         cell = self.cell(column)
-        live, rest = f"`_cdc_v{i}`", f"`_cdc_r{i}`"
-        self.aliases.append(f"{live_sql(cell, floor, '`_cdc_now`')} AS {live}")
-        self.aliases.append(f"if({live}, {rest_sql(cell)}, {column.cells.idle}) AS {rest}")
-        value = column.cells.shown(rest, live)
+        live = f"`_cdc_v{i}`"
+        named = [
+            f"{live_sql(cell, floor, '`_cdc_now`')} AS {live}",
+            f"if({live}, {rest_sql(cell)}, {column.cells.idle}) AS `_cdc_r{i}`",
+        ]
         if column.elements is None:
-            return value, live
-        arrays = self.elements(column)
+            return named, live
+        arrays, cutoff, elements = self.elements(column), f"`_cdc_u{i}`", f"`_cdc_l{i}`"
         cleared = (
             f"arrayReduce('max', arrayMap(_cdc_lx -> if(tupleElement(_cdc_lx, 1) = '', "
             f"substring(tupleElement(_cdc_lx, 2), 1, 16), ''), {arrays}))"
         )
-        cutoff, elements = f"`_cdc_u{i}`", f"`_cdc_l{i}`"
-        self.aliases.append(f"if({cleared} > {floor}, {cleared}, {floor}) AS {cutoff}")
         element_live = live_sql("tupleElement(_cdc_lx, 2)", "_cdc_lu", NOW)
-        self.aliases.append(
+        named += [
+            f"if({cleared} > {floor}, {cleared}, {floor}) AS {cutoff}",
             f"arrayFilter((_cdc_lx, _cdc_lu) -> {element_live}, {arrays}, "
-            f"replicate({cutoff}, {arrays})) AS {elements}"
-        )
+            f"replicate({cutoff}, {arrays})) AS {elements}",
+        ]
+        return named, f"({live} OR notEmpty({elements}))"
+
+    def shown(self, column: Column) -> str:
+        """A column's value in the view, from the names :meth:`judged` gave."""
+        i = self.index[column.name]
+        value = column.cells.shown(f"`_cdc_r{i}`", f"`_cdc_v{i}`")
+        if column.elements is None:
+            return value
+        elements = f"`_cdc_l{i}`"
         fragments = (
             "arrayStringConcat(arrayMap(_cdc_lx -> substring(tupleElement(_cdc_lx, 2), "
             "position(tupleElement(_cdc_lx, 2), ' ') + 1), "
             f"arraySort(_cdc_lx -> tupleElement(_cdc_lx, 1), {elements})), ',')"
         )
-        built = column.elements.build(fragments)
-        return f"if(notEmpty({elements}), {built}, {value})", f"({live} OR notEmpty({elements}))"
+        return f"if(notEmpty({elements}), {column.elements.build(fragments)}, {value})"
 
     def select(self) -> str:
+        """Four levels, each computing its expressions once (18.16 expands an alias
+        wherever it is used, and a query's analysis grows with the expansion): the
+        joined states; the floor and the time; each cell's liveness, value part and
+        live elements, keeping visible rows; each column's value."""
         layout = self.layout
-        self.aliases = [f"{NOW} AS `_cdc_now`", f"{self.floor()} AS `_cdc_f`"]
-        outputs = self.list(self.keys)
+        source, names = self.joined()
+        floored = (
+            f"SELECT {self.list(names)}, {self.floor()} AS `_cdc_f`, {NOW} AS `_cdc_now` "
+            f"FROM ({source})"
+        )
+        named: list[str] = []
         visible = [live_sql("`_cdc_m`", "`_cdc_f`", "`_cdc_now`")]
         static_visible: list[str] = []
         for column in layout.columns:
-            floor = "`_cdc_pd`" if column.static else "`_cdc_f`"
-            value, live = self.shown(column, floor)
-            outputs += f", {value} AS {_q(column.name)}"
+            expressions, live = self.judged(column, "`_cdc_pd`" if column.static else "`_cdc_f`")
+            named += expressions
             if column.live:
                 (static_visible if column.static else visible).append(live)
         rows = (
-            f"SELECT {outputs}, {', '.join(self.aliases)} FROM ({self.joined()}) "
+            f"SELECT {self.list(self.keys)}, {', '.join(named)} FROM ({floored}) "
             f"WHERE {' OR '.join(visible)}"
         )
-        names = self.list([*self.keys, *(c.name for c in layout.columns)])
-        projected = f"SELECT {names} FROM ({rows})"
+        outputs = [f"{self.shown(c)} AS {_q(c.name)}" for c in layout.columns]
+        projected = f"SELECT {self.list(self.keys)}, {', '.join(outputs)} FROM ({rows})"
         if not static_visible:
             return projected
-        statics = self.static_only(projected, static_visible)
-        return f"{projected} UNION ALL SELECT {names} FROM ({statics})"
+        listed = self.list([*self.keys, *(c.name for c in layout.columns)])
+        statics = self.static_only(rows, static_visible)
+        return f"{projected} UNION ALL SELECT {listed} FROM ({statics})"
 
     def static_only(self, rows: str, static_visible: list[str]) -> str:
         """Partitions with live static cells and no visible row: one row each, its
         clustering values null."""
         layout = self.layout
-        self.aliases = [f"{NOW} AS `_cdc_now`"]
-        outputs = [_q(n) for n in self.pk]
-        outputs += [f"{null_sql(c.sql)} AS {_q(n)}" for n, c in layout.clustering_key]
-        for column in layout.columns:
-            if column.static:
-                value, _ = self.shown(column, "`_cdc_pd`")
-            else:
-                value = column.cells.shown(column.cells.idle, "0")
-            outputs.append(f"{value} AS {_q(column.name)}")
         # Whether a partition has a visible row, as a GROUP BY over every partition so
         # that a condition on the partition key reaches the tables (a NOT IN subquery
         # would be computed whole).
@@ -241,14 +249,27 @@ class _Builder:
             f"SELECT {pk}, toUInt8(0) AS `_cdc_vis` FROM {layout.partition} GROUP BY {pk}"
             f") GROUP BY {pk}"
         )
+        names = [*names, "`_cdc_any`"]
         source = (
-            f"SELECT {self.list([*names, '`_cdc_any`'])} FROM ({seen}) AS `_cdc_left` "
+            f"SELECT {self.list(names)}, {NOW} AS `_cdc_now` FROM ({seen}) AS `_cdc_left` "
             f"ANY LEFT JOIN ({partition}) AS `_cdc_right` USING ({pk})"
         )
-        return (
-            f"SELECT {', '.join([*outputs, *self.aliases])} FROM ({source}) "
+        named: list[str] = []
+        for column in layout.statics:
+            expressions, _ = self.judged(column, "`_cdc_pd`")
+            named += expressions
+        judged = (
+            f"SELECT {pk}, {', '.join(named)} FROM ({source}) "
             f"WHERE `_cdc_any` = 0 AND ({' OR '.join(static_visible)})"
         )
+        outputs = [_q(n) for n in self.pk]
+        outputs += [f"{null_sql(c.sql)} AS {_q(n)}" for n, c in layout.clustering_key]
+        for column in layout.columns:
+            value = (
+                self.shown(column) if column.static else column.cells.shown(column.cells.idle, "0")
+            )
+            outputs.append(f"{value} AS {_q(column.name)}")
+        return f"SELECT {', '.join(outputs)} FROM ({judged})"
 
     # ------------------------------------------------------------------ names
 
