@@ -136,7 +136,7 @@ async def run(url: str, events: int, size: int, prefix: str) -> dict[str, float]
     await client.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     await client.execute(f"CREATE TABLE {raw} ({ddl}) ENGINE = MergeTree ORDER BY id")
     names = list(codecs)
-    sink_wall = sink_cpu = raw_wall = 0.0
+    sink_wall = sink_cpu = raw_wall = rendering = 0.0
     raw_sent = 0
     for chunk in batches(events, size):
         batch = SinkBatch(
@@ -146,12 +146,14 @@ async def run(url: str, events: int, size: int, prefix: str) -> dict[str, float]
         await sink.write(batch)
         sink_wall += time.perf_counter() - started
         sink_cpu += time.process_time() - started_cpu
+        started = time.perf_counter()
         lines = []
         for event in chunk:
             values = {**event.partition_key, **event.columns}
             fields = [codecs[n].encode(values.get(n)) for n in names]  # type: ignore[union-attr]
             lines.append("\t".join(fields) + "\n")
         body = "".join(lines).encode()
+        rendering += time.perf_counter() - started
         raw_sent += len(body)
         started = time.perf_counter()
         await client.insert(raw, body)
@@ -161,6 +163,7 @@ async def run(url: str, events: int, size: int, prefix: str) -> dict[str, float]
     return {
         "sink": events / sink_wall,
         "raw": events / raw_wall,
+        "rendered": events / (raw_wall + rendering),
         "cpu_us": sink_cpu / events * 1e6,
         "sink_bytes": Counting.sent / events,
         "raw_bytes": raw_sent / events,
@@ -271,6 +274,7 @@ async def main(args: argparse.Namespace) -> None:
           f"{args.runs} runs; load average {load()}")  # fmt: skip
     tag = f"bench_{os.getpid()}"
     summary = []
+    last: tuple[str, int] | None = None
     try:
         for size in args.batch_sizes:
             results = []
@@ -285,17 +289,12 @@ async def main(args: argparse.Namespace) -> None:
                     f"events/s, raw {result['raw']:>9,.0f} rows/s, ratio "
                     f"{result['sink'] / result['raw']:6.1%}; sink CPU {result['cpu_us']:4.1f} "
                     f"us/event; bytes/event sink {result['sink_bytes']:.0f} raw "
-                    f"{result['raw_bytes']:.0f}; peak RSS {rss:,.0f} MiB; load {load()}"
+                    f"{result['raw_bytes']:.0f}; peak RSS {rss:,.0f} MiB; load {load()}; "
+                    f"raw with its rendering {result['rendered']:,.0f} rows/s"
                 )
-                if attempt == args.runs - 1 and args.reads:
-                    figures = await reads(url, database, args.events, size)
-                    print(
-                        f"  reads over {figures['rows']:,.0f} live rows: full scan view "
-                        f"{figures['scan_view']:.3f} s vs old FINAL {figures['scan_old']:.3f} s; "
-                        f"{LOOKUPS:,} point lookups view {figures['points_view']:.2f} s vs old "
-                        f"FINAL {figures['points_old']:.2f} s"
-                    )
-                await client.execute(f"DROP DATABASE IF EXISTS `{database}`")
+                if last is not None:
+                    await client.execute(f"DROP DATABASE IF EXISTS `{last[0]}`")
+                last = (database, size)
             ratio = statistics.median(r["sink"] / r["raw"] for r in results)
             summary.append(ratio)
             print(
@@ -304,7 +303,17 @@ async def main(args: argparse.Namespace) -> None:
                 f"{statistics.median(r['raw'] for r in results):,.0f} rows/s, ratio {ratio:.1%}; "
                 f"sink CPU {statistics.median(r['cpu_us'] for r in results):.1f} us/event"
             )
+        if args.reads and last is not None:
+            figures = await reads(url, last[0], args.events, last[1])
+            print(
+                f"reads (batch {last[1]:,} run) over {figures['rows']:,.0f} live rows: full scan "
+                f"view {figures['scan_view']:.3f} s vs old FINAL {figures['scan_old']:.3f} s; "
+                f"{LOOKUPS:,} point lookups view {figures['points_view']:.2f} s vs old FINAL "
+                f"{figures['points_old']:.2f} s; load {load()}"
+            )
     finally:
+        if last is not None:
+            await client.execute(f"DROP DATABASE IF EXISTS `{last[0]}`")
         await client.aclose()
         if server is not None:
             await server.__aexit__(None, None, None)

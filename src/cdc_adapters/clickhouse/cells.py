@@ -20,9 +20,10 @@ little to write and nothing to parse back:
 
 - *raw*: text, ascii and blob are the value itself; their bytes are their serialized
   bytes, so ClickHouse's string order is Cassandra's.
-- *fixed*: types whose serialized form has a fixed width (integers, floats, booleans,
-  uuids, timestamps, dates, times) are those bytes in hex; the view reinterprets them
+- *fixed*: types whose serialized form has a fixed width (floats, booleans, uuids,
+  timestamps, dates, times) are those bytes in hex; the view reinterprets them
   (exactly: a double is its IEEE bits, never a decimal the old server misreads).
+  Integers of every width are the 64-bit form, which orders them the same.
 - *tagged*: every other type is the hex of its serialized bytes, a space (which sorts
   below every hex digit, so a shorter byte string that is a prefix of a longer one
   sorts first, as in Cassandra), then the value's text, which the view casts back.
@@ -81,8 +82,7 @@ _EPOCH_DAY = dt.date(1970, 1, 1)
 _MODERN_DATES = (dt.date(1900, 1, 1), dt.date(2299, 12, 31))
 _FLOAT = struct.Struct(">f")
 _DOUBLE = struct.Struct(">d")
-_INT_HEX = {"tinyint": 2, "smallint": 4, "int": 8, "bigint": 16}
-_INT_SQL = {2: "Int8", 4: "Int16", 8: "Int32", 16: "Int64"}
+_INT_BITS = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64}
 NOW = "toString(toUInt64(now()) + 100000000000)"
 
 Suffix = Callable[[Any], str]
@@ -163,9 +163,8 @@ def cell_codec(cql_type: CqlType, features: ServerFeatures) -> CellCodec | Unsup
         return CellCodec("Nullable(String)", _text, _same)
     if name == "blob":
         return CellCodec("Nullable(String)", _blob, _same)
-    if name in _INT_HEX:
-        width = _INT_HEX[name]
-        return CellCodec(f"Nullable({sql})", _int_hex(width), _int_decode(width, sql))
+    if name in _INT_BITS:
+        return CellCodec(f"Nullable({sql})", _int_hex(_INT_BITS[name]), _int_decode(sql))
     fixed = _fixed(name, sql, features)
     if fixed is not None:
         return fixed
@@ -210,44 +209,29 @@ def _blob(value: Any) -> str:
     return "".join([_BLOB_BYTES[b] for b in bytes(value)])
 
 
-def _int_hex(width: int) -> Suffix:
-    bits = width * 4
-    low, high, mask = -(1 << (bits - 1)), (1 << (bits - 1)) - 1, (1 << bits) - 1
-    form = f"0{width}x"
+def _int_hex(bits: int) -> Suffix:
+    """Any integer type as the 16 hex digits of its 64-bit two's complement: sign
+    extension keeps the unsigned order of the narrower serialized form (what Cassandra
+    compares), and a column widened in place keeps one width for all its cells."""
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
     def suffix(value: Any) -> str:
         number = value if type(value) is int else int(value)
         if not low <= number <= high:
             raise RejectedValueError(f"{number} does not fit in Int{bits}")
-        return format(number & mask, form)
+        return format(number & 0xFFFFFFFFFFFFFFFF, "016x")
 
     return suffix
 
 
-def _signed(width: int, rest: str) -> str:
-    raw = f"reverse(unhex({rest}))" if width > 2 else f"unhex({rest})"
-    return f"toInt64(reinterpretAs{_INT_SQL[width]}({raw}))"
-
-
-def _int_decode(width: int, sql: str) -> Callable[[str], str]:
-    """Reads any narrower integer too: a column widened in place keeps its older cells."""
-
-    def decode(rest: str) -> str:
-        widths = [w for w in _INT_HEX.values() if w < width]
-        branches = "".join(f"length({rest}) = {w}, {_signed(w, rest)}, " for w in widths)
-        value = f"multiIf({branches}{_signed(width, rest)})" if branches else _signed(width, rest)
-        return f"CAST({value} AS {sql})"
-
-    return decode
+def _int_decode(sql: str) -> Callable[[str], str]:
+    return lambda rest: f"CAST(reinterpretAsInt64(reverse(unhex({rest}))) AS {sql})"
 
 
 def _number_text(rest: str) -> str:
-    older = (
-        "multiIf("
-        + "".join(f"length({rest}) = {w}, {_signed(w, rest)}, " for w in (2, 4, 8))
-        + f"{_signed(16, rest)})"
-    )
-    return f"if(position({rest}, ' ') > 0, {_payload(rest)}, toString({older}))"
+    """A varint or decimal, or an integer cell written before the column was widened."""
+    older = f"toString(reinterpretAsInt64(reverse(unhex({rest}))))"
+    return f"if(position({rest}, ' ') > 0, {_payload(rest)}, {older})"
 
 
 def _fixed(name: str, sql: str, features: ServerFeatures) -> CellCodec | None:

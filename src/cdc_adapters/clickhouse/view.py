@@ -204,17 +204,19 @@ class _Builder:
         return f"if(notEmpty({elements}), {column.elements.build(fragments)}, {value})"
 
     def select(self) -> str:
-        """Four levels, each computing its expressions once (18.16 expands an alias
-        wherever it is used, and a query's analysis grows with the expansion): the
-        joined states; the floor and the time; each cell's liveness, value part and
-        live elements, keeping visible rows; each column's value."""
+        """Levels that each compute their expressions once (18.16 expands an alias
+        wherever it is used, and a query's analysis grows with the expansion and with
+        the levels): the joined states; the floor, when ranges and partitions make it
+        worth a level; each cell's liveness, value part and live elements, keeping
+        visible rows; each column's value."""
         layout = self.layout
         source, names = self.joined()
-        floored = (
-            f"SELECT {self.list(names)}, {self.floor()} AS `_cdc_f`, {NOW} AS `_cdc_now` "
-            f"FROM ({source})"
-        )
-        named: list[str] = []
+        named: list[str] = [f"{NOW} AS `_cdc_now`"]
+        floored = source
+        if layout.has_clustering:  # a floor worth computing once; else the row's own
+            floored = f"SELECT {self.list(names)}, {self.floor()} AS `_cdc_f` FROM ({source})"
+        else:
+            named.append("`_cdc_d` AS `_cdc_f`")
         visible = [live_sql("`_cdc_m`", "`_cdc_f`", "`_cdc_now`")]
         static_visible: list[str] = []
         for column in layout.columns:

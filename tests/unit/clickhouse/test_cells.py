@@ -18,11 +18,13 @@ from cdc_domain.reconciliation import cell_rank, value_bytes
 
 OLD, MODERN = ServerFeatures.parse("18.16.1"), ServerFeatures.parse("26.9.2.1")
 UTC = dt.UTC
-FIXED = {
+INTEGERS = {
     "tinyint": st.integers(-(2**7), 2**7 - 1),
     "smallint": st.integers(-(2**15), 2**15 - 1),
     "int": st.integers(-(2**31), 2**31 - 1),
     "bigint": st.integers(-(2**63), 2**63 - 1),
+}
+FIXED = {
     "float": st.floats(width=32, allow_nan=False),
     "double": st.floats(allow_nan=False),
     "boolean": st.booleans(),
@@ -46,6 +48,19 @@ def test_a_fixed_width_value_is_its_serialized_bytes(features, name, data):
     cql_type = parse_cql_type(name)
     codec = cell_codec(cql_type, features)
     assert codec.suffix(value) == value_bytes(cql_type, value).hex()
+
+
+@pytest.mark.parametrize("name", sorted(INTEGERS))
+@given(data=st.data())
+def test_integers_of_every_width_order_as_their_serialized_bytes(name, data):
+    """All integers are written as 64-bit: the same order as Cassandra's bytes."""
+    a, b = data.draw(INTEGERS[name]), data.draw(INTEGERS[name])
+    cql_type = parse_cql_type(name)
+    codec = cell_codec(cql_type, OLD)
+    assert (codec.suffix(a) < codec.suffix(b)) == (
+        value_bytes(cql_type, a) < value_bytes(cql_type, b)
+    )
+    assert int(codec.suffix(a), 16) == a % 2**64
 
 
 CASES = {
