@@ -212,7 +212,7 @@ async def visible_lags(
                     seen["postgres"].setdefault(row["id"], now)
             except asyncpg.UndefinedTableError:
                 pass
-            sql = f"SELECT id FROM {ks}.events FINAL WHERE id < 0 AND _cdc_is_deleted = 0"
+            sql = f"SELECT id FROM {ks}.events WHERE id < 0"  # the current-state view
             for line in await asyncio.to_thread(_clickhouse, ch_url, sql):
                 seen["clickhouse"].setdefault(int(line), now)
             await asyncio.sleep(0.02)

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 import structlog
 from aiohttp import web
 
-from cdc_app import commands
+from cdc_app import clickhouse_cli, commands
 from cdc_app.commitlog_cli import add_commitlog_commands
 from cdc_app.config import ConfigError, load_settings, render_settings
 from cdc_app.container import Container, running
@@ -142,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--destination", help="only this destination's changes")
     history.set_defaults(command="schema history")
     add_commitlog_commands(commands_, schema_commands)
+    clickhouse_cli.add_clickhouse_commands(commands_, configured)
     return parser
 
 
@@ -176,6 +177,10 @@ async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.command == "schema history":
         return await commands.schema_history(container, out, destination=args.destination)
+    if args.command == "clickhouse migrate":
+        return await clickhouse_cli.migrate(
+            container, out, sys.stderr, destination=args.destination, tables=args.table
+        )
     return await commands.dlq_replay(
         settings, container, out, destination=args.destination, reason=args.reason
     )

@@ -140,7 +140,7 @@ def sink(destination: DestinationSettings, settings: Settings) -> Sink:
                 password=clickhouse.password,
                 database_prefix=destination.database_prefix,
                 drop_columns=destination.drop_columns,
-                cached_rows=destination.cached_rows,
+                purge_expired_after=destination.purge_expired_after,
             )
         case TimescaleDbDestination():
             return _timescale_sink(destination, settings)

@@ -214,13 +214,14 @@ class PostgresDestination:
 class ClickHouseDestination:
     """``database_prefix`` is put before each keyspace's database name; ``drop_columns``
     says what a dropped Cassandra column does (``keep``: data is never destroyed by
-    default); ``cached_rows`` bounds the rows kept to merge partial updates."""
+    default); ``purge_expired_after`` (seconds, null: never) deletes rows dead (deleted
+    or expired) for that long, like Cassandra's ``gc_grace_seconds``."""
 
     TYPE: ClassVar[str] = "clickhouse"
     name: str
     database_prefix: str = ""
     drop_columns: DroppedColumns = DroppedColumns.KEEP
-    cached_rows: int = attrs.field(default=100_000, validator=_at_least(0))
+    purge_expired_after: int | None = attrs.field(default=None, validator=_at_least(1))
 
 
 class TimescaleMode(enum.Enum):

@@ -1,9 +1,9 @@
 """The HTTP connection to one ClickHouse server: queries, inserts, errors and retries.
 
-aiochclient is the driver (DDL, pings, inserts of ready-made TabSeparated bodies). It
-parses every query with sqlparse, which refuses statements over 10,000 tokens and
-costs ~0.1 s per thousand keys, so key look-ups (large ``IN`` lists of escaped
-literals) go through the same aiohttp session directly. Every failure is translated
+aiochclient is the driver (DDL, pings). It parses every statement with sqlparse, which
+costs about a millisecond of CPU for an INSERT naming a table's columns and refuses
+statements over 10,000 tokens, so inserts (one per table and batch, the hot path) and
+queries go through the same aiohttp session directly. Every failure is translated
 here into the domain's errors; transient ones are retried with exponential backoff and
 jitter, a bounded number of times.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import aiohttp
@@ -150,19 +150,41 @@ class ClickHouseClient:
     async def insert(self, into: str, body: bytes) -> None:
         """``INSERT INTO <into> FORMAT TabSeparated`` with a ready TSV body, in one request."""
         query = f"INSERT INTO {into} FORMAT TabSeparated"
-        await self._retrying("insert", lambda: self._connect()[1].insert_file(query, body))
+        await self._retrying("insert", lambda: self._post(body, query=query))
 
     async def select(self, sql: str) -> list[list[str]]:
         """Rows of a query as unescaped TabSeparated fields (``\\N`` stays as is)."""
-        raw = await self._retrying("query", lambda: self._post(f"{sql} FORMAT TabSeparated"))
+        raw = await self._retrying(
+            "query", lambda: self._post(f"{sql} FORMAT TabSeparated".encode())
+        )
         text = raw.decode("utf-8", "surrogateescape")
         return [
             [unescape(field) for field in line.split("\t")] for line in text.split("\n") if line
         ]
 
-    async def _post(self, sql: str) -> bytes:
+    async def select_lines(self, sql: str) -> AsyncIterator[str]:
+        """The rows of a one-column query, unescaped, streamed as they arrive (not
+        retried: a caller that fails part way starts again)."""
         session, _ = self._connect()
-        async with session.post(self._url, data=sql.encode(), headers=self._headers) as resp:
+        body = f"{sql} FORMAT TabSeparated".encode()
+        try:
+            async with session.post(self._url, data=body, headers=self._headers) as resp:
+                if resp.status != 200:
+                    text = (await resp.read()).decode(errors="replace")
+                    raise ChClientError(text or f"status code {resp.status}")
+                pending = b""
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        yield unescape(line.decode("utf-8", "surrogateescape"))
+        except _NETWORK_ERRORS as exc:
+            raise translate(exc, "query") from exc
+
+    async def _post(self, body: bytes, *, query: str | None = None) -> bytes:
+        """POST ``body`` (a query, or the data of ``query``)."""
+        session, _ = self._connect()
+        params = None if query is None else {"query": query}
+        async with session.post(self._url, params=params, data=body, headers=self._headers) as resp:
             body = await resp.read()
             if resp.status != 200:
                 raise ChClientError(body.decode(errors="replace") or f"status code {resp.status}")

@@ -1,4 +1,4 @@
-"""CQL types as ClickHouse columns on a given server version, with their TSV encoders.
+"""CQL types as ClickHouse columns on a given server version, with their text forms.
 
 The domain's :class:`SchemaMapper` names the modern ClickHouse types. Servers older than
 those types get documented fallbacks (ADR 0006), chosen here once from the server
@@ -7,8 +7,12 @@ version: ``Map`` becomes a JSON ``String``, and so does an ``Array(Tuple(...))``
 milliseconds since the epoch, ``Date32`` an ``Int32`` of days since the epoch. The SQL
 type and the encoder of a column are built by the same function so they cannot disagree.
 
-Values are written as TabSeparated text: a top-level field is TSV-escaped, a value
+Key columns are written as TabSeparated text: a top-level field is TSV-escaped, a value
 inside an Array/Tuple/Map is written as a quoted literal (ClickHouse's own text form).
+Cell values travel inside strings that the current-state view casts back
+(:mod:`cdc_adapters.clickhouse.cells`); current servers cannot cast text to a ``Map``,
+so there a map's text is written *map-free*, as a tuple of its key and value arrays
+(:func:`value_text`, :func:`mapless_sql`), which casts to the ``Map`` in a second step.
 """
 
 from __future__ import annotations
@@ -27,7 +31,19 @@ from cdc_domain.destinations import DestinationKind
 from cdc_domain.type_mapping import MappedType, SchemaMapper, Unsupported
 from cdc_domain.values import Duration, UdtValue, value_to_json
 
-__all__ = ["ColumnCodec", "RejectedValueError", "ServerFeatures", "column_codec"]
+__all__ = [
+    "ColumnCodec",
+    "RejectedValueError",
+    "ServerFeatures",
+    "column_codec",
+    "column_sql",
+    "element_literal",
+    "empty_text",
+    "mapless_sql",
+    "quoted",
+    "tsv_escape",
+    "value_text",
+]
 
 Encoder = Callable[[Any], str]
 
@@ -112,12 +128,83 @@ def _null_tuple(cql_type: CqlType) -> str:
     return "(" + ",".join("NULL" for _ in cql_type.params) + ")"
 
 
-def _typed(cql_type: CqlType, mapped: MappedType, f: ServerFeatures) -> tuple[str, _Nested]:
+def _typed(
+    cql_type: CqlType, mapped: MappedType, f: ServerFeatures, *, mapless: bool = False
+) -> tuple[str, _Nested]:
     if not f.maps and "Map(" in mapped.sql:
         return "String", _Nested(_json, quoted=True)
     if not f.arrays_of_tuples and mapped.sql.startswith("Array(Tuple("):
         return "String", _Nested(_json, quoted=True)
-    return _fallback_sql(mapped.sql, f), _nested(cql_type, f)
+    return _fallback_sql(mapped.sql, f), _nested(cql_type, f, mapless=mapless)
+
+
+def column_sql(cql_type: CqlType, features: ServerFeatures) -> str | Unsupported:
+    """The ClickHouse type of a value of ``cql_type`` (no ``Nullable`` wrapper)."""
+    mapped = SchemaMapper().map(cql_type, DestinationKind.CLICKHOUSE)
+    if isinstance(mapped, Unsupported):
+        return mapped
+    return _typed(cql_type, mapped, features)[0]
+
+
+def value_text(cql_type: CqlType, features: ServerFeatures) -> Encoder:
+    """The text of a value of ``cql_type`` that ``CAST(text AS mapless_sql(type))``
+    reads back: ClickHouse's literal form for composites (maps as a tuple of key and
+    value arrays), the JSON of the fallbacks, the plain text of scalars. Unescaped."""
+    mapped = SchemaMapper().map(cql_type, DestinationKind.CLICKHOUSE)
+    assert isinstance(mapped, MappedType)
+    return _typed(cql_type, mapped, features, mapless=True)[1].text
+
+
+def element_literal(cql_type: CqlType, features: ServerFeatures) -> Encoder:
+    """A value of ``cql_type`` as an element of a composite literal (quoted if text),
+    maps written map-free as in :func:`value_text`."""
+    return _nested(cql_type, features, mapless=True).literal
+
+
+def mapless_sql(sql: str) -> str:
+    """``sql`` with every ``Map(K, V)`` as ``Tuple(Array(K), Array(V))``: the type a
+    map-free text is cast to before the cast to ``sql`` itself."""
+    start = sql.find("Map(")
+    if start < 0:
+        return sql
+    end = _closing(sql, start + 3)
+    key, value = _split_type_args(sql[start + 4 : end])
+    inner = f"Tuple(Array({mapless_sql(key)}), Array({mapless_sql(value)}))"
+    return sql[:start] + inner + mapless_sql(sql[end + 1 :])
+
+
+def empty_text(sql: str) -> str:
+    """The text of a composite type's empty value (Cassandra's null): ``[]``, ``{}``,
+    and a tuple of its fields' empty values (``NULL`` for a nullable scalar)."""
+    if sql.startswith("Array("):
+        return "[]"
+    if sql.startswith("Map("):
+        return "{}"
+    if sql.startswith("Tuple("):
+        return "(" + ",".join(empty_text(t) for t in _split_type_args(sql[6:-1])) + ")"
+    return "NULL"
+
+
+def _closing(sql: str, opening: int) -> int:
+    depth = 0
+    for index in range(opening, len(sql)):
+        depth += sql[index] == "("
+        depth -= sql[index] == ")"
+        if depth == 0:
+            return index
+    raise ValueError(f"unbalanced type {sql!r}")
+
+
+def _split_type_args(inner: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(inner):
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            parts.append(inner[start:index].strip())
+            start = index + 1
+    parts.append(inner[start:].strip())
+    return parts
 
 
 def _fallback_sql(sql: str, f: ServerFeatures) -> str:
@@ -150,18 +237,33 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
+tsv_escape = _escape
+"""Text as a TabSeparated field: backslash, tab and newline escaped."""
+
+
+def quoted(text: str) -> str:
+    """Text as a quoted string literal, inside a composite TabSeparated field."""
+    return "'" + _escape(text).replace("'", "\\'") + "'"
+
+
 def _top_scalar(nested: _Nested) -> Encoder:
     text = nested.text
-    escape = _identity if nested.escaped else _escape
+    if nested.escaped or not nested.quoted:  # blobs come escaped; numbers need no escape
 
-    def encode(value: Any) -> str:
-        return "\\N" if value is None else escape(text(value))
+        def encode(value: Any) -> str:
+            return "\\N" if value is None else text(value)
 
-    return encode
+        return encode
 
+    def escape(value: Any) -> str:
+        if value is None:
+            return "\\N"
+        plain = text(value)
+        if "\\" in plain or "\t" in plain or "\n" in plain:
+            return _escape(plain)
+        return plain
 
-def _identity(text: str) -> str:
-    return text
+    return escape
 
 
 def _top_composite(nested: _Nested, null: str) -> Encoder:
@@ -173,29 +275,38 @@ def _top_composite(nested: _Nested, null: str) -> Encoder:
     return encode
 
 
-def _nested(cql_type: CqlType, f: ServerFeatures) -> _Nested:
+def _nested(cql_type: CqlType, f: ServerFeatures, *, mapless: bool = False) -> _Nested:
     name = cql_type.name
     if cql_type.is_udt:
         names = cql_type.field_names
         return _Nested(lambda v: _udt_json(v, names), quoted=True)
     if name in ("list", "set", "vector"):
-        element = _nested(cql_type.params[0], f)
+        element = _nested(cql_type.params[0], f, mapless=mapless)
         ordered = name == "set"
         return _Nested(lambda v: _array(v, element, ordered), quoted=False)
     if name == "map":
-        keys, values = _nested(cql_type.params[0], f), _nested(cql_type.params[1], f)
+        keys = _nested(cql_type.params[0], f, mapless=mapless)
+        values = _nested(cql_type.params[1], f, mapless=mapless)
+        if mapless:
+            return _Nested(lambda v: _map_free(v, keys, values), quoted=False)
 
         def pairs(value: Any) -> str:
             return ",".join(f"{keys.literal(k)}:{values.literal(x)}" for k, x in value.items())
 
         return _Nested(lambda v: "{" + pairs(v) + "}", quoted=False)
     if name == "tuple":
-        fields = [_nested(p, f) for p in cql_type.params]
+        fields = [_nested(p, f, mapless=mapless) for p in cql_type.params]
         return _Nested(
             lambda v: "(" + ",".join(e.literal(x) for e, x in zip(fields, v, strict=True)) + ")",
             quoted=False,
         )
     return _native(name, f)
+
+
+def _map_free(value: Any, keys: _Nested, values: _Nested) -> str:
+    items = list(value.items())
+    key_list = ",".join(keys.literal(k) for k, _ in items)
+    return f"([{key_list}],[{','.join(values.literal(x) for _, x in items)}])"
 
 
 def _array(values: Any, element: _Nested, ordered: bool) -> str:

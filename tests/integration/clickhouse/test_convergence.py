@@ -102,7 +102,7 @@ async def test_clustering_tables_follow_the_reference(make_sink):
     size=st.integers(1, 4),
 )
 async def test_clustering_tables_converge_in_any_order(make_sink, order, repeats, size):
-    sink, read_back = await make_sink(cached_rows=0)  # every batch reads back its keys
+    sink, read_back = await make_sink()
     delivered = [WIDE_HISTORY[i] for i in order] + [WIDE_HISTORY[i] for i in repeats]
     for i in range(0, len(delivered), size):
         await sink.write(_batch(delivered[i : i + size]))

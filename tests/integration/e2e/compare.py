@@ -136,17 +136,9 @@ async def postgres_rows(connection: Any, schema: TableSchema) -> Rows:
 
 
 async def clickhouse_rows(url: str, database: str, schema: TableSchema) -> Rows:
-    """``SELECT ... FINAL WHERE _cdc_is_deleted = 0``. A static-only partition has no row
-    in ClickHouse (its statics live in the companion table), so it is absent here."""
+    """The table's current-state view (``SELECT ... FROM <keyspace>.<table>``)."""
     rows = await clickhouse_mirror_rows(url, database, schema)
     return _canonical_rows(rows, _columns(schema))
-
-
-def without_static_only(rows: Rows, schema: TableSchema) -> Rows:
-    """Cassandra's rows minus static-only partitions, as ClickHouse shows them."""
-    if not schema.clustering:
-        return rows
-    return {key: values for key, values in rows.items() if key[1] != ()}
 
 
 def _columns(schema: TableSchema) -> set[str]:
@@ -171,7 +163,8 @@ def differences(expected: Rows, actual: Rows, limit: int = 5, *, float_ulps: int
 def clickhouse_float_ulps(version: str) -> int:
     """ClickHouse 18.16's text parser reads about one double in ten a unit in the last
     place off (measured: never more than one), whatever the decimal spelling; current
-    servers read them exactly. ADR 0006 records it as a limit of the old server."""
+    servers read them exactly. ADR 0006 records it as a limit of the old server; since
+    ADR 0010 a double column is exact there too, a double inside a collection is not."""
     return 1 if version.startswith("18.") else 0
 
 
