@@ -81,6 +81,9 @@ class DeliveryOutcome:
 
 
 class ReplicateBatch:
+    """The stream's use case. ``evolution`` is given when another use case (the
+    snapshot) writes to the same destinations, so the two apply each table's DDL once."""
+
     def __init__(
         self,
         *,
@@ -95,6 +98,7 @@ class ReplicateBatch:
         unknown_tables: UnknownTablePolicy = UnknownTablePolicy.COUNT,
         unknown_tables_kept: int = 10,
         paused_table_retry_s: float | None = 600.0,
+        evolution: SchemaEvolution | None = None,
     ) -> None:
         self._source = source
         self._schemas = schemas
@@ -103,7 +107,7 @@ class ReplicateBatch:
         self._clock = clock
         self._masking = MaskOnce(masking)
         self._validator = validator or EventValidator()
-        self._evolution = SchemaEvolution(history, retry_after_s=paused_table_retry_s)
+        self._evolution = evolution or SchemaEvolution(history, retry_after_s=paused_table_retry_s)
         self._pause_for = paused_table_retry_s
         self._blocked: dict[str, dict[str, BlockedTable]] = {}
         self._paused: dict[str, dict[str, BlockedTable]] = {}

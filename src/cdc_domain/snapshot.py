@@ -60,6 +60,12 @@ __all__ = [
 ]
 
 
+_COUNTERS = (
+    "its counter columns hold totals: read while increments stream in, a total would "
+    "count some of them twice"
+)
+
+
 class Selection(enum.Enum):
     """Which (table, destination) pairs a plan snapshots.
 
@@ -132,10 +138,12 @@ class PlannedTable:
 
 @attrs.frozen
 class SnapshotPlan:
-    """What a snapshot will read: ``name`` marks its events' positions."""
+    """What a snapshot will read: ``name`` marks its events' positions. ``skipped``
+    names the tables asked for that cannot be snapshotted, and why."""
 
     name: str
     tables: tuple[PlannedTable, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -297,7 +305,11 @@ class Snapshot:
             for n in names
         }
         planned = []
+        skipped = []
         for schema in tables:
+            if any(c.type.name == "counter" for c in schema.columns):
+                skipped.append((schema.qualified_name, _COUNTERS))
+                continue
             progress = {n: recorded[n][schema.qualified_name] for n in names}
             chosen = {n: p for n, p in progress.items() if _selected(selection, p, streamed[n])}
             if chosen:
@@ -306,7 +318,7 @@ class Snapshot:
                         schema, chosen, job, selection, all_ranges=all_ranges, within=within
                     )
                 )
-        return SnapshotPlan(job, tuple(planned))
+        return SnapshotPlan(job, tuple(planned), tuple(skipped))
 
     async def _plan_table(
         self,

@@ -317,3 +317,13 @@ async def test_the_plan_splits_the_ring_by_the_nodes_estimate():
     (planned,) = plan.tables
     assert (planned.pieces, len(planned.ranges)) == (25, 100)
     assert planned.estimated_rows == 1_000_000
+
+
+async def test_counter_tables_are_skipped_with_the_reason():
+    world = World()
+    hits = table("hits", regular={"n": "counter"})
+    plan = await world.snapshot(MemorySink("a")).plan([hits, USERS], selection=Selection.RESUME)
+    assert [t.name for t in plan.tables] == [USERS.qualified_name]
+    ((name, why),) = plan.skipped
+    assert name == hits.qualified_name
+    assert "counter" in why
