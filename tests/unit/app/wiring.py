@@ -20,6 +20,7 @@ from cdc_adapters.memory import (
     MemorySchemaHistory,
     MemorySchemaSource,
     MemorySink,
+    MemorySnapshotSource,
 )
 from cdc_app.components import Components
 from cdc_app.config import settings_from
@@ -64,6 +65,7 @@ class MemoryWiring:
         self.schemas = MemorySchemaSource([CUSTOMERS])
         self.offsets = MemoryOffsetStore(self.clock)
         self.dead_letters = MemoryDeadLetterQueue()
+        self.snapshot_source = MemorySnapshotSource()
         self.container = Container(settings=self.settings)
         for provider, adapter in (
             (self.container.clock, self.clock),
@@ -73,6 +75,7 @@ class MemoryWiring:
             (self.container.offsets, self.offsets),
             (self.container.dead_letters, self.dead_letters),
             (self.container.history, MemorySchemaHistory()),
+            (self.container.snapshot_source, self.snapshot_source),
         ):
             provider.override(providers.Object(adapter))
 
