@@ -412,8 +412,9 @@ class SnapshotSettings:
 
     Tables are read by token range at ``consistency``, ``concurrency`` ranges at a
     time, ``page_rows`` rows per request; the ring is split into ranges of about
-    ``range_partitions`` partitions (by the node's estimate), at least four per
-    concurrent read. A range failing is read again up to ``range_attempts`` times,
+    ``range_partitions`` partitions (by the node's estimate), at least ``min_ranges``
+    and four per concurrent read (after a crash only unfinished ranges are read again:
+    the smaller, the less). A range failing is read again up to ``range_attempts`` times,
     pausing ``retry_initial_ms`` doubling to ``retry_max_ms``, then dead-lettered with
     its bounds. An agent reads the ranges its node is the primary replica of, or every
     range with ``all_ranges`` (one agent for the whole cluster). ``check_interval_s``
@@ -424,6 +425,7 @@ class SnapshotSettings:
     concurrency: int = attrs.field(default=4, validator=_at_least(1))
     page_rows: int = attrs.field(default=1000, validator=_at_least(1))
     range_partitions: int = attrs.field(default=50_000, validator=_at_least(1))
+    min_ranges: int = attrs.field(default=16, validator=_at_least(1))
     range_attempts: int = attrs.field(default=5, validator=_at_least(1))
     retry_initial_ms: int = attrs.field(default=1000, validator=_at_least(1))
     retry_max_ms: int = attrs.field(default=30_000, validator=_at_least(1))

@@ -59,6 +59,7 @@ def tuning(settings: Settings) -> SnapshotTuning:
     return SnapshotTuning(
         concurrency=snapshot.concurrency,
         range_partitions=snapshot.range_partitions,
+        min_ranges=snapshot.min_ranges,
         range_attempts=snapshot.range_attempts,
         retry_initial_s=snapshot.retry_initial_ms / 1000,
         retry_max_s=snapshot.retry_max_ms / 1000,
@@ -156,9 +157,12 @@ class SnapshotTracker:
     """Follows one snapshot (the domain's :class:`~cdc_domain.snapshot.SnapshotObserver`)
     for the endpoint, the metrics, the log and the terminal."""
 
-    def __init__(self, plan: SnapshotPlan, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, plan: SnapshotPlan, metrics: Metrics | None = None, log: Logger | None = None
+    ) -> None:
         self.plan = plan
         self._metrics = metrics
+        self._log = log
         now = time.monotonic()
         self._tables = {t.name: _Table(t, now) for t in plan.tables}
         self.state = "running"
@@ -174,7 +178,8 @@ class SnapshotTracker:
                     metrics.snapshot_rows_estimated.labels(table.name).set(estimate)
 
     def range_started(self, table: str, token_range: TokenRange) -> None:
-        return None
+        if self._log is not None:
+            self._log.info("snapshot range read", table=table, token_range=str(token_range))
 
     def rows_read(self, table: str, rows: int) -> None:
         self._tables[table].rows += rows
@@ -442,7 +447,7 @@ class SnapshotJobs:
             )
 
     def _run_in_background(self, plan: SnapshotPlan, stop: asyncio.Event) -> None:
-        tracker = SnapshotTracker(plan, self._metrics)
+        tracker = SnapshotTracker(plan, self._metrics, self._log)
         self._tracker = tracker
         self._task = asyncio.create_task(self._run(plan, tracker, stop), name="snapshot")
 

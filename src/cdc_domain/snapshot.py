@@ -85,11 +85,13 @@ class Selection(enum.Enum):
 class SnapshotTuning:
     """``concurrency`` ranges are read at once; the ring is split so a range holds about
     ``range_partitions`` partitions (by the node's estimate) and there are at least
-    ``concurrency * 4`` ranges. A range is tried ``range_attempts`` times, pausing
+    ``min_ranges`` ranges and four per concurrent read (more ranges: less to read again
+    after a crash). A range is tried ``range_attempts`` times, pausing
     ``retry_initial_s`` doubling up to ``retry_max_s`` between tries."""
 
     concurrency: int = 4
     range_partitions: int = 50_000
+    min_ranges: int = 16
     range_attempts: int = 5
     retry_initial_s: float = 1.0
     retry_max_s: float = 30.0
@@ -669,10 +671,11 @@ class Snapshot:
         return await self._progress.load(store, name, [t.qualified_name for t in tables])
 
     def _pieces(self, *, ranges: int, estimate: int | None) -> int:
-        """Pieces per ring range, of the ``ranges`` this agent reads: enough for the
-        concurrency, and about ``range_partitions`` partitions each."""
+        """Pieces per ring range, of the ``ranges`` this agent reads: at least
+        ``min_ranges`` and enough for the concurrency, about ``range_partitions``
+        partitions each."""
         tuning = self._tuning
-        wanted = tuning.concurrency * 4
+        wanted = max(tuning.min_ranges, tuning.concurrency * 4)
         if estimate:
             wanted = max(wanted, math.ceil(estimate / tuning.range_partitions))
         return max(1, math.ceil(wanted / max(ranges, 1)))
