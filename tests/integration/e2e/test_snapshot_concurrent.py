@@ -11,17 +11,12 @@ import asyncio
 import pytest
 
 from tests.integration.e2e.conftest import Stack
-from tests.integration.e2e.harness import Pipeline, durable_end
+from tests.integration.e2e.harness import durable_end
+from tests.integration.e2e.snapshot_checks import snapshot_state
 from tests.integration.e2e.snapshot_data import Preload, SnapshotWorkload
 from tests.integration.e2e.workload import Writer
 
 ROWS = 100_000
-
-
-def snapshot_state(pipeline: Pipeline) -> str | None:
-    answer = pipeline.get("/snapshot")
-    found = None if answer is None else answer.get("snapshot")
-    return None if found is None else str(found["state"])
 
 
 @pytest.mark.timeout(1200)  # 158 s measured (2 cores shared with other test runs)
