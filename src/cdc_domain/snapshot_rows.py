@@ -33,7 +33,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -53,6 +53,8 @@ __all__ = [
     "snapshot_events",
 ]
 
+_INSERT = Operation.INSERT
+_UPDATE = Operation.UPDATE
 MARKER_ONLY_TIMESTAMP = 0
 """The timestamp of the INSERT of a row that has no regular cell (see the module doc)."""
 
@@ -61,17 +63,19 @@ _UUID_EPOCH_OFFSET = 0x01B21DD213814000
 _SNAPSHOT_NODE = 0x5A0000000000  # a constant node id marks the made-up list keys
 
 
-@attrs.frozen(slots=True)
-class SnapshotCell:
-    """A simple (or frozen) cell: its value, write time and TTL left when it was read."""
+class SnapshotCell(NamedTuple):
+    """A simple (or frozen) cell: its value, write time and TTL left when it was read.
+
+    The row models are named tuples rather than attrs classes: a snapshot builds one
+    per cell, and a tuple is built in a fifth of the time a frozen attrs instance takes.
+    """
 
     value: Any
     timestamp: int
     ttl: int | None = None
 
 
-@attrs.frozen(slots=True)
-class SnapshotElement:
+class SnapshotElement(NamedTuple):
     """One element (field, for a UDT) of a non-frozen collection. ``timestamp`` is None
     where the server cannot tell it (before Cassandra 5.0). A list element's ``key`` is
     its index; a set's, the element (``value`` None); a map's, the key; a UDT's, the
@@ -83,14 +87,12 @@ class SnapshotElement:
     ttl: int | None = None
 
 
-@attrs.frozen(slots=True)
-class SnapshotCollection:
+class SnapshotCollection(NamedTuple):
     kind: str
     elements: tuple[SnapshotElement, ...]
 
 
-@attrs.frozen(slots=True)
-class SnapshotRow:
+class SnapshotRow(NamedTuple):
     """One row as the snapshot read it (or a partition's static cells, ``static``).
 
     ``identity`` names the row's key stably (the source's encoding of the key values),
@@ -129,10 +131,18 @@ def snapshot_events(
     names the token range the row was read in, so positions are stable when a range is
     read again; they sort before any commit log position.
     """
+    context = _Context(keyspace, table, row, snapshot, offset, first_index, captured_at)
+    cells = row.cells
+    if not row.collections and cells:
+        # Nearly every row: cells written by one statement, one write time and TTL.
+        stamp, ttl = _one_group(cells)
+        if stamp is not None:
+            columns = {name: cell.value for name, cell in cells.items()}
+            return [context.event(0, stamp, ttl, columns, {})]
     groups: dict[tuple[int, int | None], _Group] = {}
-    for name, cell in row.cells.items():
+    for name, cell in cells.items():
         _group(groups, cell.timestamp, cell.ttl).columns[name] = cell.value
-    fallback = min((c.timestamp for c in row.cells.values()), default=MARKER_ONLY_TIMESTAMP)
+    fallback = min((c.timestamp for c in cells.values()), default=MARKER_ONLY_TIMESTAMP)
     for name, collection in row.collections.items():
         if not collection.elements:
             continue
@@ -148,30 +158,85 @@ def snapshot_events(
             group.collections[name] = CollectionDelta(collection.kind, elements=elements)
     if not groups and not row.static:
         groups[(MARKER_ONLY_TIMESTAMP, None)] = _Group()
-    events: list[ChangeEvent] = []
-    read_second = row.read_at.replace(microsecond=0)
-    for rank, ((stamp, ttl), group) in enumerate(sorted(groups.items(), key=_by_time)):
-        names = sorted([*group.columns, *group.collections])
-        operation = Operation.INSERT if rank == 0 and not row.static else Operation.UPDATE
-        events.append(
-            ChangeEvent.create(
-                operation=operation,
-                keyspace=keyspace,
-                table=table,
-                partition_key=row.partition_key,
-                clustering_key=row.clustering_key,
-                columns=group.columns,
-                collections=group.collections,
-                static=row.static,
-                timestamp_micros=stamp,
-                ttl_seconds=ttl,
-                local_expiry=None if ttl is None else read_second + dt.timedelta(seconds=ttl),
-                captured_at=captured_at,
-                position=SourcePosition(-1, offset, first_index + len(events), snapshot),
-                event_id=_event_id(keyspace, table, row, stamp, names),
-            )
+    return [
+        context.event(rank, stamp, ttl, group.columns, group.collections)
+        for rank, ((stamp, ttl), group) in enumerate(sorted(groups.items(), key=_by_time))
+    ]
+
+
+def _one_group(cells: Mapping[str, SnapshotCell]) -> tuple[int | None, int | None]:
+    """The write time and TTL every cell shares, or (None, None)."""
+    first = None
+    for cell in cells.values():
+        if first is None:
+            first = cell
+        elif cell.timestamp != first.timestamp or cell.ttl != first.ttl:
+            return None, None
+    assert first is not None
+    return first.timestamp, None if first.ttl is None else max(first.ttl, 1)
+
+
+class _Context:
+    """What every event of one row shares."""
+
+    __slots__ = ("captured_at", "first_index", "keyspace", "offset", "row", "snapshot", "table")
+
+    def __init__(
+        self,
+        keyspace: str,
+        table: str,
+        row: SnapshotRow,
+        snapshot: str,
+        offset: int,
+        first_index: int,
+        captured_at: dt.datetime,
+    ) -> None:
+        self.keyspace = keyspace
+        self.table = table
+        self.row = row
+        self.snapshot = snapshot
+        self.offset = offset
+        self.first_index = first_index
+        self.captured_at = captured_at
+
+    def event(
+        self,
+        rank: int,
+        stamp: int,
+        ttl: int | None,
+        columns: dict[str, Any],
+        collections: dict[str, CollectionDelta],
+    ) -> ChangeEvent:
+        """The row's ``rank``-th event, built without ``ChangeEvent.create``: what it
+        checks holds by construction (names and keys from the schema, an aware capture
+        time, a write with no deletion scope, a positive TTL), and it adds half to the
+        cost of an event."""
+        row = self.row
+        names = sorted([*columns, *collections])
+        expires = None
+        if ttl is not None:
+            expires = row.read_at.replace(microsecond=0) + dt.timedelta(seconds=ttl)
+        return ChangeEvent(
+            _event_id(self.keyspace, self.table, row, stamp, names),
+            _INSERT if rank == 0 and not row.static else _UPDATE,
+            self.keyspace,
+            self.table,
+            dict(row.partition_key),
+            dict(row.clustering_key),
+            columns,
+            (),
+            collections,
+            {},
+            {},
+            None,
+            None,
+            row.static,
+            stamp,
+            ttl,
+            expires,
+            self.captured_at,
+            SourcePosition(-1, self.offset, self.first_index + rank, self.snapshot),
         )
-    return events
 
 
 def _by_time(item: tuple[tuple[int, int | None], _Group]) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import datetime as dt
+import gc
 import hashlib
 import re
 from collections.abc import AsyncIterator, Callable
@@ -107,71 +108,91 @@ class _ReadPlan:
             if column.timed:
                 selected += [f"WRITETIME({name})", f"TTL({name})"]
         token = ", ".join(_quote(c.name) for c in schema.partition_key)
+        self.keys = len(self.partition) + len(self.clustering)
+        self.clustering_at = tuple(enumerate(self.clustering, start=len(self.partition)))
+        simple: list[tuple[int, str, ValueDecoder]] = []
+        other: list[tuple[int, str, bool, _Column]] = []
+        index = self.keys
+        for column in self.columns:
+            if column.kind is None and not column.static:
+                simple.append((index, column.name, column.decode))
+            else:
+                other.append((index, column.name, column.static, column))
+            index += column.width
+        self.simple = tuple(simple)
+        self.other = tuple(other)
         self.query = (
             f"SELECT {', '.join(selected)} FROM {_quote(schema.keyspace)}.{_quote(schema.table)} "
             f"WHERE token({token}) > ? AND token({token}) <= ?"
         )
-        self.keys = len(self.partition) + len(self.clustering)
 
     def rows(
         self, raw_rows: list[list[bytes | None]], read_at: dt.datetime, last: _Last
     ) -> builtins.list[SnapshotRow]:
         """The page's rows; a partition's static row before its first row (``last``
-        holds the partition key read last, across pages)."""
+        holds the partition key read last, across pages).
+
+        The loop is the snapshot's hottest: a row's regular simple cells are read
+        through the precomputed ``(index, name, decode)`` tuples of :attr:`simple`, with
+        names bound locally; static cells and collections go the longer way."""
         result: list[SnapshotRow] = []
+        append = result.append
         partitions = len(self.partition)
+        keys = self.keys
+        has_clustering = bool(self.clustering)
+        simple, other = self.simple, self.other
+        from_bytes = int.from_bytes
+        cell_of = SnapshotCell
         for raw in raw_rows:
             key_bytes = raw[:partitions]
-            partition_key = {
-                name: d(b or b"") for (name, d), b in zip(self.partition, key_bytes, strict=True)
-            }
-            static_only = bool(self.clustering) and raw[partitions] is None
-            new_partition = key_bytes != last.partition
-            last.partition = key_bytes
-            cells: tuple[dict[str, SnapshotCell], dict[str, SnapshotCell]] = ({}, {})
-            collections: tuple[dict[str, SnapshotCollection], ...] = ({}, {})
-            position = self.keys
-            for column in self.columns:
-                values = raw[position : position + column.width]
-                position += column.width
-                if values[0] is None:
+            partition_key = self.partition_key(key_bytes)
+            cells: dict[str, SnapshotCell] = {}
+            statics: dict[str, SnapshotCell] = {}
+            collections: dict[str, SnapshotCollection] = {}
+            static_collections: dict[str, SnapshotCollection] = {}
+            for index, name, decode in simple:
+                value = raw[index]
+                if value is not None:
+                    stamp, ttl = raw[index + 1], raw[index + 2]
+                    cells[name] = cell_of(
+                        decode(value),
+                        from_bytes(stamp, "big", signed=True) if stamp else 0,
+                        from_bytes(ttl, "big", signed=True) if ttl else None,
+                    )
+            for index, name, static, column in other:
+                value = raw[index]
+                if value is None:
                     continue
                 if column.kind is None:
-                    cells[column.static][column.name] = SnapshotCell(
-                        column.decode(values[0]), _int(values[1]) or 0, _int(values[2])
-                    )
+                    statics[name] = _cell(column, raw[index : index + 3])
                 else:
-                    collections[column.static][column.name] = _collection(column, values)
-            if (cells[True] or collections[True]) and new_partition:
-                result.append(
+                    found = _collection(column, raw[index : index + column.width])
+                    (static_collections if static else collections)[name] = found
+            if (statics or static_collections) and key_bytes != last.partition:
+                identity = _identity(key_bytes)
+                append(
                     SnapshotRow(
-                        partition_key,
-                        {},
-                        cells[True],
-                        collections[True],
-                        _identity(key_bytes),
-                        read_at,
-                        static=True,
+                        partition_key, {}, statics, static_collections, identity, read_at, True
                     )
                 )
-            if not static_only:
-                clustering = {
-                    name: d(b or b"")
-                    for (name, d), b in zip(
-                        self.clustering, raw[partitions : self.keys], strict=True
-                    )
-                }
-                result.append(
-                    SnapshotRow(
-                        partition_key,
-                        clustering,
-                        cells[False],
-                        collections[False],
-                        _identity(raw[: self.keys]),
-                        read_at,
-                    )
+            last.partition = key_bytes
+            if has_clustering and raw[partitions] is None:
+                continue  # a partition with static cells only: no row of its own
+            clustering = {name: decode(raw[i] or b"") for i, (name, decode) in self.clustering_at}
+            append(
+                SnapshotRow(
+                    partition_key,
+                    clustering,
+                    cells,
+                    collections,
+                    _identity(raw[:keys]),
+                    read_at,
                 )
+            )
         return result
+
+    def partition_key(self, key_bytes: list[bytes | None]) -> dict[str, Any]:
+        return {name: d(b or b"") for (name, d), b in zip(self.partition, key_bytes, strict=True)}
 
 
 def _plan(column: ColumnDefinition, element_times: bool) -> _Column:
@@ -200,6 +221,12 @@ def _plan(column: ColumnDefinition, element_times: bool) -> _Column:
     return _Column(
         column.name, static, value_decoder(cql_type), element_times, "udt", fields=fields
     )
+
+
+def _cell(column: _Column, values: list[bytes | None]) -> SnapshotCell:
+    value, stamp, ttl = values
+    assert value is not None
+    return SnapshotCell(column.decode(value), _int(stamp) or 0, _int(ttl))
 
 
 def _collection(column: _Column, values: list[bytes | None]) -> SnapshotCollection:
@@ -299,12 +326,19 @@ class CassandraSnapshotSource:
                 if paging_state
                 else None
             )
+            # Decoding allocates objects per cell and no reference cycle: the cyclic
+            # collector would only scan them again and again (see collapse.py).
+            collecting = gc.isenabled()
+            gc.disable()
             try:
                 rows = plan.rows(result.current_rows, read_at, last)
             except BaseException:
                 if pending is not None:
                     pending.cancel()
                 raise
+            finally:
+                if collecting:
+                    gc.enable()
             yield rows
 
     async def aclose(self) -> None:
