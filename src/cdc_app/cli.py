@@ -31,7 +31,7 @@ from cdc_app.endpoint import health_app, serving
 from cdc_app.logs import configure_logging
 from cdc_app.masking_rules import masking_policy
 from cdc_app.runner import Runner
-from cdc_app.settings import Settings, SnapshotMode
+from cdc_app.settings import Settings
 from cdc_app.shutdown import install_stop_signals
 from cdc_app.snapshots import SnapshotJobs, SnapshotRequest
 from cdc_domain.dead_letters import FailureReason
@@ -257,18 +257,21 @@ async def _replicate(settings: Settings, *, once: bool) -> int:
                         )
                 clean = all(outcome.ok for outcome in outcomes)
             else:
-                runner = Runner(
-                    replicate=components.replicate,
-                    destinations=components.destinations,
-                    progress=components.progress,
-                    metrics=components.metrics,
-                    pipeline=settings.pipeline,
-                    log=log,
-                )
-                async with _endpoint(settings, health_app(components, stop), log):
+                async with (
+                    _endpoint(settings, health_app(components, stop), log),
+                    _automatic_snapshots(components.snapshots, settings, stop, log) as holds,
+                ):
                     _started(log, settings)
-                    async with _automatic_snapshots(components.snapshots, settings, stop, log):
-                        clean = await runner.run(stop)
+                    runner = Runner(
+                        replicate=components.replicate,
+                        destinations=components.destinations,
+                        progress=components.progress,
+                        metrics=components.metrics,
+                        pipeline=settings.pipeline,
+                        log=log,
+                        holds=holds,
+                    )
+                    clean = await runner.run(stop)
     except ConfigError:
         raise
     except Exception as exc:
@@ -297,39 +300,16 @@ async def _automatic_snapshots(
     settings: Settings,
     stop: asyncio.Event,
     log: structlog.typing.FilteringBoundLogger,
-) -> AsyncIterator[None]:
-    """What ``source.snapshot`` asks for, planned and recorded before the stream starts
-    (a plan that cannot be made yet, the cluster unreachable, is tried again), then run
-    beside it; on the way out, given ``shutdown_timeout_s`` to end its pages in flight."""
-    mode = settings.source.snapshot
-    if mode is SnapshotMode.NEVER:
-        yield
-        return
-    pause = settings.pipeline.retry_initial_ms / 1000
-    plan = None
-    while plan is None and not stop.is_set():
-        try:
-            plan = await jobs.prepare(mode)
-        except Exception as exc:
-            log.warning("snapshot not planned yet, trying again", error=describe_error(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
-            pause = min(pause * 2, settings.pipeline.retry_max_ms / 1000)
-    if plan is not None and not plan.empty:
-        jobs.run_prepared(plan, stop)
-    watcher = (
-        asyncio.create_task(jobs.when_needed(stop), name="snapshot check")
-        if mode is SnapshotMode.WHEN_NEEDED
-        else None
-    )
+) -> AsyncIterator[dict[str, asyncio.Event]]:
+    """What ``source.snapshot`` asks for, beside the stream; yields the holds the
+    destinations' loops wait on (see :meth:`SnapshotJobs.automatic`). On the way out, a
+    running snapshot gets ``shutdown_timeout_s`` to end its pages in flight."""
+    holds = jobs.automatic(settings.source.snapshot, stop)
     try:
-        yield
+        yield holds
     finally:
         stop.set()
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await jobs.aclose()
         try:
             await asyncio.wait_for(jobs.wait(), settings.pipeline.shutdown_timeout_s)
         except TimeoutError:

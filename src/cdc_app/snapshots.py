@@ -330,6 +330,7 @@ class SnapshotJobs:
         self._log = log or structlog.get_logger("cdc_app.snapshot")
         self._tracker: SnapshotTracker | None = None
         self._task: asyncio.Task[SnapshotReport | None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     @property
     def snapshot(self) -> Snapshot:
@@ -388,47 +389,98 @@ class SnapshotJobs:
         """The background snapshot's report (None if it stopped on an error)."""
         return None if self._task is None else await self._task
 
-    async def prepare(self, mode: SnapshotMode) -> SnapshotPlan | None:
-        """Plan and record the snapshot ``source.snapshot`` asks for at start, before
-        streaming starts: which destinations have not streamed yet is decided before
-        any of them does. None for ``never``."""
+    def automatic(self, mode: SnapshotMode, stop: asyncio.Event) -> dict[str, asyncio.Event]:
+        """Start what ``source.snapshot`` asks for; per destination, an event set once
+        its snapshot is planned and recorded: its stream must wait for it, so which
+        destinations have not streamed yet is decided before they do. A destination
+        whose progress cannot be read yet (its database down) is tried again, pausing
+        ``retry_initial_ms`` doubling to ``retry_max_ms``, and held alone meanwhile."""
+        holds = {name: asyncio.Event() for name in self._snapshot.destinations}
         if mode is SnapshotMode.NEVER:
-            return None
+            for hold in holds.values():
+                hold.set()
+            return holds
         selection = Selection.INITIAL if mode is SnapshotMode.INITIAL else Selection.WHEN_NEEDED
-        plan = await self._automatic_plan(selection)
-        await self._snapshot.begin(plan)
-        self._report_plan(plan)
-        return plan
+        task = asyncio.create_task(self._decide(selection, holds, stop), name="snapshot plan")
+        self._background.append(task)
+        if mode is SnapshotMode.WHEN_NEEDED:
+            watcher = asyncio.create_task(self._when_needed(stop), name="snapshot check")
+            self._background.append(watcher)
+        return holds
 
-    def run_prepared(self, plan: SnapshotPlan, stop: asyncio.Event) -> None:
-        """Run, in the background, a plan :meth:`prepare` recorded."""
-        self._run_in_background(plan, stop)
+    async def aclose(self) -> None:
+        """Stop planning and checking; a running snapshot ends by its own stop event."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
 
-    async def when_needed(self, stop: asyncio.Event) -> None:
-        """Until ``stop``, every ``check_interval_s`` while no snapshot runs: snapshot
-        each captured (table, destination) without a finished snapshot (a table that
-        gained ``cdc = true``, ranges that failed before). A round that fails (the
-        cluster unreachable) is tried again at the next one."""
+    async def _decide(
+        self, selection: Selection, holds: dict[str, asyncio.Event], stop: asyncio.Event
+    ) -> None:
+        pending = list(holds)
+        pause = self._settings.pipeline.retry_initial_ms / 1000
+        while pending and not stop.is_set():
+            plan, decided = await self._plan_each(selection, pending)
+            if plan is not None:
+                await self.wait()  # one snapshot at a time
+                if not plan.empty and not stop.is_set():
+                    self._report_plan(plan)
+                    self._run_in_background(plan, stop)
+            for name in decided:
+                holds[name].set()
+            pending = [n for n in pending if n not in decided]
+            if pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+                pause = min(pause * 2, self._settings.pipeline.retry_max_ms / 1000)
+
+    async def _when_needed(self, stop: asyncio.Event) -> None:
+        """Every ``check_interval_s`` while no snapshot runs: snapshot each captured
+        (table, destination) without a finished snapshot (a table that gained
+        ``cdc = true``, ranges that failed before)."""
+        names = list(self._snapshot.destinations)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings.snapshot.check_interval_s)
             if stop.is_set() or self.busy:
                 continue
-            try:
-                plan = await self._automatic_plan(Selection.WHEN_NEEDED)
-                if plan.empty:
-                    continue
-                await self._snapshot.begin(plan)
-            except Exception as exc:
-                self._log.warning("snapshot check failed", error=describe_error(exc))
-                continue
-            self._report_plan(plan)
-            self._run_in_background(plan, stop)
+            plan, _ = await self._plan_each(Selection.WHEN_NEEDED, names)
+            if plan is not None and not plan.empty and not self.busy:
+                self._report_plan(plan)
+                self._run_in_background(plan, stop)
 
-    async def _automatic_plan(self, selection: Selection) -> SnapshotPlan:
+    async def _plan_each(
+        self, selection: Selection, names: Sequence[str]
+    ) -> tuple[SnapshotPlan | None, list[str]]:
+        """Plan and record each destination alone, so one whose database is down holds
+        back no other; then the plan of those that could be, as one snapshot reading
+        each range once for them all (their new runs recorded, so it resumes them)."""
+        decided = []
+        for name in names:
+            try:
+                await self._snapshot.begin(await self._automatic_plan(selection, [name]))
+            except Exception as exc:
+                self._log.warning(
+                    "snapshot not planned yet, trying again",
+                    destination=name,
+                    error=describe_error(exc),
+                )
+                continue
+            decided.append(name)
+        if not decided:
+            return None, decided
+        try:
+            return await self._automatic_plan(selection, decided), decided
+        except Exception as exc:
+            self._log.warning("snapshot not planned yet", error=describe_error(exc))
+            return None, []
+
+    async def _automatic_plan(self, selection: Selection, names: Sequence[str]) -> SnapshotPlan:
         return await self._snapshot.plan(
             await self.tables(),
             selection=selection,
+            destinations=names,
             all_ranges=self._settings.snapshot.all_ranges,
         )
 

@@ -13,12 +13,13 @@ import aiohttp
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdc_adapters.memory import MemorySink, MemorySnapshotSource
+from cdc_adapters.memory import ManualClock, MemoryOffsetStore, MemorySink, MemorySnapshotSource
 from cdc_app import cli, commands, snapshot_command
 from cdc_app.container import running
 from cdc_app.endpoint import health_app, serving
 from cdc_app.settings import SnapshotMode
 from cdc_app.snapshots import SnapshotRequest
+from cdc_domain.errors import TransientError
 from cdc_domain.events import SourcePosition
 from cdc_domain.masking import REDACTED
 from cdc_domain.snapshot_progress import SnapshotProgress
@@ -129,9 +130,9 @@ async def pipeline(wiring: MemoryWiring) -> AsyncIterator[tuple[object, asyncio.
         port = wiring.settings.health.port
         async with (
             serving(health_app(components, stop), "127.0.0.1", port),
-            cli._automatic_snapshots(components.snapshots, wiring.settings, stop, LOG),
+            cli._automatic_snapshots(components.snapshots, wiring.settings, stop, LOG) as holds,
         ):
-            task = asyncio.create_task(wiring.runner(components).run(stop))
+            task = asyncio.create_task(wiring.runner(components, holds).run(stop))
             try:
                 yield components, stop
             finally:
@@ -259,3 +260,51 @@ async def test_when_needed_snapshots_a_table_that_becomes_captured_while_running
             lambda: wiring.sinks[0].state.rows(late.qualified_name) == {((1,), ()): {"v": 7}},
             within=10,
         )
+
+
+class FlakyStore(MemoryOffsetStore):
+    """A destination's own offset store whose database does not answer at first."""
+
+    def __init__(self, clock: object, failures: int) -> None:
+        super().__init__(clock)
+        self.failures = failures
+
+    async def list(self) -> list:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("the database does not answer yet")
+        return await super().list()
+
+
+class OwnOffsets(MemorySink):
+    """A sink keeping its offsets in its own (flaky) database."""
+
+    def __init__(self, name: str, store: MemoryOffsetStore) -> None:
+        super().__init__(name)
+        self.store = store
+
+    @property
+    def commits_offsets(self) -> bool:
+        return True
+
+    def offset_store(self, clock: object) -> MemoryOffsetStore:
+        return self.store
+
+
+async def test_a_destination_whose_progress_cannot_be_read_is_held_alone():
+    slow = OwnOffsets("slow", FlakyStore(ManualClock(), failures=4))
+    fast = MemorySink("fast")
+    names = [{"name": "fast", "type": "memory"}, {"name": "slow", "type": "memory"}]
+    settings = memory_settings(
+        source={"type": "memory", "partition_id": "node1", "snapshot": "initial"},
+        destinations=names,
+        health={"port": free_port()},
+        pipeline={**FAST, "retry_max_ms": 200},
+    )
+    wiring = MemoryWiring([fast, slow], settings=settings)
+    wiring.snapshot_source.put(CUSTOMERS.qualified_name, [customer(i) for i in range(10)])
+    wiring.source.append(event(key=100, table="customers", ts=50, columns={"name": "streamed"}))
+    async with pipeline(wiring):
+        await eventually(lambda: len(customers(fast)) == 11)
+        assert slow.batches == []  # held: its snapshot could not be planned yet
+        await eventually(lambda: len(customers(slow)) == 11, within=10)

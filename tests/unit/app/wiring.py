@@ -6,8 +6,9 @@ under test is the container's own assembly.
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import structlog
 from dependency_injector import providers
@@ -79,7 +80,9 @@ class MemoryWiring:
         ):
             provider.override(providers.Object(adapter))
 
-    def runner(self, components: Components) -> Runner:
+    def runner(
+        self, components: Components, holds: Mapping[str, asyncio.Event] | None = None
+    ) -> Runner:
         return Runner(
             replicate=components.replicate,
             destinations=components.destinations,
@@ -87,6 +90,7 @@ class MemoryWiring:
             metrics=components.metrics,
             pipeline=self.settings.pipeline,
             log=LOG,
+            holds=holds,
         )
 
 
