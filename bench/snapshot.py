@@ -15,7 +15,9 @@ again). Then, in the same run, one phase after the other, each in a process of i
   mirror, ClickHouse, TimescaleDB history), through the real adapters, into fresh
   tables; after ``pg``, a binary ``COPY`` of the same rows (read back from the mirror)
   into an UNLOGGED table with the same primary key: PostgreSQL's bulk-load rate;
-* ``all``: the snapshot into the three at once (each range read once for all).
+* ``all``: the snapshot into the three at once (each range read once for all);
+* ``null``: the snapshot into a destination that discards what it is given: what reading,
+  decoding, masking and validating cost without any sink.
 
 Targets (issue "Initial snapshot"): into one destination at >= 50% of the bare scan's
 rows/s, into all three at >= 30%. Rows/s are wall-clock; CPU is the phase process's
@@ -52,9 +54,12 @@ from cdc_adapters.memory import MemoryDeadLetterQueue, MemoryOffsetStore, Memory
 from cdc_adapters.postgres import PostgresSink, create_pool
 from cdc_adapters.timescaledb import TimescaleHistorySink
 from cdc_domain.delivery import ExclusiveSink
+from cdc_domain.destinations import DestinationKind
+from cdc_domain.health import HealthReport, HealthStatus
 from cdc_domain.masking import MaskingPolicy
-from cdc_domain.ports import OffsetCommittingSink, Sink
+from cdc_domain.ports import OffsetCommittingSink, Sink, SinkBatch
 from cdc_domain.replication import Destination
+from cdc_domain.schema_changes import SchemaChange
 from cdc_domain.schema_evolution import SchemaEvolution
 from cdc_domain.snapshot import Selection, Snapshot, SnapshotTuning
 from cdc_domain.tokens import split_ring
@@ -216,6 +221,8 @@ async def snapshot(
     if "ch" in destinations:
         sinks.append(ClickHouseSink(name="ch", url=_env("CDC_TEST_CLICKHOUSE_URL"),
                                     database_prefix=f"{namespace}_"))  # fmt: skip
+    if "null" in destinations:
+        sinks.append(_Discard())
     if "ts" in destinations:
         sinks.append(
             TimescaleHistorySink(name="ts", dsn=_env("CDC_TEST_TIMESCALEDB_DSN"),
@@ -263,6 +270,26 @@ async def snapshot(
         await schemas.aclose()
         await _drop(namespace, pg_dsn, ch_url, ts_dsn, destinations)
     return report.rows[schema.qualified_name], extra
+
+
+class _Discard:
+    """A destination that takes everything and keeps nothing."""
+
+    name = "null"
+    kind = DestinationKind.MEMORY
+    commits_offsets = False
+
+    async def write(self, batch: SinkBatch) -> None:
+        return None
+
+    async def apply_schema_change(self, change: SchemaChange) -> None:
+        return None
+
+    async def health(self) -> HealthReport:
+        return HealthReport("null", HealthStatus.UP, 0.0)
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def copy_baseline(dsn: str, source: str) -> dict[str, float]:
