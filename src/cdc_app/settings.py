@@ -160,7 +160,7 @@ DATABASES: dict[str, type[Any]] = {
 
 
 class SnapshotMode(enum.Enum):
-    """When ``cdc-app run`` snapshots the rows tables already hold (ADR 0010).
+    """When ``cdc-app run`` snapshots the rows tables already hold (ADR 0011).
 
     ``never``: only ``cdc-app snapshot`` does. ``initial``: at start, every captured
     table into each destination that has not streamed yet, and any snapshot a restart

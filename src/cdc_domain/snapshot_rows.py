@@ -6,7 +6,7 @@ timestamps: last-write-wins then orders it against the stream exactly as Cassand
 orders the writes themselves, whatever arrives first. An event has one timestamp, so a
 row becomes one event per group of cells sharing a write timestamp and TTL.
 
-What CQL cannot tell, and what is done about it (ADR 0010):
+What CQL cannot tell, and what is done about it (ADR 0011):
 
 * **The row marker** (an INSERT's liveness) has no ``WRITETIME``. The group with the
   lowest timestamp is the row's INSERT, carrying the marker (with that group's TTL):

@@ -18,7 +18,7 @@ the snapshot is done (:meth:`SnapshotWorkload.after`): a snapshot delivers a
 collection's elements out of order with the stream by nature, and the PostgreSQL
 mirror's out-of-order element rules are approximate (ADR 0004), which the other
 destinations' are not. List elements are never removed from preloaded rows: their
-cells' identities are not visible to CQL (ADR 0010).
+cells' identities are not visible to CQL (ADR 0011).
 """
 
 from __future__ import annotations
