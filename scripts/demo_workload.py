@@ -1,12 +1,18 @@
 """The demo's workload and report (run by ``scripts/demo``, after the services are up).
 
-1. Drops and recreates the ``ecommerce`` CDC tables and what the destinations hold of them.
-2. Writes ``.demo/cdc.yaml`` and starts ``cdc-app run`` on it, in the background.
+1. Drops and recreates the ``ecommerce`` tables and what the destinations hold of them,
+   and writes rows into them *before* CDC is turned on (``cdc = false``, then ``ALTER
+   TABLE ... WITH cdc = true``): rows the commit log will never carry.
+2. Writes ``.demo/cdc.yaml`` (``source.snapshot: initial``), prints the snapshot plan
+   (``cdc-app snapshot --dry-run``) and starts ``cdc-app run`` on it, in the background:
+   it snapshots the existing rows into every destination while it streams.
 3. Writes a small workload: inserts, updates, deletes, a TTL write, an ``ALTER TABLE ADD``
-   and writes using the new column.
-4. Waits (bounded) until every destination has committed everything written.
+   and writes using the new column, some to the rows the snapshot read.
+4. Waits (bounded) until the snapshot is done and every destination has committed
+   everything written.
 5. Prints each table as Cassandra holds it beside PostgreSQL's mirror and ClickHouse's
-   current state (PII columns masked there), and TimescaleDB's changes per operation.
+   current state (PII columns masked there), and TimescaleDB's changes per operation
+   (``SNAPSHOT``: rows the snapshot read, with their write times).
 6. Stops the pipeline with SIGTERM.
 
 Reads the ``CDC_TEST_*`` settings ``scripts/services env`` exports.
@@ -50,11 +56,11 @@ WAIT_SECONDS = 180
 
 TABLES = {
     "users": "CREATE TABLE ecommerce.users (user_id int PRIMARY KEY, name text, email text, "
-    "phone text, country text) WITH cdc = true",
+    "phone text, country text) WITH cdc = false",
     "orders": "CREATE TABLE ecommerce.orders (user_id int, order_id int, status text, "
-    "total decimal, PRIMARY KEY (user_id, order_id)) WITH cdc = true",
+    "total decimal, PRIMARY KEY (user_id, order_id)) WITH cdc = false",
     "order_items": "CREATE TABLE ecommerce.order_items (order_id int, sku text, qty int, "
-    "tags set<text>, PRIMARY KEY (order_id, sku)) WITH cdc = true",
+    "tags set<text>, PRIMARY KEY (order_id, sku)) WITH cdc = false",
 }
 
 
@@ -101,15 +107,46 @@ class Demo:
         self.clickhouse(f"DROP DATABASE IF EXISTS {KS}")
         shutil.rmtree(WORKDIR, ignore_errors=True)
         WORKDIR.mkdir()
-        step("creating the ecommerce tables with cdc = true")
+        step("creating the ecommerce tables, CDC off for now")
         for ddl in TABLES.values():
             self.session.execute(ddl)
+
+    def existing_rows(self) -> None:
+        """Rows written before CDC: only a snapshot can bring them to the destinations."""
+        run = self.session.execute
+        step("writing rows before CDC is on: 5 users, 5 orders, 5 order items (an hour ago)")
+        hour_ago = (time.time_ns() // 1000) - 3_600_000_000
+        for uid in range(101, 106):
+            run(
+                f"INSERT INTO {KS}.users (user_id, name, email, phone, country) "
+                "VALUES (%s, %s, %s, %s, %s) USING TIMESTAMP %s",
+                (uid, f"Old user {uid}", f"old{uid}@example.com", f"+1 555 09{uid % 100:02}",
+                 "SE", hour_ago + uid),
+            )  # fmt: skip
+            run(
+                f"INSERT INTO {KS}.orders (user_id, order_id, status, total) "
+                "VALUES (%s, %s, 'delivered', 42.00) USING TIMESTAMP %s",
+                (uid, 1000 + uid, hour_ago + uid),
+            )
+            run(
+                f"INSERT INTO {KS}.order_items (order_id, sku, qty, tags) "
+                "VALUES (%s, 'OLD-SKU', 2, {'archived'}) USING TIMESTAMP %s",
+                (1000 + uid, hour_ago + uid),
+            )
+        step("turning CDC on: ALTER TABLE ... WITH cdc = true")
+        for table in TABLES:
+            run(f"ALTER TABLE {KS}.{table} WITH cdc = true")
 
     # -- 2. the pipeline -------------------------------------------------------------
 
     def start_pipeline(self) -> None:
         config = {
-            "source": {"type": "cassandra", "partition_id": "demo", "tables": [f"{KS}.*"]},
+            "source": {
+                "type": "cassandra",
+                "partition_id": "demo",
+                "tables": [f"{KS}.*"],
+                "snapshot": "initial",
+            },
             "cassandra": {"hosts": self.hosts.split(","), "cdc_raw_dir": str(self.cdc_raw)},
             "postgres": {"dsn": self.pg_dsn},
             "clickhouse": {"url": self.ch_url},
@@ -129,14 +166,49 @@ class Demo:
         }
         path = WORKDIR / "cdc.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
+        cdc_app = str(ROOT / ".venv" / "bin" / "cdc-app")
+        step(f"the snapshot's plan: `cdc-app snapshot --config {path.relative_to(ROOT)} --dry-run`")
+        plan = subprocess.run(
+            [cdc_app, "snapshot", "--config", str(path), "--dry-run"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print("    " + plan.stdout.strip().replace("\n", "\n    "))
         step(f"starting `cdc-app run --config {path.relative_to(ROOT)}` (log: .demo/pipeline.log)")
         with (WORKDIR / "pipeline.log").open("wb") as log:
             self.process = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "cdc-app"), "run", "--config", str(path)],
+                [cdc_app, "run", "--config", str(path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         self.wait(lambda: self.status() is not None, 60, "the pipeline's endpoint")
+
+    def wait_snapshot(self) -> None:
+        """Until the snapshot ``source.snapshot: initial`` started is done; then what it did."""
+        step("the pipeline snapshots the existing rows while it streams")
+
+        def snapshot() -> dict[str, Any] | None:
+            try:
+                url = f"http://127.0.0.1:{PORT}/snapshot"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    found: dict[str, Any] | None = json.loads(answer.read())["snapshot"]
+                    return found
+            except (OSError, ValueError, KeyError):
+                return None
+
+        self.wait(
+            lambda: (snapshot() or {}).get("state") not in (None, "running"),
+            WAIT_SECONDS,
+            "the snapshot",
+        )
+        found = snapshot() or {}
+        for table in found.get("tables", []):
+            written = ", ".join(
+                f"{name} {d['written']} events" for name, d in table["destinations"].items()
+            )
+            print(f"    {table['table']:<22} {table['rows']} rows read -> {written}")
+        print(f"    snapshot {found.get('state')}")
 
     def stop_pipeline(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -190,6 +262,7 @@ class Demo:
                 (oid,),
             )
         step("updating: order statuses, a phone number, item tags (collection add/remove)")
+        run(f"UPDATE {KS}.orders SET status = 'returned' WHERE user_id = 101 AND order_id = 1101")
         for oid in range(1, 7):
             run(
                 f"UPDATE {KS}.orders SET status = 'shipped' WHERE user_id = %s AND order_id = %s",
@@ -291,9 +364,10 @@ class Demo:
         try:
             print(f"\n--- TimescaleDB change history ({KS}.<table> hypertables)")
             for table in TABLES:
+                # Snapshot events sit at segment -1 of the source position.
                 rows = await ts.fetch(
-                    f'SELECT "_cdc_op" AS op, count(*) AS n FROM {KS}."{table}" '
-                    "GROUP BY 1 ORDER BY 1"
+                    'SELECT CASE WHEN "_cdc_segment" = -1 THEN \'SNAPSHOT\' ELSE "_cdc_op" END'
+                    f' AS op, count(*) AS n FROM {KS}."{table}" GROUP BY 1 ORDER BY 1'
                 )
                 counts = ", ".join(f"{r['op']} {r['n']}" for r in rows)
                 print(f"    {table:<12} {counts}")
@@ -343,7 +417,9 @@ async def main() -> None:
     demo = Demo()
     try:
         await demo.reset()
+        demo.existing_rows()
         demo.start_pipeline()
+        demo.wait_snapshot()
         demo.workload()
         demo.wait_caught_up()
         await demo.report()

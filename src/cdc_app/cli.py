@@ -8,6 +8,7 @@ who needs the key, not the stack.
 
 ``run`` exits 0 after a stop that finished its batches in flight, 1 when the stop had
 to abandon some (they are read again at the next start) or a loop crashed.
+``snapshot``'s exit codes are in :mod:`cdc_app.snapshot_command`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 import structlog
 from aiohttp import web
 
-from cdc_app import clickhouse_cli, commands
+from cdc_app import clickhouse_cli, commands, snapshot_command
 from cdc_app.commitlog_cli import add_commitlog_commands
 from cdc_app.config import ConfigError, load_settings, render_settings
 from cdc_app.container import Container, running
@@ -32,8 +33,10 @@ from cdc_app.masking_rules import masking_policy
 from cdc_app.runner import Runner
 from cdc_app.settings import Settings
 from cdc_app.shutdown import install_stop_signals
+from cdc_app.snapshots import SnapshotJobs, SnapshotRequest
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.errors import classify, describe_error
+from cdc_domain.tokens import TokenRange, TokenRangeError
 
 __all__ = ["main"]
 
@@ -124,6 +127,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(command="dlq replay")
 
+    snapshot = commands_.add_parser(
+        "snapshot",
+        parents=[configured],
+        help="read the rows tables already hold into the destinations (resumable; the "
+        "running pipeline does it when one answers)",
+    )
+    snapshot.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="KS.TABLE",
+        help="only this captured table (ks.* for a keyspace); repeatable; default: all",
+    )
+    snapshot.add_argument(
+        "--destination", action="append", default=[], help="only this destination; repeatable"
+    )
+    snapshot.add_argument(
+        "--token-range",
+        type=_token_range,
+        metavar="START:END",
+        help="re-read only the tokens above START up to END (a re-sync; not recorded)",
+    )
+    snapshot.add_argument(
+        "--all-ranges",
+        action="store_true",
+        help="every range of the ring, not only those this agent's node is primary for",
+    )
+    snapshot.add_argument(
+        "--restart", action="store_true", help="start over instead of resuming an unfinished run"
+    )
+    snapshot.add_argument(
+        "--dry-run", action="store_true", help="print the plan (tables, ranges, estimated rows)"
+    )
+    snapshot.set_defaults(command="snapshot")
+
     schema = commands_.add_parser(
         "schema", help="table schemas, as nodes and destinations hold them"
     )
@@ -144,6 +182,13 @@ def _parser() -> argparse.ArgumentParser:
     add_commitlog_commands(commands_, schema_commands)
     clickhouse_cli.add_clickhouse_commands(commands_, configured)
     return parser
+
+
+def _token_range(text: str) -> TokenRange:
+    try:
+        return TokenRange.parse(text)
+    except TokenRangeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _check(path: str) -> int:
@@ -181,6 +226,17 @@ async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
         return await clickhouse_cli.migrate(
             container, out, sys.stderr, destination=args.destination, tables=args.table
         )
+    if args.command == "snapshot":
+        request = SnapshotRequest(
+            tables=tuple(args.table),
+            destinations=tuple(args.destination),
+            token_range=args.token_range,
+            all_ranges=args.all_ranges,
+            restart=args.restart,
+        )
+        return await snapshot_command.snapshot(
+            settings, container, out, sys.stderr, request, dry_run=args.dry_run
+        )
     return await commands.dlq_replay(
         settings, container, out, destination=args.destination, reason=args.reason
     )
@@ -206,16 +262,20 @@ async def _replicate(settings: Settings, *, once: bool) -> int:
                         )
                 clean = all(outcome.ok for outcome in outcomes)
             else:
-                runner = Runner(
-                    replicate=components.replicate,
-                    destinations=components.destinations,
-                    progress=components.progress,
-                    metrics=components.metrics,
-                    pipeline=settings.pipeline,
-                    log=log,
-                )
-                async with _endpoint(settings, health_app(components, stop), log):
+                async with (
+                    _endpoint(settings, health_app(components, stop), log),
+                    _automatic_snapshots(components.snapshots, settings, stop, log) as holds,
+                ):
                     _started(log, settings)
+                    runner = Runner(
+                        replicate=components.replicate,
+                        destinations=components.destinations,
+                        progress=components.progress,
+                        metrics=components.metrics,
+                        pipeline=settings.pipeline,
+                        log=log,
+                        holds=holds,
+                    )
                     clean = await runner.run(stop)
     except ConfigError:
         raise
@@ -237,6 +297,28 @@ async def _endpoint(
     async with serving(app, settings.health.host, port) as url:
         log.info("endpoint listening", url=url)
         yield
+
+
+@contextlib.asynccontextmanager
+async def _automatic_snapshots(
+    jobs: SnapshotJobs,
+    settings: Settings,
+    stop: asyncio.Event,
+    log: structlog.typing.FilteringBoundLogger,
+) -> AsyncIterator[dict[str, asyncio.Event]]:
+    """What ``source.snapshot`` asks for, beside the stream; yields the holds the
+    destinations' loops wait on (see :meth:`SnapshotJobs.automatic`). On the way out, a
+    running snapshot gets ``shutdown_timeout_s`` to end its pages in flight."""
+    holds = jobs.automatic(settings.source.snapshot, stop)
+    try:
+        yield holds
+    finally:
+        stop.set()
+        await jobs.aclose()
+        try:
+            await asyncio.wait_for(jobs.wait(), settings.pipeline.shutdown_timeout_s)
+        except TimeoutError:
+            log.warning("the snapshot was cut short; it resumes at the next start")
 
 
 def _started(log: structlog.typing.FilteringBoundLogger, settings: Settings) -> None:

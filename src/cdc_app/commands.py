@@ -16,12 +16,15 @@ from cdc_app.container import Container, opened, running
 from cdc_app.health_checks import check_health
 from cdc_app.running_pipeline import ask_running_pipeline
 from cdc_app.settings import Settings
+from cdc_app.snapshot_display import render_summary
+from cdc_app.snapshots import progress_json
 from cdc_app.status import destination_statuses, unknown_tables
 from cdc_app.tables import render_table
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.health import HealthStatus
 from cdc_domain.schema_evolution import SchemaEvolution
 from cdc_domain.serialization import make_converter
+from cdc_domain.snapshot_progress import SnapshotProgress, TableProgress
 
 __all__ = [
     "dlq_list",
@@ -64,9 +67,12 @@ async def health(settings: Settings, container: Container, out: IO[str]) -> int:
 
 async def status(settings: Settings, container: Container, out: IO[str]) -> int:
     answer = await ask_running_pipeline(settings.health, "/status")
+    running_snapshot: dict[str, Any] | None = None
     if answer is not None:
         statuses: list[dict[str, Any]] = answer["destinations"]
         tallies: list[dict[str, Any]] = answer["unknown_tables"]
+        snapshots: list[dict[str, Any]] = answer.get("snapshots", [])
+        running_snapshot = answer.get("snapshot")
     else:
         async with opened(container) as adapters:
             clock, dead_letters = adapters.clock(), await adapters.dead_letters()
@@ -79,6 +85,11 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
                 clock=clock,
             )
             tallies = await unknown_tables(dead_letters)
+            progress = SnapshotProgress(settings.source.partition_id)
+            recorded: list[TableProgress] = []
+            for name, store in stores.items():
+                recorded.extend((await progress.load(store, name)).values())
+            snapshots = progress_json(recorded)
         statuses = [s.to_json() for s in found]
     rows = [
         (
@@ -115,6 +126,26 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
                 ],
             )
         )
+    if snapshots:
+        out.write("\nsnapshots, as recorded:\n")
+        out.write(
+            render_table(
+                ("TABLE", "DESTINATION", "STATE", "RANGES", "ROWS", "RUN"),
+                [
+                    (
+                        p["table"],
+                        p["destination"],
+                        p["state"],
+                        f"{p['ranges_done']}/{p['ranges']}",
+                        p["rows"],
+                        p["run"],
+                    )
+                    for p in snapshots
+                ],
+            )
+        )
+    if running_snapshot is not None:
+        out.write("\nthe pipeline's latest snapshot:\n" + render_summary(running_snapshot))
     if answer is None:
         out.write("\nno pipeline answered: lag is only known while one runs\n")
     return 0

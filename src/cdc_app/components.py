@@ -1,7 +1,10 @@
 """Everything a running pipeline is made of, as the container assembles it.
 
 The use case gets the counting wrappers (:mod:`cdc_app.instrumented`); health checks
-get the adapters themselves, whose ``health`` the wrappers would hide.
+get the adapters themselves, whose ``health`` the wrappers would hide. The stream and the
+snapshot write each destination through one :class:`~cdc_domain.delivery.ExclusiveSink`
+and apply its DDL through one :class:`~cdc_domain.schema_evolution.SchemaEvolution`;
+snapshot events are counted apart (:class:`~cdc_app.snapshots.SnapshotTracker`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from cdc_app.instrumented import CountingDeadLetters, CountingSink, CountingSour
 from cdc_app.metrics import Metrics
 from cdc_app.progress import DestinationProgress
 from cdc_app.settings import Settings
+from cdc_app.snapshots import SnapshotJobs, tuning
+from cdc_domain.delivery import ExclusiveSink
 from cdc_domain.masking import MaskingPolicy
 from cdc_domain.ports import (
     ChangeSource,
@@ -24,8 +29,11 @@ from cdc_domain.ports import (
     SchemaHistory,
     SchemaSource,
     Sink,
+    SnapshotSource,
 )
 from cdc_domain.replication import Destination, ReplicateBatch
+from cdc_domain.schema_evolution import SchemaEvolution
+from cdc_domain.snapshot import Snapshot
 
 __all__ = ["Components", "assemble", "destination_offsets"]
 
@@ -43,6 +51,7 @@ class Components:
     destinations: tuple[Destination, ...]
     progress: Mapping[str, DestinationProgress]
     replicate: ReplicateBatch
+    snapshots: SnapshotJobs
 
 
 def destination_offsets(
@@ -74,12 +83,15 @@ def assemble(
     offsets: OffsetStore,
     dead_letters: DeadLetterQueue,
     history: SchemaHistory,
+    snapshot_source: SnapshotSource,
 ) -> Components:
     progress = {sink.name: DestinationProgress(sink.name) for sink in sinks}
     stores = destination_offsets(sinks, offsets, clock)
+    exclusive = [ExclusiveSink(sink) for sink in sinks]
     destinations = tuple(
-        Destination(CountingSink(sink, metrics), stores[sink.name]) for sink in sinks
+        Destination(CountingSink(sink, metrics), stores[sink.name]) for sink in exclusive
     )
+    evolution = SchemaEvolution(history, retry_after_s=settings.pipeline.permanent_retry_s)
     replicate = ReplicateBatch(
         source=CountingSource(source, metrics),
         schemas=schemas,
@@ -91,7 +103,19 @@ def assemble(
         unknown_tables=settings.pipeline.unknown_tables,
         unknown_tables_kept=settings.pipeline.unknown_tables_kept,
         paused_table_retry_s=settings.pipeline.permanent_retry_s,
+        evolution=evolution,
     )
+    snapshot = Snapshot(
+        source=snapshot_source,
+        destinations=[Destination(sink, stores[sink.name]) for sink in exclusive],
+        dead_letters=CountingDeadLetters(dead_letters, metrics),
+        clock=clock,
+        masking=masking,
+        evolution=evolution,
+        partition_id=settings.source.partition_id,
+        tuning=tuning(settings),
+    )
+    snapshots = SnapshotJobs(snapshot=snapshot, schemas=schemas, settings=settings, metrics=metrics)
     return Components(
         settings=settings,
         clock=clock,
@@ -104,4 +128,5 @@ def assemble(
         destinations=destinations,
         progress=progress,
         replicate=replicate,
+        snapshots=snapshots,
     )

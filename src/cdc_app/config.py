@@ -210,7 +210,7 @@ def _expected(expected: Any) -> str:
         return "one of: " + ", ".join(str(m.value) for m in expected)
     if typing.get_origin(expected) is tuple:
         return "a list"
-    names = {str: "a string", int: "an integer", float: "a number"}
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
     args = [a for a in typing.get_args(expected) if a is not type(None)]
     if args and all(a in names for a in args):
         return names[args[0]]
@@ -223,6 +223,8 @@ def _converter() -> cattrs.Converter:
     default one turns ``"a,b"`` into a tuple of characters and ``[1]`` into ``"[1]"``."""
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(str, _structure_str)
+    # Before int's: bool is an int subclass, and would be refused as one.
+    converter.register_structure_hook(bool, _structure_bool)
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(float, _structure_float)
     for label, union in (
@@ -251,6 +253,15 @@ def _structure_str(value: Any, _: type) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    """true/false, also as text (a value from ``${ENV}`` is a string)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise TypeError(f"expected true or false, got {value!r}")
 
 
 def _structure_int(value: Any, _: type) -> int:

@@ -31,6 +31,7 @@ from cdc_domain.ports import (
     SchemaHistory,
     SchemaSource,
     Sink,
+    SnapshotSource,
 )
 
 __all__ = ["Container", "Opened", "opened", "running"]
@@ -58,6 +59,13 @@ async def _schemas(settings: Settings) -> AsyncIterator[SchemaSource]:
 
 async def _source(settings: Settings, schemas: SchemaSource) -> AsyncIterator[ChangeSource]:
     async with _closing(factories.change_source(settings, schemas)) as adapter:
+        yield adapter
+
+
+async def _snapshot_source(
+    settings: Settings, schemas: SchemaSource
+) -> AsyncIterator[SnapshotSource]:
+    async with _closing(factories.snapshot_source(settings, schemas)) as adapter:
         yield adapter
 
 
@@ -110,6 +118,7 @@ class Container(containers.DeclarativeContainer):
 
     schemas = providers.Resource(_schemas, settings)
     source = providers.Resource(_source, settings, schemas)
+    snapshot_source = providers.Resource(_snapshot_source, settings, schemas)
     offsets = providers.Resource(_offsets, settings, clock)
     dead_letters = providers.Resource(_dead_letters, settings)
     history = providers.Resource(_history, settings)
@@ -129,6 +138,7 @@ class Container(containers.DeclarativeContainer):
         offsets=offsets,
         dead_letters=dead_letters,
         history=history,
+        snapshot_source=snapshot_source,
     )
 
 

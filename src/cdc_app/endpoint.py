@@ -8,6 +8,9 @@
 ``/metrics``       Prometheus text format.
 ``POST /dlq/replay`` re-drive pending dead letters through this pipeline's own sinks
                    (``destination`` and ``reason`` query parameters filter them).
+``/snapshot``      the running (or latest) snapshot's progress.
+``POST /snapshot`` plan (``dry_run``) or start a snapshot in this pipeline: a JSON
+                   ``{"request": SnapshotRequest, "dry_run": bool}``; 409 while one runs.
 
 ``cdc-app health``, ``status`` and ``dlq replay`` ask this endpoint first, so working
 with a running pipeline opens no second connection to any database. The endpoint
@@ -26,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from cdc_app.components import Components
 from cdc_app.health_checks import check_health
+from cdc_app.snapshots import SnapshotRequest, plan_json
 from cdc_app.status import destination_statuses, unknown_tables
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.health import HealthStatus
@@ -47,6 +51,8 @@ def health_app(components: Components, stop: asyncio.Event) -> web.Application:
     app.router.add_get("/status", _status)
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/dlq/replay", _replay)
+    app.router.add_get("/snapshot", _snapshot)
+    app.router.add_post("/snapshot", _start_snapshot)
     return app
 
 
@@ -98,8 +104,38 @@ async def _status(request: web.Request) -> web.Response:
     )
     tallies = await unknown_tables(components.dead_letters)
     return web.json_response(
-        {"destinations": [s.to_json() for s in statuses], "unknown_tables": tallies}
+        {
+            "destinations": [s.to_json() for s in statuses],
+            "unknown_tables": tallies,
+            "snapshot": components.snapshots.status(),
+            "snapshots": await components.snapshots.recorded(),
+        }
     )
+
+
+async def _snapshot(request: web.Request) -> web.Response:
+    return web.json_response({"snapshot": request.app[_COMPONENTS].snapshots.status()})
+
+
+async def _start_snapshot(request: web.Request) -> web.Response:
+    jobs = request.app[_COMPONENTS].snapshots
+    try:
+        body = await request.json()
+        asked = SnapshotRequest.from_json(body.get("request") or {})
+        dry_run = bool(body.get("dry_run", False))
+    except (ValueError, TypeError, AttributeError) as exc:
+        return web.json_response({"error": f"a bad snapshot request: {exc}"}, status=400)
+    if jobs.busy and not dry_run:
+        answer = {"error": "a snapshot is already running in this pipeline", "busy": True}
+        return web.json_response(answer, status=409)
+    try:
+        plan = await jobs.plan(asked)
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    started = not dry_run and bool(plan.tables)
+    if started:
+        await jobs.start(plan, request.app[_STOP])
+    return web.json_response({"plan": plan_json(plan), "started": started})
 
 
 async def _replay(request: web.Request) -> web.Response:

@@ -41,6 +41,7 @@ from cdc_domain.ports import (
     SchemaHistory,
     SchemaSource,
     Sink,
+    SnapshotSource,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "schema_history",
     "schema_source",
     "sink",
+    "snapshot_source",
 ]
 
 T = TypeVar("T")
@@ -104,6 +106,26 @@ def change_source(settings: Settings, schemas: SchemaSource) -> ChangeSource:
                 tables=source.tables,
                 archive_dir=source.archive_dir,
                 cdc_total_space_mb=cassandra.cdc_total_space_mb,
+            )
+
+
+def snapshot_source(settings: Settings, schemas: SchemaSource) -> SnapshotSource:
+    """Snapshots read through ``schemas``' connection: one per agent."""
+    source = settings.source
+    match source:
+        case MemorySource():
+            from cdc_adapters.memory import MemorySnapshotSource
+
+            return MemorySnapshotSource()
+        case CassandraSource():
+            from cdc_adapters.cassandra import CassandraSchemaSource, CassandraSnapshotSource
+
+            if not isinstance(schemas, CassandraSchemaSource):
+                raise TypeError("a cassandra snapshot reads through the cassandra schema source")
+            return CassandraSnapshotSource(
+                schemas,
+                consistency=settings.snapshot.consistency.value,
+                page_rows=settings.snapshot.page_rows,
             )
 
 

@@ -100,6 +100,39 @@ class Metrics:
             registry=registry,
         )
 
+        self.snapshot_running = Gauge(
+            "cdc_snapshot_running",
+            "1 while a snapshot runs in this agent.",
+            registry=registry,
+        )
+        self.snapshot_rows = Counter(
+            "cdc_snapshot_rows_read",
+            "Rows a snapshot read from Cassandra, by table.",
+            ["table"],
+            registry=registry,
+        )
+        self.snapshot_events = Counter(
+            "cdc_snapshot_events_written",
+            "Snapshot events a destination confirmed writing (streamed events are "
+            "cdc_events_written).",
+            ["table", "destination"],
+            registry=registry,
+        )
+        self.snapshot_ranges = Gauge(
+            "cdc_snapshot_ranges",
+            "Token ranges of the running (or latest) snapshot, by table and state: "
+            "planned (to read), done, failed (most failed in one destination).",
+            ["table", "state"],
+            registry=registry,
+        )
+        self.snapshot_rows_estimated = Gauge(
+            "cdc_snapshot_rows_estimated",
+            "Partitions the node estimates in the ranges the snapshot reads "
+            "(system.size_estimates).",
+            ["table"],
+            registry=registry,
+        )
+
     def record_cdc_raw(self, storage: SourceStorage) -> None:
         self.cdc_raw_segments.set(storage.files)
         self.cdc_raw_bytes.set(storage.used_bytes)

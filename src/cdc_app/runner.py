@@ -21,6 +21,9 @@ flood goes through in full batches); one that found less waits ``max_batch_delay
 first, so what arrives meanwhile makes the next batch and a trickle is delivered
 within that delay.
 
+A destination's loop may be held before its first batch (``holds``): until its snapshot
+is planned (:mod:`cdc_app.snapshots`), which must see whether it had streamed before.
+
 A stop never interrupts a batch: each loop finishes the one in flight, commits, and
 ends; the source is acknowledged a last time. Batches still running after
 ``shutdown_timeout_s`` are abandoned; their offsets did not move, so they are read
@@ -59,7 +62,9 @@ class Runner:
         metrics: Metrics,
         pipeline: PipelineSettings,
         log: Logger,
+        holds: Mapping[str, asyncio.Event] | None = None,
     ) -> None:
+        self._holds = dict(holds or {})
         self._replicate = replicate
         self._destinations = tuple(destinations)
         self._progress = progress
@@ -104,6 +109,9 @@ class Runner:
     async def _deliver_until(self, stop: asyncio.Event, destination: Destination) -> None:
         progress = self._progress[destination.name]
         log = self._log.bind(destination=destination.name)
+        hold = self._holds.get(destination.name)
+        if hold is not None and not hold.is_set():
+            await _first(stop, hold)
         retrying = self._retrying(stop, progress, log)
         while not stop.is_set():
             try:
@@ -227,6 +235,16 @@ class Runner:
             await self._replicate.acknowledge()
         except Exception as exc:
             self._log.warning("acknowledging the source failed", error=describe_error(exc))
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Until any of ``events`` is set."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

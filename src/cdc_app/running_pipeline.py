@@ -27,10 +27,12 @@ async def ask_running_pipeline(
     *,
     method: str = "GET",
     params: Mapping[str, str] | None = None,
+    body: Any = None,
     timeout_s: float = _TIMEOUT_SECONDS,
 ) -> dict[str, Any] | None:
-    """The JSON object the endpoint answers at ``path``, or None when no pipeline answers
-    (its endpoint is off, nothing listens, or what listens is something else)."""
+    """The JSON object the endpoint answers at ``path`` (``body`` sent as JSON), or None
+    when no pipeline answers (its endpoint is off, nothing listens, or what listens is
+    something else)."""
     if not health.port:
         return None
     host = "127.0.0.1" if health.host in _ANY_ADDRESS else health.host
@@ -40,7 +42,10 @@ async def ask_running_pipeline(
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
             session.request(
-                method, f"http://{host}:{health.port}{path}", params=dict(params or {})
+                method,
+                f"http://{host}:{health.port}{path}",
+                params=dict(params or {}),
+                json=body,
             ) as response,
         ):
             if response.content_type != "application/json":

@@ -48,9 +48,12 @@ __all__ = [
     "PostgresDestination",
     "PostgresOffsets",
     "PostgresSettings",
+    "ReadConsistency",
     "SchemaHistory",
     "SettingError",
     "Settings",
+    "SnapshotMode",
+    "SnapshotSettings",
     "Source",
     "SqliteOffsets",
     "TimescaleDbDestination",
@@ -156,24 +159,41 @@ DATABASES: dict[str, type[Any]] = {
 """Database sections by name; each also loads from ``CDC_<NAME>_<KEY>`` variables."""
 
 
+class SnapshotMode(enum.Enum):
+    """When ``cdc-app run`` snapshots the rows tables already hold (ADR 0011).
+
+    ``never``: only ``cdc-app snapshot`` does. ``initial``: at start, every captured
+    table into each destination that has not streamed yet, and any snapshot a restart
+    interrupted. ``when_needed``: also, at start and while running, any (table,
+    destination) without a finished snapshot: a destination added later, a table that
+    gains ``cdc = true``."""
+
+    NEVER = "never"
+    INITIAL = "initial"
+    WHEN_NEEDED = "when_needed"
+
+
 @attrs.frozen(kw_only=True)
 class MemorySource:
     """Events appended in process: nothing to read in a standalone run."""
 
     TYPE: ClassVar[str] = "memory"
     partition_id: str = "memory"
+    snapshot: SnapshotMode = SnapshotMode.NEVER
 
 
 @attrs.frozen(kw_only=True)
 class CassandraSource:
     """One Cassandra node's CDC log. ``partition_id`` has no default: two nodes sharing
-    one would share offsets, and each would skip what the other had read."""
+    one would share offsets, and each would skip what the other had read. ``snapshot``
+    says when the rows tables already hold are snapshotted (see :class:`SnapshotMode`)."""
 
     TYPE: ClassVar[str] = "cassandra"
     partition_id: str
     tables: tuple[str, ...] = ()
     archive_dir: str | None = None
     schema_refresh_s: float = 60.0
+    snapshot: SnapshotMode = SnapshotMode.NEVER
 
 
 Source = MemorySource | CassandraSource
@@ -380,6 +400,46 @@ class PipelineSettings:
     unknown_tables_kept: int = attrs.field(default=10, validator=_at_least(0))
 
 
+class ReadConsistency(enum.Enum):
+    """The consistency levels a snapshot may read at."""
+
+    ONE = "ONE"
+    TWO = "TWO"
+    THREE = "THREE"
+    QUORUM = "QUORUM"
+    ALL = "ALL"
+    LOCAL_QUORUM = "LOCAL_QUORUM"
+    LOCAL_ONE = "LOCAL_ONE"
+
+
+@attrs.frozen(kw_only=True)
+class SnapshotSettings:
+    """How snapshots read (``cdc-app snapshot``, and ``source.snapshot`` in ``run``).
+
+    Tables are read by token range at ``consistency``, ``concurrency`` ranges at a
+    time, ``page_rows`` rows per request; the ring is split into ranges of about
+    ``range_partitions`` partitions (by the node's estimate), at least ``min_ranges``
+    and four per concurrent read (after a crash only unfinished ranges are read again:
+    the smaller, the less). A range failing is read again up to ``range_attempts`` times,
+    pausing ``retry_initial_ms`` doubling to ``retry_max_ms``, then dead-lettered with
+    its bounds. An agent reads the ranges its node is the primary replica of, or every
+    range with ``all_ranges`` (one agent for the whole cluster). ``check_interval_s``
+    is how often ``when_needed`` looks for tables to snapshot while running;
+    ``progress_interval_s`` how often a running snapshot logs its progress."""
+
+    consistency: ReadConsistency = ReadConsistency.LOCAL_QUORUM
+    concurrency: int = attrs.field(default=4, validator=_at_least(1))
+    page_rows: int = attrs.field(default=1000, validator=_at_least(1))
+    range_partitions: int = attrs.field(default=50_000, validator=_at_least(1))
+    min_ranges: int = attrs.field(default=16, validator=_at_least(1))
+    range_attempts: int = attrs.field(default=5, validator=_at_least(1))
+    retry_initial_ms: int = attrs.field(default=1000, validator=_at_least(1))
+    retry_max_ms: int = attrs.field(default=30_000, validator=_at_least(1))
+    all_ranges: bool = False
+    check_interval_s: int = attrs.field(default=60, validator=_at_least(1))
+    progress_interval_s: int = attrs.field(default=10, validator=_at_least(1))
+
+
 def _ratio(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0 < value <= 1:
         raise SettingError(f"{attribute.name} must be above 0 and at most 1, got {value}")
@@ -429,6 +489,7 @@ class Settings:
     schema_history: SchemaHistory = JsonlSchemaHistory()
     masking: MaskingSettings = MaskingSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    snapshot: SnapshotSettings = SnapshotSettings()
     health: HealthSettings = HealthSettings()
     logging: LoggingSettings = LoggingSettings()
     cassandra: CassandraSettings | None = None

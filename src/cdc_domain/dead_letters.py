@@ -29,6 +29,8 @@ class FailureReason(enum.Enum):
     DECODE_ERROR = "DECODE_ERROR"
     VALIDATION_ERROR = "VALIDATION_ERROR"
     MASKING_ERROR = "MASKING_ERROR"
+    SNAPSHOT_ERROR = "SNAPSHOT_ERROR"
+    """A snapshot's token range that kept failing: no event, its bounds in the details."""
 
 
 class DeadLetterStatus(enum.Enum):

@@ -226,6 +226,12 @@ class ChangeEvent:
         return f"{self.keyspace}.{self.table}"
 
     @property
+    def is_snapshot(self) -> bool:
+        """Read by a snapshot (what a row held, with its real write times), not captured
+        from the commit log as it happened."""
+        return self.position.snapshot is not None
+
+    @property
     def key(self) -> tuple[str, str, tuple[Any, ...], tuple[Any, ...], bool]:
         """Identity of the row this event touches (a static row is keyed by partition)."""
         clustering = () if self.static else tuple(self.clustering_key.values())

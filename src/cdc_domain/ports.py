@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -20,6 +20,8 @@ from cdc_domain.health import HealthReport
 from cdc_domain.offsets import Checkpoint, OffsetRecord
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_changes import AppliedChange, SchemaChange
+from cdc_domain.snapshot_rows import SnapshotRow
+from cdc_domain.tokens import RingRange, TokenRange
 
 __all__ = [
     "ChangeBatch",
@@ -35,6 +37,7 @@ __all__ = [
     "SchemaSource",
     "Sink",
     "SinkBatch",
+    "SnapshotSource",
     "SourceStorage",
     "StorageReporting",
 ]
@@ -86,6 +89,32 @@ class ChangeSource(Protocol):
 
     async def acknowledge(self, position: SourcePosition) -> None:
         """Every destination has committed up to ``position``; the source may free it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SnapshotSource(Protocol):
+    """Tables as they are now, read by token range with every cell's write time and TTL
+    (the initial snapshot and re-syncs; see :mod:`cdc_domain.snapshot`)."""
+
+    async def ring(self, keyspace: str) -> builtins.list[RingRange]:
+        """The ring's ranges, covering every token once, each marked with whether this
+        agent's node is its primary replica (for ``keyspace``'s replication)."""
+        ...
+
+    async def estimate(self, keyspace: str, table: str) -> int | None:
+        """How many partitions the table holds, as the node estimates them (None:
+        unknown); for progress and for how finely to split the ring."""
+        ...
+
+    def read(
+        self, schema: TableSchema, token_range: TokenRange
+    ) -> AsyncIterator[list[SnapshotRow]]:
+        """The range's rows, a page at a time; a static row once per partition, before
+        its partition's rows. Raises :class:`~cdc_domain.errors.TransientError` when the
+        cluster does not answer."""
         ...
 
     async def aclose(self) -> None: ...

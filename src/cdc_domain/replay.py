@@ -20,6 +20,9 @@ __all__ = ["ReplayReport", "unreplayable"]
 
 def unreplayable(entry: DeadLetterEvent, destinations: Collection[str]) -> str | None:
     """Why ``entry`` cannot be replayed into any of ``destinations``; None when it can."""
+    if entry.reason is FailureReason.SNAPSHOT_ERROR:
+        command = entry.schema_details.get("command", "cdc-app snapshot")
+        return f"a snapshot range, not an event: read it again with '{command}'"
     if entry.event is None:
         return "raw bytes that never became an event"
     if entry.reason is FailureReason.MASKING_ERROR:

@@ -20,18 +20,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
-from cdc_domain.errors import (
-    EventsRejectedError,
-    SchemaIncompatibleError,
-    SinkError,
-    TableError,
-    describe_error,
-)
+from cdc_domain.delivery import write_splitting_poison
+from cdc_domain.errors import SchemaIncompatibleError, SinkError, TableError, describe_error
 from cdc_domain.events import ChangeEvent, SourcePosition
 from cdc_domain.masking import MaskingPolicy, MaskOnce
 from cdc_domain.offsets import Checkpoint
@@ -44,19 +39,15 @@ from cdc_domain.ports import (
     SchemaHistory,
     SchemaSource,
     Sink,
-    SinkBatch,
 )
 from cdc_domain.replay import ReplayReport, unreplayable
-from cdc_domain.routing import dead_letter_events, mask_events, route_events
+from cdc_domain.routing import mask_events, route_events
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_evolution import BlockedTable, SchemaEvolution, paused_until
 from cdc_domain.unknown_tables import UnknownTablePolicy, UnknownTables
 from cdc_domain.validation import EventValidator
 
 __all__ = ["DeliveryOutcome", "Destination", "ReplicateBatch"]
-
-Rejected = Callable[[list[DeadLetterEvent], SinkError], Awaitable[None]]
-"""What to do with events a sink rejected (and why), before the rest is written again."""
 
 
 @attrs.frozen(slots=True)
@@ -90,6 +81,9 @@ class DeliveryOutcome:
 
 
 class ReplicateBatch:
+    """The stream's use case. ``evolution`` is given when another use case (the
+    snapshot) writes to the same destinations, so the two apply each table's DDL once."""
+
     def __init__(
         self,
         *,
@@ -104,6 +98,7 @@ class ReplicateBatch:
         unknown_tables: UnknownTablePolicy = UnknownTablePolicy.COUNT,
         unknown_tables_kept: int = 10,
         paused_table_retry_s: float | None = 600.0,
+        evolution: SchemaEvolution | None = None,
     ) -> None:
         self._source = source
         self._schemas = schemas
@@ -112,7 +107,7 @@ class ReplicateBatch:
         self._clock = clock
         self._masking = MaskOnce(masking)
         self._validator = validator or EventValidator()
-        self._evolution = SchemaEvolution(history, retry_after_s=paused_table_retry_s)
+        self._evolution = evolution or SchemaEvolution(history, retry_after_s=paused_table_retry_s)
         self._pause_for = paused_table_retry_s
         self._blocked: dict[str, dict[str, BlockedTable]] = {}
         self._paused: dict[str, dict[str, BlockedTable]] = {}
@@ -190,8 +185,8 @@ class ReplicateBatch:
             rejected.extend(letters)
             await self._dlq.write(letters)
 
-        written = await self._write(
-            destination.sink, routed.valid, routed.schemas, checkpoint, store
+        written = await write_splitting_poison(
+            destination.sink, routed.valid, routed.schemas, checkpoint, store, self._clock
         )
         if not destination.sink.commits_offsets or not written:
             await destination.offsets.commit(destination.name, checkpoint)
@@ -299,7 +294,7 @@ class ReplicateBatch:
                     assert letter.event is not None
                     fail(letter.event.event_id, letter.error)
 
-            await self._write(sink, tuple(ready), schemas, None, again)
+            await write_splitting_poison(sink, tuple(ready), schemas, None, again, self._clock)
         except Exception as exc:
             # An operator's command: whatever stops this destination's replay is reported
             # on every entry it leaves pending, and the other destinations go on.
@@ -308,49 +303,6 @@ class ReplicateBatch:
                     fail(event_id, describe_error(exc))
         done = [entry.dlq_id for entry in entries if entry.dlq_id not in failed]
         return done, list(failed.values())
-
-    async def _write(
-        self,
-        sink: Sink,
-        events: tuple[ChangeEvent, ...],
-        schemas: Mapping[str, TableSchema],
-        checkpoint: Checkpoint | None,
-        rejected: Rejected,
-    ) -> int:
-        """Write the valid events; hand the ones the sink rejects as poison to
-        ``rejected`` and write the rest again, so one bad event never blocks its batch.
-        Returns how many were written."""
-        while events:
-            failure: SinkError
-            try:
-                await sink.write(SinkBatch(events, schemas, checkpoint))
-                return len(events)
-            except SchemaIncompatibleError as exc:
-                bad = tuple(e for e in events if e.qualified_table == exc.table)
-                reason, failure, details = FailureReason.SCHEMA_INCOMPATIBLE, exc, exc.details
-            except TableError as exc:
-                bad = tuple(e for e in events if e.qualified_table == exc.table)
-                reason, failure, details = FailureReason.PROCESSING_ERROR, exc, exc.details
-            except EventsRejectedError as exc:
-                ids = set(exc.event_ids)
-                bad = tuple(e for e in events if e.event_id in ids)
-                reason, failure, details = FailureReason.PROCESSING_ERROR, exc, {}
-            if not bad:
-                raise RuntimeError(f"{sink.name} rejected events it did not name")
-            await rejected(
-                dead_letter_events(
-                    bad,
-                    reason=reason,
-                    error=str(failure),
-                    destination=sink.name,
-                    now=self._clock.now(),
-                    details=details,
-                ),
-                failure,
-            )
-            bad_ids = {e.event_id for e in bad}
-            events = tuple(e for e in events if e.event_id not in bad_ids)
-        return 0
 
     async def _schemas_for(self, batch: ChangeBatch) -> dict[str, TableSchema]:
         """The schemas the source decoded with; the schema source for what it left out."""

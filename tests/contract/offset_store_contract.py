@@ -7,6 +7,8 @@ from __future__ import annotations
 from cdc_domain.events import SourcePosition
 from cdc_domain.offsets import Checkpoint
 from cdc_domain.ports import OffsetStore
+from cdc_domain.snapshot_progress import SnapshotProgress
+from cdc_domain.tokens import TokenRange
 
 
 class OffsetStoreContract:
@@ -57,3 +59,38 @@ class OffsetStoreContract:
         again = await reopen()
         record = await again.load("pg", "node1")
         assert (record.position, record.events_processed) == (SourcePosition(9, 9), 4)
+
+    async def test_a_snapshot_name_survives(self, offset_store):
+        position = SourcePosition(-1, 17, 3, "20260301T120000.000001Z")
+        await offset_store.commit("pg", Checkpoint("snapshot/node1/shop.users", position, 0))
+        record = await offset_store.load("pg", "snapshot/node1/shop.users")
+        assert record.position == position
+        assert record.position.snapshot == "20260301T120000.000001Z"
+
+    async def test_snapshot_progress_is_kept_beside_positions(self, offset_store, reopen):
+        """Snapshot progress is kept as records of the offset store (see
+        :mod:`cdc_domain.snapshot_progress`): every store must hold it and give it back,
+        and the stream's position is left as it was."""
+        await offset_store.commit("pg", Checkpoint("node1", SourcePosition(4, 40), 9))
+        progress = SnapshotProgress("node1")
+        first, second = TokenRange(-(2**63), 0), TokenRange(0, 2**63 - 1)
+        await progress.start(offset_store, "pg", "shop.users", run="r1", pieces=2, ranges=2)
+        await progress.finish_range(
+            offset_store, "pg", "shop.users", run="r1", token_range=first, rows=5, events=6
+        )
+        await offset_store.aclose()
+        again = await reopen()
+        (found,) = (await progress.load(again, "pg")).values()
+        assert (found.run, found.pieces, found.planned) == ("r1", 2, 2)
+        assert found.ranges == {first: 5}
+        assert not found.finished
+        await progress.finish_range(
+            again, "pg", "shop.users", run="r1", token_range=second, rows=7, events=7
+        )
+        await progress.finish(again, "pg", "shop.users", run="r1", ranges=2)
+        (found,) = (await progress.load(again, "pg")).values()
+        assert found.finished
+        assert found.rows == 12
+        assert await progress.load(again, "ch") == {}
+        stream = await again.load("pg", "node1")
+        assert (stream.position, stream.events_processed) == (SourcePosition(4, 40), 9)

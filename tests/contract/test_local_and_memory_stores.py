@@ -145,3 +145,33 @@ async def test_a_jsonl_schema_history_sees_another_process_record(tmp_path):
     assert await pipeline.applied("pg") == {}
     await operator.record("pg", SchemaDiff().created(ORDERS), AT)
     assert await pipeline.applied("pg") == {"shop.orders": ORDERS}
+
+
+async def test_a_sqlite_offsets_file_from_before_snapshots_gains_their_column(tmp_path):
+    import sqlite3
+
+    from cdc_domain.events import SourcePosition
+    from cdc_domain.offsets import Checkpoint
+
+    path = tmp_path / "offsets.db"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE cdc_offsets (destination TEXT NOT NULL, partition_id TEXT NOT NULL, "
+            "segment_id INTEGER NOT NULL, position INTEGER NOT NULL, event_index INTEGER NOT NULL, "
+            "events_processed INTEGER NOT NULL, updated_at TEXT NOT NULL, "
+            "PRIMARY KEY (destination, partition_id))"
+        )
+        old.execute(
+            "INSERT INTO cdc_offsets VALUES ('pg', 'node1', 5, 50, 0, 12, "
+            "'2026-01-01T00:00:00+00:00')"
+        )
+    old.close()
+    store = SqliteOffsetStore(str(path), SystemClock())
+    try:
+        record = await store.load("pg", "node1")
+        assert (record.position, record.events_processed) == (SourcePosition(5, 50), 12)
+        position = SourcePosition(-1, 1, 2, "r1")
+        await store.commit("pg", Checkpoint("snapshot/node1/shop.t", position, 0))
+        assert (await store.load("pg", "snapshot/node1/shop.t")).position == position
+    finally:
+        await store.aclose()

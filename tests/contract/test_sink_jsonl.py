@@ -1,8 +1,10 @@
 import json
 
+import attrs
 import pytest
 
 from cdc_adapters.local import JsonLinesSink
+from cdc_domain.events import SourcePosition
 from tests.contract.sink_contract import SinkContract
 
 
@@ -56,3 +58,19 @@ async def test_dash_means_stdout(capsys):
     await JsonLinesSink("-").write(batch(HISTORY[:2]))
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["event_id"] for line in lines] == [e.event_id for e in HISTORY[:2]]
+
+
+async def test_snapshot_events_are_appended_whatever_the_streams_position(tmp_path):
+    from tests.contract.sink_contract import HISTORY, batch
+
+    path = tmp_path / "changes.jsonl"
+    snapshot = [
+        attrs.evolve(e, event_id=f"s{i}", position=SourcePosition(-1, 0, i, "r1"))
+        for i, e in enumerate(HISTORY[:2])
+    ]
+    await JsonLinesSink(str(path)).write(batch(HISTORY[:3]))
+    await JsonLinesSink(str(path)).write(batch(snapshot))
+    restarted = JsonLinesSink(str(path))
+    await restarted.write(batch(HISTORY[2:4]))
+    ids = [json.loads(line)["event_id"] for line in path.read_text().splitlines()]
+    assert ids == [e.event_id for e in HISTORY[:3]] + ["s0", "s1", HISTORY[3].event_id]

@@ -7,5 +7,11 @@ libraries only for compressed segments.
 
 from cdc_adapters.cassandra.change_source import CassandraChangeSource, SourceStats
 from cdc_adapters.cassandra.schema_source import CassandraSchemaSource
+from cdc_adapters.cassandra.snapshot_source import CassandraSnapshotSource
 
-__all__ = ["CassandraChangeSource", "CassandraSchemaSource", "SourceStats"]
+__all__ = [
+    "CassandraChangeSource",
+    "CassandraSchemaSource",
+    "CassandraSnapshotSource",
+    "SourceStats",
+]

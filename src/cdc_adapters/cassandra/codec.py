@@ -38,6 +38,8 @@ __all__ = [
     "counter_shards",
     "counter_total",
     "key_decoder",
+    "split_collection",
+    "split_fields",
     "value_decoder",
 ]
 
@@ -236,7 +238,7 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _split_collection(raw: bytes, per_element: int) -> list[bytes | None]:
+def split_collection(raw: bytes, per_element: int) -> list[bytes | None]:
     """The int32-length-prefixed items of a frozen collection (a negative length = null)."""
     count = _INT32.unpack_from(raw)[0]
     pos = 4
@@ -262,7 +264,7 @@ def _list_decoder(element: CqlType) -> ValueDecoder:
     decode = _maybe(value_decoder(element))
 
     def decode_list(raw: bytes) -> list[Any] | None:
-        return [decode(item) for item in _split_collection(raw, 1)] if raw else None
+        return [decode(item) for item in split_collection(raw, 1)] if raw else None
 
     return decode_list
 
@@ -271,7 +273,7 @@ def _set_decoder(element: CqlType) -> ValueDecoder:
     decode = _maybe(key_decoder(element))
 
     def decode_set(raw: bytes) -> frozenset[Any] | None:
-        return frozenset(decode(item) for item in _split_collection(raw, 1)) if raw else None
+        return frozenset(decode(item) for item in split_collection(raw, 1)) if raw else None
 
     return decode_set
 
@@ -283,13 +285,13 @@ def _map_decoder(key: CqlType, value: CqlType) -> ValueDecoder:
     def decode_map(raw: bytes) -> dict[Any, Any] | None:
         if not raw:
             return None
-        items = _split_collection(raw, 2)
+        items = split_collection(raw, 2)
         return {decode_key(items[i]): decode_value(items[i + 1]) for i in range(0, len(items), 2)}
 
     return decode_map
 
 
-def _split_fields(raw: bytes, count: int) -> list[bytes | None]:
+def split_fields(raw: bytes, count: int) -> list[bytes | None]:
     """Tuple/UDT fields: int32 length (negative = null) + bytes; missing trailing = null."""
     fields: list[bytes | None] = []
     pos = 0
@@ -314,7 +316,7 @@ def _tuple_decoder(cql_type: CqlType) -> ValueDecoder:
     def decode_tuple(raw: bytes) -> tuple[Any, ...] | None:
         if not raw:
             return None
-        fields = _split_fields(raw, len(decoders))
+        fields = split_fields(raw, len(decoders))
         return tuple(d(f) for d, f in zip(decoders, fields, strict=True))
 
     return decode_tuple
@@ -327,7 +329,7 @@ def _udt_decoder(cql_type: CqlType) -> ValueDecoder:
     def decode_udt(raw: bytes) -> UdtValue | None:
         if not raw:
             return None
-        fields = _split_fields(raw, len(decoders))
+        fields = split_fields(raw, len(decoders))
         return UdtValue(
             tuple((name, d(f)) for name, d, f in zip(names, decoders, fields, strict=True))
         )

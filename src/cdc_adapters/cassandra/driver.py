@@ -4,23 +4,32 @@ The commit log belongs to one node, and so does the schema it was written under:
 request goes to the first of ``hosts`` (the others are only contact points). The calls
 here block; the adapters run them in a worker thread. Driver errors become the domain's
 :class:`~cdc_domain.errors.TransientError` here, so none leaks through a port.
+
+Snapshots read through a session of their own (:meth:`CassandraConnection.raw_session`),
+whose rows stay bytes for this package's decoders, at the consistency level they ask
+for; the ring and the node's size estimates come from the same cluster connection.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from cdc_adapters.cassandra.schema_reader import read_table_schemas
-from cdc_domain.errors import TransientError
+from cdc_domain.errors import SourceError, TransientError
 from cdc_domain.schema import TableSchema
 
-__all__ = ["CassandraConnection", "parse_host"]
+__all__ = ["MAX_TOKEN", "MIN_TOKEN", "CassandraConnection", "parse_host"]
 
 T = TypeVar("T")
 _DEFAULT_PORT = 9042
+MIN_TOKEN = -(2**63)
+"""Murmur3Partitioner's minimum token, which no key has: ``token(pk) > MIN_TOKEN`` is
+every key."""
+MAX_TOKEN = 2**63 - 1
 
 
 def parse_host(host: str) -> tuple[str, int]:
@@ -54,6 +63,8 @@ class CassandraConnection:
         self._timeout = request_timeout
         self._cluster: Any = None
         self._session: Any = None
+        self._raw: Any = None
+        self._profiles: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -103,6 +114,76 @@ class CassandraConnection:
         ) as exc:
             raise TransientError(f"cassandra at {self.node}: {exc}") from exc
 
+    def raw_session(self, consistency: str) -> tuple[Any, str]:
+        """A second session whose result rows stay bytes
+        (:mod:`~cdc_adapters.cassandra.raw_rows`), and the name of an execution profile
+        reading at ``consistency`` (a level's name, ``LOCAL_QUORUM``) from this node."""
+        from cassandra import ConsistencyLevel
+        from cassandra.cluster import ExecutionProfile
+        from cassandra.policies import WhiteListRoundRobinPolicy
+
+        from cdc_adapters.cassandra.raw_rows import RawProtocolHandler, raw_rows
+
+        self.session()
+        name = f"snapshot-{consistency.lower()}"
+        with self._lock:
+            if name not in self._profiles:
+                profile = ExecutionProfile(
+                    load_balancing_policy=WhiteListRoundRobinPolicy([self._address]),
+                    request_timeout=self._timeout,
+                    consistency_level=ConsistencyLevel.name_to_value[consistency],
+                    row_factory=raw_rows,
+                )
+                self._call(lambda: self._cluster.add_execution_profile(name, profile))
+                self._profiles.add(name)
+            if self._raw is None:
+                self._raw = self._call(self._cluster.connect)
+                self._raw.client_protocol_handler = RawProtocolHandler
+            return self._raw, name
+
+    def ring(self, keyspace: str) -> list[tuple[int, int, bool]]:
+        """``(start, end, mine)`` for each range of the ring, covering every token once
+        (the range wrapping around the ring's end split in two); ``mine`` when this
+        node is the range's primary replica for ``keyspace``. Murmur3Partitioner only."""
+        self.session()
+        metadata = self._cluster.metadata
+        if not str(metadata.partitioner).endswith("Murmur3Partitioner"):
+            raise SourceError(
+                f"snapshots read Murmur3Partitioner token ranges; this cluster uses "
+                f"{metadata.partitioner}"
+            )
+        token_map = metadata.token_map
+        if token_map is None or not token_map.ring:
+            raise TransientError(f"cassandra at {self.node}: the token ring is not known yet")
+        ring = list(token_map.ring)
+
+        def mine(token: Any) -> bool:
+            replicas = token_map.get_replicas(keyspace, token) or [
+                token_map.token_to_host_owner[token]
+            ]
+            endpoint = replicas[0].endpoint
+            return (endpoint.address, endpoint.port) == (self._address, self._port)
+
+        first = mine(ring[0])
+        ranges = [(MIN_TOKEN, ring[0].value, first)] if ring[0].value > MIN_TOKEN else []
+        for before, token in itertools.pairwise(ring):
+            ranges.append((before.value, token.value, mine(token)))
+        if ring[-1].value < MAX_TOKEN:
+            ranges.append((ring[-1].value, MAX_TOKEN, first))
+        return ranges
+
+    def size_estimate(self, keyspace: str, table: str) -> int | None:
+        """Partitions of the table in this node's primary ranges, as the node last
+        estimated them (``system.size_estimates``, refreshed every few minutes); None
+        before the first estimate."""
+        session = self.session()
+        query = (
+            "SELECT partitions_count FROM system.size_estimates "
+            "WHERE keyspace_name = %s AND table_name = %s"
+        )
+        rows = self._call(lambda: list(session.execute(query, (keyspace, table))))
+        return sum(int(row[0]) for row in rows) if rows else None
+
     def load_schemas(self, keyspaces: Sequence[str] | None = None) -> list[TableSchema]:
         """Every table's schema from ``system_schema`` (of ``keyspaces``, default all)."""
         session = self.session()
@@ -124,4 +205,5 @@ class CassandraConnection:
         with self._lock:
             if self._cluster is not None:
                 self._cluster.shutdown()
-            self._cluster = self._session = None
+            self._cluster = self._session = self._raw = None
+            self._profiles.clear()

@@ -60,6 +60,11 @@ class CassandraSchemaSource:
         self._lock = asyncio.Lock()
 
     @property
+    def connection(self) -> CassandraConnection:
+        """The agent's one cluster connection, which snapshots read through too."""
+        return self._connection
+
+    @property
     def catalog(self) -> SchemaCatalog:
         """The catalog the change source decodes with and keeps refreshed."""
         return self._catalog

@@ -21,7 +21,10 @@ class JsonLinesSink:
     A file is append-only, so idempotence comes from positions: on its first write the
     sink reads the position of the file's last event and skips anything at or before
     it, which is exactly what a restart re-delivers. Stdout cannot be read back, so
-    there re-delivery after a crash can repeat lines (at-least-once).
+    there re-delivery after a crash can repeat lines (at-least-once). Snapshot events
+    (:attr:`~cdc_domain.events.ChangeEvent.is_snapshot`) have positions of their own,
+    outside the stream's order: they are always appended and leave the stream's last
+    position alone, so a snapshot range read again after a crash is in the file twice.
     Schema changes are written as lines of their own (``"type": "schema_change"``).
     """
 
@@ -50,12 +53,15 @@ class JsonLinesSink:
             if not self._loaded:
                 self._last = await asyncio.to_thread(self._last_position)
                 self._loaded = True
-            events = [e for e in batch.events if self._last is None or e.position > self._last]
+            last = self._last
+            events = [e for e in batch.events if e.is_snapshot or last is None or e.position > last]
             if not events:
                 return
             lines = [json.dumps(self._converter.unstructure(e), ensure_ascii=False) for e in events]
             await asyncio.to_thread(self._append, lines)
-            self._last = events[-1].position
+            streamed = [e.position for e in events if not e.is_snapshot]
+            if streamed:
+                self._last = streamed[-1]
 
     async def apply_schema_change(self, change: SchemaChange) -> None:
         change.require_compatible(self.kind, self._name)
@@ -94,7 +100,9 @@ class JsonLinesSink:
             for line in _complete_lines(handle):
                 record = json.loads(line)
                 if "position" in record and record.get("type") != "schema_change":
-                    last = self._converter.structure(record["position"], SourcePosition)
+                    position = self._converter.structure(record["position"], SourcePosition)
+                    if position.snapshot is None:
+                        last = position
         return last
 
 

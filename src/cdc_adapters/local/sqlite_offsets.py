@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS cdc_offsets (
     segment_id INTEGER NOT NULL,
     position INTEGER NOT NULL,
     event_index INTEGER NOT NULL,
+    snapshot TEXT,
     events_processed INTEGER NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (destination, partition_id)
@@ -24,19 +25,21 @@ CREATE TABLE IF NOT EXISTS cdc_offsets (
 """
 
 _UPSERT = """
-INSERT INTO cdc_offsets
-    (destination, partition_id, segment_id, position, event_index, events_processed, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO cdc_offsets (destination, partition_id, segment_id, position, event_index,
+    snapshot, events_processed, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (destination, partition_id) DO UPDATE SET
     segment_id = excluded.segment_id,
     position = excluded.position,
     event_index = excluded.event_index,
+    snapshot = excluded.snapshot,
     events_processed = cdc_offsets.events_processed + excluded.events_processed,
     updated_at = excluded.updated_at
 """
 
 _COLUMNS = (
-    "destination, partition_id, segment_id, position, event_index, events_processed, updated_at"
+    "destination, partition_id, segment_id, position, event_index, snapshot, events_processed, "
+    "updated_at"
 )
 
 
@@ -69,6 +72,7 @@ class SqliteOffsetStore:
                 position.segment_id,
                 position.offset,
                 position.index,
+                position.snapshot,
                 checkpoint.events,
                 self._clock.now().isoformat(),
             ),
@@ -97,16 +101,29 @@ class SqliteOffsetStore:
             self._connection = sqlite3.connect(self._path, check_same_thread=False)
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute(_SCHEMA)
+            _add_snapshot_column(self._connection)
         with self._connection:
             return self._connection.execute(sql, params).fetchall()
 
 
+def _add_snapshot_column(connection: sqlite3.Connection) -> None:
+    """Files written before snapshots existed lack the column that names one."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(cdc_offsets)")}
+    if "snapshot" not in columns:
+        connection.execute("ALTER TABLE cdc_offsets ADD COLUMN snapshot TEXT")
+
+
 def _record(row: tuple[object, ...]) -> OffsetRecord:
-    destination, partition, segment, position, index, processed, updated = row
+    destination, partition, segment, position, index, snapshot, processed, updated = row
     return OffsetRecord(
         destination=str(destination),
         partition_id=str(partition),
-        position=SourcePosition(int(str(segment)), int(str(position)), int(str(index))),
+        position=SourcePosition(
+            int(str(segment)),
+            int(str(position)),
+            int(str(index)),
+            None if snapshot is None else str(snapshot),
+        ),
         events_processed=int(str(processed)),
         updated_at=dt.datetime.fromisoformat(str(updated)),
     )

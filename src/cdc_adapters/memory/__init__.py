@@ -7,6 +7,7 @@ from cdc_adapters.memory.offsets import MemoryOffsetStore
 from cdc_adapters.memory.schema_history import MemorySchemaHistory
 from cdc_adapters.memory.schemas import MemorySchemaSource
 from cdc_adapters.memory.sink import MemorySink
+from cdc_adapters.memory.snapshot import MemorySnapshotSource
 from cdc_adapters.memory.source import MemoryChangeSource
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "MemorySchemaHistory",
     "MemorySchemaSource",
     "MemorySink",
+    "MemorySnapshotSource",
 ]

@@ -10,7 +10,9 @@ pipeline's policy before the comparison, so a destination holding the real value
 from __future__ import annotations
 
 import datetime as dt
+import json
 import struct
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,23 @@ from cdc_adapters.cassandra.driver import CassandraConnection
 from cdc_adapters.postgres.layout import TableLayout
 from cdc_adapters.postgres.naming import Naming
 from cdc_adapters.postgres.read_back import mirror_rows as postgres_mirror_rows
+from cdc_adapters.postgres.values import from_json
+from cdc_domain.cql_types import CqlType
 from cdc_domain.destinations import DestinationKind
-from cdc_domain.events import ChangeEvent, Operation, SourcePosition
+from cdc_domain.events import (
+    ChangeEvent,
+    ClusteringBound,
+    ClusteringRange,
+    CollectionDelta,
+    CollectionElement,
+    DeletionScope,
+    Operation,
+    SourcePosition,
+)
 from cdc_domain.masking import MaskingPolicy
-from cdc_domain.schema import TableSchema
+from cdc_domain.mirror import MirrorState
+from cdc_domain.schema import ClusteringOrder, TableSchema
+from cdc_domain.values import UdtValue
 from tests.integration.clickhouse.reading import mirror_rows as clickhouse_mirror_rows
 
 Rows = dict[tuple[tuple[Any, ...], tuple[Any, ...]], dict[str, Any]]
@@ -40,6 +55,8 @@ def canonical(value: Any) -> Any:
         return (aware - _EPOCH) // dt.timedelta(milliseconds=1)
     if isinstance(value, str | bytes | int | float):
         return value
+    if isinstance(value, UdtValue):  # as the mirror shows one: its set fields by name
+        return canonical({n: v for n, v in value.fields if v is not None})
     if isinstance(value, Mapping) or hasattr(value, "items"):
         items = sorted((canonical(k), canonical(v)) for k, v in value.items())
         return ("map", tuple(items)) if items else None
@@ -53,6 +70,8 @@ def canonical(value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     """A driver value as the domain holds it (what the masking policy expects)."""
+    if hasattr(value, "_fields"):  # a UDT: the driver makes a named tuple of its fields
+        return UdtValue(tuple((n, _plain(getattr(value, n))) for n in value._fields))
     if hasattr(value, "items"):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -226,3 +245,90 @@ async def captured_events(
     finally:
         await source.aclose()
         await schemas.aclose()
+
+
+async def history_rows(connection: Any, schema_name: str, schema: TableSchema) -> Rows:
+    """The current state a TimescaleDB history implies: its rows replayed as events into
+    the reference semantics (:class:`~cdc_domain.mirror.MirrorState`), expiry ignored as
+    the other destinations ignore it. Elements take their event's write time (the
+    history keeps no other), which is theirs for every event the pipeline writes. A
+    snapshot event's row marker is taken from its operation; should the history record
+    snapshot events under an operation of their own, they are read as inserts."""
+    table = f'"{schema_name}"."{schema.table}"'
+    if await connection.fetchval("SELECT to_regclass($1)", table) is None:
+        return {}
+    state = MirrorState()
+    state.define(schema)
+    for row in await connection.fetch(f"SELECT * FROM {table}"):
+        state.apply(_history_event(row, schema), schema)
+    return _canonical_rows(state.rows(schema.qualified_name), _columns(schema))
+
+
+def _history_event(row: Any, schema: TableSchema) -> ChangeEvent:
+    types = {c.name: c.type for c in (*schema.columns, *schema.dropped_columns)}
+    operation = row["_cdc_op"]
+    scope = DeletionScope(row["_cdc_scope"]) if row["_cdc_scope"] else None
+    static = bool(row["_cdc_static"])
+    keyed = scope not in (DeletionScope.PARTITION, DeletionScope.RANGE) and not static
+    stamp = row["_cdc_writetime"]
+    columns = _json(row["_cdc_columns"])
+    collections = _json(row["_cdc_collections"])
+    return ChangeEvent.create(
+        operation=Operation.INSERT if operation == "SNAPSHOT" else Operation(operation),
+        keyspace=schema.keyspace,
+        table=schema.table,
+        partition_key={c.name: row[c.name] for c in schema.partition_key},
+        clustering_key={c.name: row[c.name] for c in schema.clustering} if keyed else None,
+        columns={n: from_json(types[n], v) for n, v in columns.items()},
+        deleted_columns=tuple(row["_cdc_deleted_columns"] or ()),
+        collections={n: _history_delta(types[n], d, stamp) for n, d in collections.items()},
+        scope=scope,
+        clustering_range=_history_range(_json(row["_cdc_range"]), schema, types),
+        static=static,
+        timestamp_micros=stamp,
+        captured_at=row["_cdc_captured_at"],
+        position=SourcePosition(row["_cdc_segment"], row["_cdc_offset"], row["_cdc_index"]),
+        event_id=row["_cdc_event_id"],
+    )
+
+
+def _json(value: Any) -> Any:
+    return (json.loads(value) if isinstance(value, str) else value) or {}
+
+
+def _history_delta(cql: CqlType, delta: Mapping[str, Any], stamp: int) -> CollectionDelta:
+    fields = dict(zip(cql.field_names, cql.params, strict=True)) if cql.is_udt else {}
+
+    def key(k: Any) -> Any:
+        if cql.name == "list":
+            return uuid.UUID(k)
+        return k if cql.is_udt else from_json(cql.params[0], k)
+
+    def value(k: Any, v: Any) -> Any:
+        if cql.name == "set":
+            return None
+        return from_json(fields[k] if cql.is_udt else cql.params[-1], v)
+
+    kind = "udt" if cql.is_udt else cql.name
+    return CollectionDelta(
+        kind,
+        overwritten=delta["overwritten"],
+        elements=tuple(CollectionElement(key(k), value(k, v), stamp) for k, v in delta["elements"]),
+        removed=tuple(key(k) for k in delta["removed"]),
+    )
+
+
+def _history_range(
+    found: Mapping[str, Any], schema: TableSchema, types: Mapping[str, CqlType]
+) -> ClusteringRange | None:
+    if not found:
+        return None
+
+    def bound(b: Mapping[str, Any]) -> ClusteringBound:
+        values = {n: from_json(types[n], v) for n, v in b["values"].items()}
+        return ClusteringBound(values, b["inclusive"])
+
+    descending = tuple(
+        c.name for c in schema.clustering if c.clustering_order is ClusteringOrder.DESC
+    )
+    return ClusteringRange(bound(found["start"]), bound(found["end"]), descending)

@@ -144,13 +144,21 @@ def pipeline_settings(
     max_batch_events: int = 2000,
     max_batch_delay_ms: int = 50,
     shutdown_timeout_s: int = 30,
+    snapshot: str = "never",
+    snapshot_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A configuration streaming ``keyspace.*`` into the destinations whose database is
     given (names pg, ch, ts). TimescaleDB keeps its tables and offsets in one schema: the
-    server is one database shared by every test."""
+    server is one database shared by every test. ``snapshot`` is ``source.snapshot``,
+    ``snapshot_settings`` the ``snapshot`` section."""
     destinations: list[dict[str, Any]] = []
     settings: dict[str, Any] = {
-        "source": {"type": "cassandra", "partition_id": "node1", "tables": [f"{keyspace}.*"]},
+        "source": {
+            "type": "cassandra",
+            "partition_id": "node1",
+            "tables": [f"{keyspace}.*"],
+            "snapshot": snapshot,
+        },
         "cassandra": {"hosts": cassandra_hosts.split(","), "cdc_raw_dir": str(cdc_raw_dir)},
     }
     if postgres_dsn is not None:
@@ -184,6 +192,7 @@ def pipeline_settings(
             "retry_max_ms": 2000,
             "shutdown_timeout_s": shutdown_timeout_s,
         },
+        "snapshot": dict(snapshot_settings or {}),
         "health": {"port": port},
         "logging": {"format": "json", "level": "info"},
     }

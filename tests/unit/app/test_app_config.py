@@ -28,6 +28,7 @@ from cdc_domain.ports import (
     SchemaHistory,
     SchemaSource,
     Sink,
+    SnapshotSource,
 )
 
 BASE = {"source": {"type": "memory"}, "destinations": [{"name": "mirror", "type": "memory"}]}
@@ -228,6 +229,10 @@ async def test_every_type_the_settings_accept_is_built_by_its_factory(section, m
     assert isinstance(built, port)
     assert isinstance(schemas, SchemaSource)
     await built.aclose()
+    if section == "source":
+        snapshots = factories.snapshot_source(loaded, schemas)
+        assert isinstance(snapshots, SnapshotSource)
+        await snapshots.aclose()
     await schemas.aclose()
 
 
@@ -243,6 +248,27 @@ async def test_a_mirror_purges_expired_rows_after_the_seconds_configured(destina
     sink = factories.sink(loaded.destinations[0], loaded)
     assert sink._purge_after == 86400  # type: ignore[attr-defined]
     await sink.aclose()
+
+
+def test_snapshot_settings_and_booleans_load_from_yaml_and_variables():
+    loaded = settings(
+        {"ALL": "true"},
+        source={"type": "memory", "snapshot": "when_needed"},
+        snapshot={"all_ranges": "${ALL}", "consistency": "ONE", "concurrency": 2},
+        timescaledb={"dsn": "postgresql://h/ts"},
+        destinations=[{"name": "ts", "type": "timescaledb", "fallback_to_plain_tables": True}],
+    )
+    assert loaded.source.snapshot.value == "when_needed"
+    assert loaded.snapshot.all_ranges is True
+    assert loaded.snapshot.consistency.value == "ONE"
+    assert loaded.destinations[0].fallback_to_plain_tables is True
+    assert problems(snapshot={"all_ranges": 3}) == ("snapshot.all_ranges: expected true or false",)
+    assert problems(source={"type": "memory", "snapshot": "always"}) == (
+        "source.snapshot: expected one of: never, initial, when_needed",
+    )
+    assert problems(snapshot={"consistency": "SERIAL"})[0].startswith(
+        "snapshot.consistency: expected one of: ONE"
+    )
 
 
 def test_destination_names_are_unique_and_required():

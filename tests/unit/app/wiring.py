@@ -6,8 +6,9 @@ under test is the container's own assembly.
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import structlog
 from dependency_injector import providers
@@ -20,6 +21,7 @@ from cdc_adapters.memory import (
     MemorySchemaHistory,
     MemorySchemaSource,
     MemorySink,
+    MemorySnapshotSource,
 )
 from cdc_app.components import Components
 from cdc_app.config import settings_from
@@ -64,6 +66,7 @@ class MemoryWiring:
         self.schemas = MemorySchemaSource([CUSTOMERS])
         self.offsets = MemoryOffsetStore(self.clock)
         self.dead_letters = MemoryDeadLetterQueue()
+        self.snapshot_source = MemorySnapshotSource()
         self.container = Container(settings=self.settings)
         for provider, adapter in (
             (self.container.clock, self.clock),
@@ -73,10 +76,13 @@ class MemoryWiring:
             (self.container.offsets, self.offsets),
             (self.container.dead_letters, self.dead_letters),
             (self.container.history, MemorySchemaHistory()),
+            (self.container.snapshot_source, self.snapshot_source),
         ):
             provider.override(providers.Object(adapter))
 
-    def runner(self, components: Components) -> Runner:
+    def runner(
+        self, components: Components, holds: Mapping[str, asyncio.Event] | None = None
+    ) -> Runner:
         return Runner(
             replicate=components.replicate,
             destinations=components.destinations,
@@ -84,6 +90,7 @@ class MemoryWiring:
             metrics=components.metrics,
             pipeline=self.settings.pipeline,
             log=LOG,
+            holds=holds,
         )
 
 
