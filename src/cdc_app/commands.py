@@ -16,7 +16,7 @@ from cdc_app.container import Container, opened, running
 from cdc_app.health_checks import check_health
 from cdc_app.running_pipeline import ask_running_pipeline
 from cdc_app.settings import Settings
-from cdc_app.status import destination_statuses, unknown_tables
+from cdc_app.status import agent_positions, destination_statuses, unknown_tables
 from cdc_app.tables import render_table
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.health import HealthStatus
@@ -66,6 +66,7 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
     answer = await ask_running_pipeline(settings.health, "/status")
     if answer is not None:
         statuses: list[dict[str, Any]] = answer["destinations"]
+        agents: list[dict[str, Any]] = answer["agents"]
         tallies: list[dict[str, Any]] = answer["unknown_tables"]
     else:
         async with opened(container) as adapters:
@@ -79,6 +80,7 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
                 clock=clock,
             )
             tallies = await unknown_tables(dead_letters)
+            agents = await agent_positions(stores)
         statuses = [s.to_json() for s in found]
     rows = [
         (
@@ -93,6 +95,23 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
     ]
     headers = ("DESTINATION", "PARTITION", "OFFSET", "LAG", "EVENTS", "DLQ PENDING")
     out.write(render_table(headers, rows))
+    if agents:
+        out.write("\nevery agent's position (one agent per Cassandra node):\n")
+        out.write(
+            render_table(
+                ("DESTINATION", "PARTITION", "OFFSET", "EVENTS", "UPDATED AT"),
+                [
+                    (
+                        a["destination"],
+                        a["partition_id"],
+                        a["position"],
+                        a["events_processed"],
+                        a["updated_at"],
+                    )
+                    for a in agents
+                ],
+            )
+        )
     if tallies:
         out.write(
             "\nentries of unknown tables (dropped before their schema was read; "
