@@ -18,7 +18,7 @@ from cdc_app.running_pipeline import ask_running_pipeline
 from cdc_app.settings import Settings
 from cdc_app.snapshot_display import render_summary
 from cdc_app.snapshots import progress_json
-from cdc_app.status import destination_statuses, unknown_tables
+from cdc_app.status import agent_positions, destination_statuses, unknown_tables
 from cdc_app.tables import render_table
 from cdc_domain.dead_letters import DeadLetterEvent, FailureReason
 from cdc_domain.health import HealthStatus
@@ -70,6 +70,7 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
     running_snapshot: dict[str, Any] | None = None
     if answer is not None:
         statuses: list[dict[str, Any]] = answer["destinations"]
+        agents: list[dict[str, Any]] = answer["agents"]
         tallies: list[dict[str, Any]] = answer["unknown_tables"]
         snapshots: list[dict[str, Any]] = answer.get("snapshots", [])
         running_snapshot = answer.get("snapshot")
@@ -90,6 +91,7 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
             for name, store in stores.items():
                 recorded.extend((await progress.load(store, name)).values())
             snapshots = progress_json(recorded)
+            agents = await agent_positions(stores)
         statuses = [s.to_json() for s in found]
     rows = [
         (
@@ -104,6 +106,23 @@ async def status(settings: Settings, container: Container, out: IO[str]) -> int:
     ]
     headers = ("DESTINATION", "PARTITION", "OFFSET", "LAG", "EVENTS", "DLQ PENDING")
     out.write(render_table(headers, rows))
+    if agents:
+        out.write("\nevery agent's position (one agent per Cassandra node):\n")
+        out.write(
+            render_table(
+                ("DESTINATION", "PARTITION", "OFFSET", "EVENTS", "UPDATED AT"),
+                [
+                    (
+                        a["destination"],
+                        a["partition_id"],
+                        a["position"],
+                        a["events_processed"],
+                        a["updated_at"],
+                    )
+                    for a in agents
+                ],
+            )
+        )
     if tallies:
         out.write(
             "\nentries of unknown tables (dropped before their schema was read; "

@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from cdc_app.components import Components
 from cdc_app.health_checks import check_health
 from cdc_app.snapshots import SnapshotRequest, plan_json
-from cdc_app.status import destination_statuses, unknown_tables
+from cdc_app.status import agent_positions, destination_statuses, unknown_tables
 from cdc_domain.dead_letters import FailureReason
 from cdc_domain.health import HealthStatus
 from cdc_domain.ports import StorageReporting
@@ -103,9 +103,11 @@ async def _status(request: web.Request) -> web.Response:
         progress=components.progress,
     )
     tallies = await unknown_tables(components.dead_letters)
+    agents = await agent_positions({d.name: d.offsets for d in components.destinations})
     return web.json_response(
         {
             "destinations": [s.to_json() for s in statuses],
+            "agents": agents,
             "unknown_tables": tallies,
             "snapshot": components.snapshots.status(),
             "snapshots": await components.snapshots.recorded(),

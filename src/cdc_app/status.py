@@ -16,7 +16,7 @@ from cdc_app.progress import DestinationProgress
 from cdc_domain.ports import Clock, DeadLetterQueue, OffsetStore
 from cdc_domain.unknown_tables import stored_tallies
 
-__all__ = ["DestinationStatus", "destination_statuses", "unknown_tables"]
+__all__ = ["DestinationStatus", "agent_positions", "destination_statuses", "unknown_tables"]
 
 
 @attrs.frozen
@@ -74,3 +74,22 @@ async def unknown_tables(dead_letters: DeadLetterQueue) -> list[dict[str, Any]]:
         }
         for tally in await stored_tallies(dead_letters)
     ]
+
+
+async def agent_positions(offsets: Mapping[str, OffsetStore]) -> list[dict[str, Any]]:
+    """Where every agent (one per Cassandra node, each its own partition) stands in each
+    destination, from the offset stores: one agent can tell how its peers are doing."""
+    positions = []
+    for name, store in offsets.items():
+        for record in await store.list():
+            if record.destination == name:
+                positions.append(
+                    {
+                        "destination": name,
+                        "partition_id": record.partition_id,
+                        "position": str(record.position),
+                        "events_processed": record.events_processed,
+                        "updated_at": record.updated_at.isoformat(timespec="seconds"),
+                    }
+                )
+    return sorted(positions, key=lambda p: (p["destination"], p["partition_id"]))

@@ -1,8 +1,10 @@
 """The cassandra-driver session to the node whose ``cdc_raw`` is read, opened lazily.
 
 The commit log belongs to one node, and so does the schema it was written under: every
-request goes to the first of ``hosts`` (the others are only contact points). The calls
-here block; the adapters run them in a worker thread. Driver errors become the domain's
+request goes to the first of ``hosts`` while it answers. When it is down (a node restart,
+a crash) the schema is read from the others, in the order given, so the agent keeps its
+catalog current and reports its own node down instead of failing. The calls here block;
+the adapters run them in a worker thread. Driver errors become the domain's
 :class:`~cdc_domain.errors.TransientError` here, so none leaks through a port.
 
 Snapshots read through a session of their own (:meth:`CassandraConnection.raw_session`),
@@ -74,10 +76,9 @@ class CassandraConnection:
     def _connect(self) -> Any:
         from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-        from cassandra.policies import WhiteListRoundRobinPolicy
 
         profile = ExecutionProfile(
-            load_balancing_policy=WhiteListRoundRobinPolicy([self._address]),
+            load_balancing_policy=_own_node_first(self._address, self._contact_points),
             request_timeout=self._timeout,
         )
         auth = (
@@ -196,10 +197,17 @@ class CassandraConnection:
         return uuid.UUID(str(row[0]))
 
     def release_version(self) -> str:
-        """The node's Cassandra version: the cheapest query that proves it answers."""
+        """The agent's own node's Cassandra version, asked of that node alone: the
+        cheapest query that proves it answers (the others answering does not)."""
         session = self.session()
-        row = self._call(lambda: session.execute("SELECT release_version FROM system.local").one())
-        return str(row[0])
+
+        def ask() -> Any:
+            host = self._cluster.metadata.get_host(self._address, self._port)
+            if host is None or not host.is_up:
+                raise TransientError(f"cassandra at {self.node}: the node is down")
+            return session.execute("SELECT release_version FROM system.local", host=host).one()
+
+        return str(self._call(ask)[0])
 
     def close(self) -> None:
         with self._lock:
@@ -207,3 +215,43 @@ class CassandraConnection:
                 self._cluster.shutdown()
             self._cluster = self._session = self._raw = None
             self._profiles.clear()
+
+
+def _own_node_first(address: str, contact_points: Sequence[str]) -> Any:
+    """A load balancing policy that sends every request to ``address`` while it is up,
+    then to the other nodes in the order of ``contact_points``, then to any other."""
+    from cassandra.policies import HostDistance, LoadBalancingPolicy
+
+    order = {point: rank for rank, point in enumerate(contact_points)}
+
+    class OwnNodeFirst(LoadBalancingPolicy):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._hosts: set[Any] = set()
+
+        def populate(self, cluster: Any, hosts: Any) -> None:
+            self._hosts = set(hosts)
+
+        def distance(self, host: Any) -> Any:
+            return HostDistance.LOCAL
+
+        def make_query_plan(self, working_keyspace: Any = None, query: Any = None) -> Any:
+            ranked = sorted(
+                (h for h in self._hosts if h.is_up is not False),
+                key=lambda h: (h.address != address, order.get(h.address, len(order))),
+            )
+            return iter(ranked)
+
+        def on_up(self, host: Any) -> None:
+            self._hosts.add(host)
+
+        def on_down(self, host: Any) -> None:
+            """Down hosts stay known: the plan skips them until they are up again."""
+
+        def on_add(self, host: Any) -> None:
+            self._hosts.add(host)
+
+        def on_remove(self, host: Any) -> None:
+            self._hosts.discard(host)
+
+    return OwnNodeFirst()
