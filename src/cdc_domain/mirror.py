@@ -4,7 +4,9 @@ This is the reference semantics every mirror destination must reproduce: last wr
 wins per column (Cassandra's rule, ties included: :mod:`cdc_domain.reconciliation`),
 partial updates touch only their columns, a tombstone hides every older write to what it
 covers whatever order events arrive in, and collections change element by element.
-Applying the same events in any order, any number of times, gives the same state.
+Applying the same events in any order, any number of times, gives the same state, and
+the copies of one write read from several replicas count as that one write (a counter's
+increment is added once per :func:`~cdc_domain.identity.write_id`).
 
 Given the table's schema, a row shows only the columns it still has: a dropped column's
 cells are not shown, and a row that only they (no row marker, no other cell) kept alive
@@ -25,6 +27,7 @@ import attrs
 
 from cdc_domain.cql_types import CqlType
 from cdc_domain.events import ChangeEvent, ClusteringRange, DeletionScope, Operation
+from cdc_domain.identity import write_id
 from cdc_domain.reconciliation import CellRank, cell_rank, element_type, value_bytes
 from cdc_domain.schema import TableSchema
 
@@ -165,11 +168,14 @@ class MirrorState:
             removed_ts = delta.removed_timestamp_micros or ts
             for key in delta.removed:
                 _set_cell(collection.elements, key, None, removed_ts, True, None, None)
-        if event.event_id not in self._counted:
-            for name, delta_value in event.counters.items():
-                row.counters[name] = row.counters.get(name, 0) + delta_value
-            if event.counters:
-                self._counted.add(event.event_id)
+        if event.counters:
+            # Counted once per write, not per event: every replica's copy of a write has
+            # its own event_id, and an increment added once per copy would be tripled.
+            identity = write_id(event)
+            if identity not in self._counted:
+                self._counted.add(identity)
+                for name, delta_value in event.counters.items():
+                    row.counters[name] = row.counters.get(name, 0) + delta_value
 
     def rows(self, table: str, now: dt.datetime | None = None) -> dict[RowKey, dict[str, Any]]:
         """Visible rows: (partition key values, clustering values) -> column values, as

@@ -13,9 +13,10 @@ from cdc_domain.events import (
     CollectionElement,
     DeletionScope,
     Operation,
+    SourcePosition,
 )
 from cdc_domain.mirror import MirrorState
-from tests.factories import event, table
+from tests.factories import event, replica_copy, table
 
 TABLE = "shop.orders"
 
@@ -198,6 +199,18 @@ def test_a_collection_deletion_hides_older_elements_whatever_arrives_first(how, 
 def test_counters_add_up_and_a_redelivered_event_counts_once():
     increment = event(ts=1, counters={"hits": 2})
     assert state_of(increment, increment, event(ts=2, counters={"hits": 3})) == {
+        ((1,), ()): {"hits": 5}
+    }
+
+
+def test_replica_copies_of_a_counter_write_add_once():
+    increment = event(ts=1, counters={"hits": 2}, counter_totals={"hits": 2})
+    copies = [
+        replica_copy(increment, "n2", SourcePosition(7, 70)),
+        replica_copy(increment, "n3", SourcePosition(9, 90)),
+    ]
+    assert len({e.event_id for e in (increment, *copies)}) == 3
+    assert state_of(increment, *copies, event(ts=2, counters={"hits": 3})) == {
         ((1,), ()): {"hits": 5}
     }
 
