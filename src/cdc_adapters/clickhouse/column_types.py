@@ -168,7 +168,7 @@ def mapless_sql(sql: str) -> str:
     if start < 0:
         return sql
     end = _closing(sql, start + 3)
-    key, value = _split_type_args(sql[start + 4 : end])
+    key, value = split_type_args(sql[start + 4 : end])
     inner = f"Tuple(Array({mapless_sql(key)}), Array({mapless_sql(value)}))"
     return sql[:start] + inner + mapless_sql(sql[end + 1 :])
 
@@ -181,7 +181,7 @@ def empty_text(sql: str) -> str:
     if sql.startswith("Map("):
         return "{}"
     if sql.startswith("Tuple("):
-        return "(" + ",".join(empty_text(t) for t in _split_type_args(sql[6:-1])) + ")"
+        return "(" + ",".join(empty_text(t) for t in split_type_args(sql[6:-1])) + ")"
     return "NULL"
 
 
@@ -195,7 +195,9 @@ def _closing(sql: str, opening: int) -> int:
     raise ValueError(f"unbalanced type {sql!r}")
 
 
-def _split_type_args(inner: str) -> list[str]:
+def split_type_args(inner: str) -> list[str]:
+    """The arguments of a type's parentheses, split at top-level commas only (a
+    ``Tuple(Array(Int32), Map(String, Int8))`` nests them)."""
     parts, depth, start = [], 0, 0
     for index, char in enumerate(inner):
         depth += char == "("

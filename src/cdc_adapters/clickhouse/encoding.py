@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cdc_adapters.clickhouse.cells import TS_OFFSET, ElementCodec, expiry_text, stamp
-from cdc_adapters.clickhouse.column_types import quoted
+from cdc_adapters.clickhouse.column_types import quoted, split_type_args
 from cdc_adapters.clickhouse.tables import TableLayout
 from cdc_domain.events import ChangeEvent, DeletionScope, Operation
 
@@ -211,7 +211,7 @@ def default_text(sql: str, *, nested: bool = False) -> str:
     if sql.startswith("Map("):
         return "{}"
     if sql.startswith("Tuple("):
-        inner = _split(sql[len("Tuple(") : -1])
+        inner = split_type_args(sql[len("Tuple(") : -1])
         return "(" + ",".join(default_text(t, nested=True) for t in inner) + ")"
     text = _DEFAULTS.get(sql)
     if text is None and sql.startswith("DateTime64"):
@@ -227,18 +227,6 @@ _DEFAULTS = {
     "Date": "1970-01-01",
     "Date32": "1970-01-01",
 }
-
-
-def _split(inner: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for index, char in enumerate(inner):
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            parts.append(inner[start:index].strip())
-            start = index + 1
-    parts.append(inner[start:].strip())
-    return parts
 
 
 def _key_encoder(columns: list[tuple[str, Callable[[Any], str]]]) -> Callable[[Any], str]:
