@@ -99,13 +99,21 @@ class ColumnSlot:
     cql_type: CqlType
 
 
+Cell = tuple[int, Convert, bool, CqlType]
+"""A plain (not collection) column's slot unpacked for the per-event path: its index,
+encoder, whether it has a tie column, and its type."""
+
+
 @attrs.frozen(slots=True)
 class TargetPlan:
-    """A row target's columns by name, and a row's fields after its key."""
+    """A row target's columns by name, and a row's fields after its key. ``cells``
+    repeats the plain columns' slots as tuples: the one-event path unpacks one tuple
+    per value instead of reading four attributes."""
 
     target: RowTarget
     columns: dict[str, ColumnSlot]
     blank: tuple[None, ...]
+    cells: dict[str, Cell]
 
     @classmethod
     def of(cls, target: RowTarget) -> TargetPlan:
@@ -124,7 +132,12 @@ class TargetPlan:
             index += 2 if column.is_collection else 3 + tie
         width = index + 4  # marker time and expiry, row deletion, newest write
         assert width == len(target.row_attributes())
-        return cls(target, columns, (None,) * (width - len(target.keys)))
+        cells = {
+            name: (slot.index, slot.encode, slot.tie, slot.cql_type)
+            for name, slot in columns.items()
+            if not slot.collection
+        }
+        return cls(target, columns, (None,) * (width - len(target.keys)), cells)
 
 
 KeyOf = Callable[[Mapping[str, Any]], tuple[Any, ...]]
@@ -152,7 +165,7 @@ class FoldPlan:
     ordered: bool
     partition_of: KeyOf
     clustering_of: KeyOf | None
-    encoders: tuple[Convert, ...]
+    encode_key: Callable[[tuple[Any, ...]], list[Any]]
 
     @classmethod
     def of(cls, layout: TableLayout) -> FoldPlan:
@@ -167,8 +180,17 @@ class FoldPlan:
             all(k.codec.cql_type.name in _ORDERED_KEYS for k in keys),
             _getter(tuple(k.name for k in layout.partition)),
             _getter(clustering) if clustering else None,
-            tuple(k.codec.encoder() for k in keys),
+            _key_encoder(tuple(k.codec.encoder() for k in keys)),
         )
+
+
+def _key_encoder(encoders: tuple[Convert, ...]) -> Callable[[tuple[Any, ...]], list[Any]]:
+    """A row key's values encoded for the driver, as the list its row starts with; a
+    static row's key is the partition's, shorter than ``encoders``."""
+    if len(encoders) == 1:
+        (encode,) = encoders
+        return lambda key: [encode(key[0])]
+    return lambda key: [encode(value) for encode, value in zip(encoders, key, strict=False)]
 
 
 @attrs.frozen(slots=True)
@@ -203,17 +225,22 @@ class TableWrites:
     def has_rows(self, static: bool) -> bool:
         return bool(self.static_rows if static else self.rows)
 
-    def chunks(self, static: bool, size: int) -> Iterator[list[tuple[Any, ...]]]:
-        """The rows as the upsert's row type holds them, ``size`` at a time, in one
-        order every writer shares (so concurrent writers lock rows in the same order),
-        each chunk built when it is asked for. Raises :class:`RowsRejected`."""
+    def chunks(
+        self, static: bool, size: int, first: int | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows as the upsert's row type holds them, ``size`` at a time (the first
+        chunk ``first`` rows, when given), in one order every writer shares (so
+        concurrent writers lock rows in the same order), each chunk built when it is
+        asked for. Raises :class:`RowsRejected`."""
         groups = self.static_rows if static else self.rows
         target = self.plan.static if static else self.plan.main
         assert target is not None
         keys = sorted(groups) if self.plan.ordered else sorted(groups, key=repr)
         build = self._build
-        for start in range(0, len(keys), size):
-            yield [build(target, key, groups[key]) for key in keys[start : start + size]]
+        start, end = 0, min(size, first or size)
+        while start < len(keys):
+            yield [build(target, key, groups[key]) for key in keys[start:end]]
+            start, end = end, end + size
 
     def rejections(self) -> dict[str, str]:
         """Every event of the table whose values cannot be written, with the reason."""
@@ -257,7 +284,7 @@ class TableWrites:
             key = self.plan.partition_of(event.partition_key)
             if not target.target.static and self.plan.clustering_of is not None:
                 key += self.plan.clustering_of(event.clustering_key)
-        return [encode(value) for encode, value in zip(self.plan.encoders, key, strict=False)]
+        return self.plan.encode_key(key)
 
 
 def _unknown(plan: FoldPlan, name: str) -> UnwritableValueError:
@@ -276,7 +303,9 @@ def _no_counters(plan: FoldPlan, event: ChangeEvent) -> None:
 
 def _single(plan: FoldPlan, target: TargetPlan, key: list[Any], event: ChangeEvent) -> list[Any]:
     """The row one event makes on its own (``key``: the row's encoded key, extended in
-    place): its fields, with nothing to compare. This runs for nearly every event."""
+    place): its fields, with nothing to compare. This runs for nearly every event, so
+    plain cells take the unpacked ``cells`` and collections are looked at only when the
+    event has any."""
     slots = key
     slots += target.blank
     ts = event.timestamp_micros
@@ -291,42 +320,51 @@ def _single(plan: FoldPlan, target: TargetPlan, key: list[Any], event: ChangeEve
         slots[-3] = exp
     if event.counters or event.counter_totals:
         _no_counters(plan, event)
-    columns = target.columns
+    cells = target.cells
     collections = event.collections
-    folds: dict[str, _CollectionFold] = {}
+    folds: dict[str, _CollectionFold] | None = None
     for name, value in event.columns.items():
-        slot = columns.get(name)
-        if slot is None:
-            raise _unknown(plan, name)
-        if slot.collection:
+        cell = cells.get(name)
+        if cell is None:
+            slot = _slot(plan, target, name)
             if name not in collections:
+                folds = folds or {}
                 _whole(slot, folds.setdefault(name, _CollectionFold()), value, ts, expires, exp)
             continue
-        i = slot.index
+        i, encode, tie, cql_type = cell
         slots[i + 1] = ts
         if value is not None:
-            slots[i] = slot.encode(value)
+            slots[i] = encode(value)
             slots[i + 2] = exp
-            if slot.tie:
-                slots[i + 3] = serialize(slot.cql_type, value)
+            if tie:
+                slots[i + 3] = serialize(cql_type, value)
     for name in event.deleted_columns:
-        slot = columns.get(name)
-        if slot is None:
-            raise _unknown(plan, name)
-        if slot.collection:
+        cell = cells.get(name)
+        if cell is None:
+            _slot(plan, target, name)
+            folds = folds or {}
             folds.setdefault(name, _CollectionFold()).clear(ts)
             continue
-        i = slot.index
-        slots[i : i + 3 + slot.tie] = (None, ts, None, None)[: 3 + slot.tie]
-    for name, delta in collections.items():
-        slot = columns.get(name)
-        if slot is None:
-            raise _unknown(plan, name)
-        _delta(slot, folds.setdefault(name, _CollectionFold()), delta, ts, expires, exp)
-    for name, fold in folds.items():
-        i = columns[name].index
-        slots[i], slots[i + 1] = fold.cleared, fold.elements()
+        i, _, tie, _ = cell
+        slots[i : i + 3 + tie] = (None, ts, None, None)[: 3 + tie]
+    if collections:
+        folds = folds or {}
+        for name, delta in collections.items():
+            slot = _slot(plan, target, name)
+            _delta(slot, folds.setdefault(name, _CollectionFold()), delta, ts, expires, exp)
+    if folds:
+        columns = target.columns
+        for name, fold in folds.items():
+            i = columns[name].index
+            slots[i], slots[i + 1] = fold.cleared, fold.elements()
     return slots
+
+
+def _slot(plan: FoldPlan, target: TargetPlan, name: str) -> ColumnSlot:
+    slot = target.columns.get(name)
+    if slot is None:
+        raise _unknown(plan, name)
+    return slot
 
 
 class _Version:

@@ -58,6 +58,10 @@ UPSERT_CHUNK = 500
 server applies one (ADR 0004); per row, 500-row statements cost the server about what
 1,000-2,000-row ones do, and 10,000-row ones 27% more."""
 
+FIRST_CHUNK = 100
+"""Rows in a table's first upsert statement: the server waits while it is built, so a
+short one puts it to work sooner; the later chunks are built while it works."""
+
 PURGE_EVERY_S = 3600.0
 """The longest wait between two purges of expired rows (see ``purge_expired_after``)."""
 
@@ -299,7 +303,7 @@ class PostgresSink(PooledSink):
             await self._apply_tombstones(connection, prepared, writes.tombstones.values())
         for target in layout.targets:
             if writes.has_rows(target.static):
-                chunks = writes.chunks(target.static, UPSERT_CHUNK)
+                chunks = writes.chunks(target.static, UPSERT_CHUNK, FIRST_CHUNK)
                 await _pipelined(connection, prepared.upserts[target.static], chunks)
 
     async def _apply_tombstones(
