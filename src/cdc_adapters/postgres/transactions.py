@@ -23,12 +23,22 @@ async def ddl_transaction(connection: Any, key: str) -> AsyncIterator[None]:
     """A transaction for DDL in ``key``'s name (``cdc:<schema>``), one writer at a
     time. The transaction begins only once the lock is held: one begun before would
     resolve names against the catalog as it was before the holder's DDL, so its
-    ``CREATE ... IF NOT EXISTS`` would fail on what the holder had just created. On
-    failure the pool's reset of the connection releases the lock."""
-    await connection.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
-    async with connection.transaction():
-        yield
-    await connection.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+    ``CREATE ... IF NOT EXISTS`` would fail on what the holder had just created.
+
+    The lock is released here whatever happens, also after a cancelled wait for it
+    (which the server may have granted all the same; unlocking a lock not held only
+    warns): the pool does not reset sessions (:mod:`.pool`). A connection that cannot
+    release it is terminated, which does."""
+    try:
+        await connection.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+        async with connection.transaction():
+            yield
+    finally:
+        try:
+            await connection.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+        except BaseException:
+            connection.terminate()
+            raise
 
 
 class _Rollback(Exception):
