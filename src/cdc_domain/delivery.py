@@ -22,7 +22,7 @@ from cdc_domain.errors import EventsRejectedError, SchemaIncompatibleError, Sink
 from cdc_domain.events import ChangeEvent
 from cdc_domain.health import HealthReport
 from cdc_domain.offsets import Checkpoint
-from cdc_domain.ports import Clock, Sink, SinkBatch
+from cdc_domain.ports import Clock, CopiesReporting, Sink, SinkBatch
 from cdc_domain.routing import dead_letter_events
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_changes import SchemaChange
@@ -108,6 +108,13 @@ class ExclusiveSink:
 
     async def health(self) -> HealthReport:
         return await self._sink.health()
+
+    def take_absorbed_copies(self) -> Mapping[str, int]:
+        """The wrapped sink's count when it keeps one record per write
+        (:class:`~cdc_domain.ports.CopiesReporting`), else none: without this the
+        wrapper hides that the sink counts them, and /metrics never shows its copies."""
+        sink = self._sink
+        return sink.take_absorbed_copies() if isinstance(sink, CopiesReporting) else {}
 
     async def aclose(self) -> None:
         return None
