@@ -252,8 +252,9 @@ async def history_rows(connection: Any, schema_name: str, schema: TableSchema) -
     the reference semantics (:class:`~cdc_domain.mirror.MirrorState`), expiry ignored as
     the other destinations ignore it. Elements take their event's write time (the
     history keeps no other), which is theirs for every event the pipeline writes. A
-    snapshot event's row marker is taken from its operation; should the history record
-    snapshot events under an operation of their own, they are read as inserts."""
+    snapshot event is recorded as ``SNAPSHOT``, which does not say which of a row's
+    snapshot events carried its row marker: each is read as an insert (a marker at
+    each of the row's write times, where Cassandra has one at the oldest)."""
     table = f'"{schema_name}"."{schema.table}"'
     if await connection.fetchval("SELECT to_regclass($1)", table) is None:
         return {}
