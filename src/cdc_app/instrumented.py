@@ -75,12 +75,16 @@ class CountingSource:
 
 class CountingSink:
     """Counts events written and schema changes applied, by table, and the copies of
-    writes a sink already held (:class:`~cdc_domain.ports.CopiesReporting`)."""
+    writes a sink already held (:class:`~cdc_domain.ports.CopiesReporting`).
 
-    def __init__(self, sink: Sink, metrics: Metrics) -> None:
+    ``copies_of`` is the sink that counts copies, where ``sink`` wraps it in something
+    that does not pass the count on (an :class:`~cdc_domain.delivery.ExclusiveSink`)."""
+
+    def __init__(self, sink: Sink, metrics: Metrics, copies_of: Sink | None = None) -> None:
         self._sink = sink
         self._metrics = metrics
-        self._copies = sink if isinstance(sink, CopiesReporting) else None
+        counting = sink if copies_of is None else copies_of
+        self._copies = counting if isinstance(counting, CopiesReporting) else None
 
     @property
     def name(self) -> str:
