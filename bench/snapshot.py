@@ -385,7 +385,13 @@ def main() -> None:
             measured = json.loads(child.stdout.strip().splitlines()[-1])
             results.setdefault(name, []).append(measured)
             rate = measured["rows"] / measured["seconds"]
-            print(f"run {run + 1} {name:>4}: {rate:>9,.0f} rows/s", flush=True)
+            print(
+                f"run {run + 1} {name:>4}: {rate:>9,.0f} rows/s, "
+                f"CPU {measured['cpu_s'] / measured['seconds']:.2f}, "
+                f"peak RSS {measured['peak_rss_mib']:.0f} MiB, "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
     report(results, args)
 
 
