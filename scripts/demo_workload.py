@@ -348,7 +348,7 @@ class Demo:
         }
         current = {
             _key(r, keys): {c: r.get(c) for c in values}
-            for r in self.clickhouse_rows(f"SELECT * FROM {KS}.`{table}__current`")
+            for r in self.clickhouse_rows(f"SELECT * FROM {KS}.`{table}`")
         }
         print(f"\n--- {KS}.{table}  ({', '.join(keys)} | {', '.join(values)})")
         print(f"    {'key':<12} {'source':<11} values")
