@@ -348,7 +348,7 @@ class Demo:
         }
         current = {
             _key(r, keys): {c: r.get(c) for c in values}
-            for r in self.clickhouse_rows(f"SELECT * FROM {KS}.`{table}__current`")
+            for r in self.clickhouse_rows(f"SELECT * FROM {KS}.`{table}`")
         }
         print(f"\n--- {KS}.{table}  ({', '.join(keys)} | {', '.join(values)})")
         print(f"    {'key':<12} {'source':<11} values")
@@ -364,10 +364,9 @@ class Demo:
         try:
             print(f"\n--- TimescaleDB change history ({KS}.<table> hypertables)")
             for table in TABLES:
-                # Snapshot events sit at segment -1 of the source position.
                 rows = await ts.fetch(
-                    'SELECT CASE WHEN "_cdc_segment" = -1 THEN \'SNAPSHOT\' ELSE "_cdc_op" END'
-                    f' AS op, count(*) AS n FROM {KS}."{table}" GROUP BY 1 ORDER BY 1'
+                    f'SELECT "_cdc_op" AS op, count(*) AS n FROM {KS}."{table}" '
+                    "GROUP BY 1 ORDER BY 1"
                 )
                 counts = ", ".join(f"{r['op']} {r['n']}" for r in rows)
                 print(f"    {table:<12} {counts}")

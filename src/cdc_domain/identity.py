@@ -6,6 +6,12 @@ node-specific) but the same keyspace, table, key, write timestamp and cells. A s
 keeps one record per write (the TimescaleDB history) and the dead letter queue key them
 by :func:`write_id`, a digest of exactly that content, so the copies collapse into one.
 
+A snapshot's event (:attr:`~cdc_domain.events.ChangeEvent.is_snapshot`) is no write but
+a reading of what writes left. Its id is marked as such, so it never equals a streamed
+write's: a history keeps a write the stream carried beside the snapshot's reading of
+it, each once. And it leaves out TTLs, which are what was left when the row was read:
+a range read again (a resumed snapshot, a re-sync) finds less of the same cells' TTL.
+
 The digest is computed where it is needed, never while decoding: the decoder's
 throughput is a measured target, and most destinations (current-state mirrors, which
 converge by last-write-wins) never ask for it.
@@ -44,8 +50,11 @@ def write_id(event: ChangeEvent) -> str:
     domain's lossless JSON form (:func:`value_to_json`): the ``repr`` of str, int,
     float, bool and None is exact and has not changed across Python 3 releases, and
     it is several times faster than ``json.dumps`` where every history row pays it.
+
+    A snapshot's event has an id of its own kind, without its TTLs (see the module doc).
     """
-    document = (
+    read = event.is_snapshot
+    document: tuple[Any, ...] = (
         event.keyspace,
         event.table,
         _mapping(event.partition_key),
@@ -55,13 +64,15 @@ def write_id(event: ChangeEvent) -> str:
         event.scope.value if event.scope else None,
         _range(event),
         event.timestamp_micros,
-        event.ttl_seconds,
-        _canonical(event.expires_at),
+        None if read else event.ttl_seconds,
+        None if read else _canonical(event.expires_at),
         _mapping(event.columns),
         tuple(sorted(event.deleted_columns)),
-        tuple(sorted([(name, _delta(d)) for name, d in event.collections.items()])),
+        tuple(sorted([(name, _delta(d, read)) for name, d in event.collections.items()])),
         _counters(event),
     )
+    if read:
+        document = ("snapshot", document)
     return hashlib.blake2b(repr(document).encode(), digest_size=16).hexdigest()
 
 
@@ -90,22 +101,22 @@ def _range(event: ChangeEvent) -> Any:
     return bound(found.start), bound(found.end), tuple(sorted(found.descending))
 
 
-def _delta(delta: CollectionDelta) -> tuple[Any, ...]:
+def _delta(delta: CollectionDelta, read: bool) -> tuple[Any, ...]:
     return (
         delta.kind,
         delta.overwritten,
-        tuple(sorted((_element(e) for e in delta.elements), key=repr)),
+        tuple(sorted((_element(e, read) for e in delta.elements), key=repr)),
         tuple(sorted((_canonical(k) for k in delta.removed), key=repr)),
         delta.removed_timestamp_micros,
     )
 
 
-def _element(element: CollectionElement) -> tuple[Any, ...]:
+def _element(element: CollectionElement, read: bool) -> tuple[Any, ...]:
     return (
         _canonical(element.key),
         _canonical(element.value),
         element.timestamp_micros,
-        element.ttl_seconds,
+        None if read else element.ttl_seconds,
     )
 
 

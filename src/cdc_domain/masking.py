@@ -156,6 +156,11 @@ class MaskingPolicy:
     _classified: dict[tuple[str, str], tuple[DataClass, MaskAction]] = attrs.field(
         init=False, factory=dict, eq=False, repr=False
     )
+    # table -> column -> action, what masking an event asks for each of its columns: one
+    # lookup by name instead of building a (table, column) key per column.
+    _actions: dict[str, dict[str, MaskAction]] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False
+    )
     # Tables with a key column a user chose to mask: the only ones whose keys are looked at.
     _key_tables: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
 
@@ -230,12 +235,28 @@ class MaskingPolicy:
             clustering_key = self._mask_keys(table, event.clustering_key)
         if columns is None and collections is None and partition_key is None:
             return event
-        return attrs.evolve(
-            event,
-            columns=event.columns if columns is None else columns,
-            collections=event.collections if collections is None else collections,
+        # The constructor rather than attrs.evolve, which costs three times as much: the
+        # snapshot masks every event of a table with a classified column.
+        return ChangeEvent(
+            event_id=event.event_id,
+            operation=event.operation,
+            keyspace=event.keyspace,
+            table=event.table,
             partition_key=partition_key or event.partition_key,
             clustering_key=clustering_key or event.clustering_key,
+            columns=event.columns if columns is None else columns,
+            deleted_columns=event.deleted_columns,
+            collections=event.collections if collections is None else collections,
+            counters=event.counters,
+            counter_totals=event.counter_totals,
+            scope=event.scope,
+            clustering_range=event.clustering_range,
+            static=event.static,
+            timestamp_micros=event.timestamp_micros,
+            ttl_seconds=event.ttl_seconds,
+            expires_at=event.expires_at,
+            captured_at=event.captured_at,
+            position=event.position,
         )
 
     def redact_classified(self, event: ChangeEvent) -> ChangeEvent:
@@ -281,8 +302,15 @@ class MaskingPolicy:
         """A copy of ``items`` with each classified one masked, made only once something
         changes (a null value masks to itself): most events have nothing to mask."""
         masked = None
+        actions = self._actions.get(table)
+        if actions is None:
+            if len(self._actions) > 10_000:
+                self._actions.clear()
+            actions = self._actions[table] = {}
         for name, item in items.items():
-            action = self.classify(table, name)[1]
+            action = actions.get(name)
+            if action is None:
+                action = actions[name] = self.classify(table, name)[1]
             if action is MaskAction.PASS:
                 continue
             new = mask(action, item)

@@ -8,6 +8,8 @@ Cassandra write time: the hypertable is partitioned on it. The unique index on
 (write id, time) makes every copy of a write after the first a no-op (``ON CONFLICT DO
 NOTHING``): the copies other nodes' agents read of the same write, and re-deliveries.
 The node's event id and position stay, as what says which copy was recorded.
+``_cdc_op`` is the write's operation, or ``SNAPSHOT`` for a row a snapshot read
+(:data:`SNAPSHOT`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from cdc_domain.type_mapping import MappedType, SchemaMapper
 __all__ = ["HistoryLayout"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+SNAPSHOT = "SNAPSHOT"
+"""``_cdc_op`` of a row a snapshot read: what the row held, at its real write times, not a
+write that happened when it was recorded. Its write id is a snapshot reading's
+(:func:`~cdc_domain.identity.write_id`), so a write the stream also carried keeps its own
+row beside it."""
 
 # (column, type) after the key columns; the composite row type has the same fields.
 _META = (
@@ -158,7 +166,7 @@ class HistoryLayout:
             micros_to_datetime(event.timestamp_micros),
             write,
             event.event_id,
-            event.operation.value,
+            SNAPSHOT if event.is_snapshot else event.operation.value,
             event.scope.value if event.scope else None,
             event.static,
             {n: to_json(self._type(n), v) for n, v in event.columns.items()} or None,

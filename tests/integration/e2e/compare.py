@@ -35,6 +35,7 @@ from cdc_domain.events import (
     Operation,
     SourcePosition,
 )
+from cdc_domain.identity import write_id
 from cdc_domain.masking import MaskingPolicy
 from cdc_domain.mirror import MirrorState
 from cdc_domain.schema import ClusteringOrder, TableSchema
@@ -209,22 +210,36 @@ def _count(expected: Rows, actual: Rows) -> int:
 
 
 async def history(connection: Any, schema_name: str, table: str) -> dict[str, Any]:
-    """A TimescaleDB history table: its event ids, and its row count per operation."""
+    """A TimescaleDB history table: its event ids, the write ids of the stream's rows
+    (all but ``SNAPSHOT``), and its row count per operation."""
     exists = await connection.fetchval("SELECT to_regclass($1)", f'"{schema_name}"."{table}"')
     if exists is None:
-        return {"ids": [], "ops": {}}
-    ids = await connection.fetch(f'SELECT "_cdc_event_id" FROM "{schema_name}"."{table}"')
+        return {"ids": [], "streamed": [], "ops": {}}
+    rows = await connection.fetch(
+        f'SELECT "_cdc_event_id", "_cdc_write_id", "_cdc_op" FROM "{schema_name}"."{table}"'
+    )
     ops = await connection.fetch(
         f'SELECT "_cdc_op" AS op, count(*) AS n FROM "{schema_name}"."{table}" GROUP BY 1'
     )
-    return {"ids": [r["_cdc_event_id"] for r in ids], "ops": {r["op"]: r["n"] for r in ops}}
+    return {
+        "ids": [r["_cdc_event_id"] for r in rows],
+        "streamed": [r["_cdc_write_id"] for r in rows if r["_cdc_op"] != "SNAPSHOT"],
+        "ops": {r["op"]: r["n"] for r in ops},
+    }
 
 
-async def captured_events(
-    reference_dir: Path, hosts: str, keyspace: str, partition_id: str = "node1"
+async def captured_writes(
+    reference_dir: Path,
+    hosts: str,
+    keyspace: str,
+    policy: MaskingPolicy,
+    partition_id: str = "node1",
 ) -> dict[str, set[str]]:
-    """Every event the source produces from an untouched copy of ``cdc_raw``, by table:
-    what the pipeline (same partition id, so the same event ids) had to deliver."""
+    """The write ids of every event the source produces from an untouched copy of
+    ``cdc_raw``, masked by ``policy`` as the pipeline masks them, by table: the writes
+    the pipeline had to deliver. Write ids, not event ids: two writes of the same cells
+    at the same time (a ``USING TIMESTAMP`` statement run twice) are one write, which
+    the history holds once."""
     schemas = CassandraSchemaSource(hosts=hosts.split(","))
     source = CassandraChangeSource(
         partition_id=partition_id,
@@ -232,15 +247,15 @@ async def captured_events(
         schemas=schemas,
         tables=[f"{keyspace}.*"],
     )
-    events: dict[str, set[str]] = {}
+    writes: dict[str, set[str]] = {}
     after = None
     try:
         while True:
             batch = await source.read(after, 20_000)
             if batch.end is None:
-                return events
+                return writes
             for event in batch.events:
-                events.setdefault(event.table, set()).add(event.event_id)
+                writes.setdefault(event.table, set()).add(write_id(policy.apply(event)))
             after = batch.end
     finally:
         await source.aclose()
@@ -252,8 +267,9 @@ async def history_rows(connection: Any, schema_name: str, schema: TableSchema) -
     the reference semantics (:class:`~cdc_domain.mirror.MirrorState`), expiry ignored as
     the other destinations ignore it. Elements take their event's write time (the
     history keeps no other), which is theirs for every event the pipeline writes. A
-    snapshot event's row marker is taken from its operation; should the history record
-    snapshot events under an operation of their own, they are read as inserts."""
+    snapshot event is recorded as ``SNAPSHOT``, which does not say which of a row's
+    snapshot events carried its row marker: each is read as an insert (a marker at
+    each of the row's write times, where Cassandra has one at the oldest)."""
     table = f'"{schema_name}"."{schema.table}"'
     if await connection.fetchval("SELECT to_regclass($1)", table) is None:
         return {}

@@ -115,19 +115,23 @@ class Stack:
 
     async def history_problems(self) -> dict[str, str]:
         """Per table, how TimescaleDB's history differs from what the source captured:
-        every captured event exactly once (and, beside them, each snapshot event once).
+        every captured write exactly once (and, beside them, each snapshot event once).
         Only while no pipeline runs."""
-        captured = await compare.captured_events(self.reference_cdc_raw, self.hosts, self.keyspace)
+        captured = await compare.captured_writes(
+            self.reference_cdc_raw, self.hosts, self.keyspace, self.policy
+        )
         connection = await asyncpg.connect(self.timescaledb_dsn)
         problems = {}
         try:
-            for table, ids in sorted(captured.items()):
+            for table, writes in sorted(captured.items()):
                 held = await compare.history(connection, self.timescaledb_schema, table)
-                streamed = {i for i in held["ids"] if not i.startswith("snapshot:")}
+                streamed = set(held["streamed"])
                 if len(held["ids"]) != len(set(held["ids"])):
                     problems[table] = f"{len(held['ids']) - len(set(held['ids']))} duplicates"
-                elif streamed != ids:
-                    missing, extra = ids - streamed, streamed - ids
+                elif len(held["streamed"]) != len(streamed):
+                    problems[table] = f"{len(held['streamed']) - len(streamed)} writes twice"
+                elif streamed != writes:
+                    missing, extra = writes - streamed, streamed - writes
                     problems[table] = f"{len(missing)} missing, {len(extra)} unexpected"
         finally:
             await connection.close()

@@ -52,7 +52,7 @@ async def test_kill_9_during_the_snapshot_resumes_with_only_unfinished_ranges(
         thread.start()
         try:
             finished: set[Range] = set()
-            runs: set[str | None] = set()
+            runs: dict[str, set[str | None]] = {}  # per destination (each planned alone)
             for kill in range(KILLS):
                 since = pipeline.log.stat().st_size if pipeline.log.exists() else 0
                 pipeline.start()
@@ -65,7 +65,8 @@ async def test_kill_9_during_the_snapshot_resumes_with_only_unfinished_ranges(
                 assert read, pipeline.tail()
                 assert not set(read) & finished, "a range finished before was read again"
                 progress = await recorded(stack)
-                runs |= {p.run for tables in progress.values() for p in tables.values()}
+                for name, tables in progress.items():
+                    runs.setdefault(name, set()).update(p.run for p in tables.values())
                 now_finished = done_everywhere(progress)
                 assert finished < now_finished  # every kill leaves more recorded
                 assert not all(p.finished for t in progress.values() for p in t.values())
@@ -85,7 +86,8 @@ async def test_kill_9_during_the_snapshot_resumes_with_only_unfinished_ranges(
     assert pipeline.starts == KILLS + 1
     progress = await recorded(stack)
     assert all(p.finished for tables in progress.values() for p in tables.values())
-    assert len(runs) == 1  # each restart resumed the same run
+    # Each restart resumed each destination's run.
+    assert {name: len(found) for name, found in runs.items()} == dict.fromkeys(progress, 1)
     assert await stack.history_problems() == {}
     await stack.assert_mirrors_equal()
     assert await stack.history_differences() == {}

@@ -3,6 +3,7 @@ check for the extension, types through mirror mode, and crashes on the WASM serv
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
@@ -17,11 +18,12 @@ from cdc_adapters.timescaledb.history import micros_to_datetime
 from cdc_app import factories
 from cdc_app.config import ConfigError, settings_from
 from cdc_app.container import Container, running
-from cdc_domain.events import Operation, SourcePosition
+from cdc_domain.events import ChangeEvent, Operation, SourcePosition
 from cdc_domain.identity import write_id
-from cdc_domain.ports import HealthChecked, OffsetCommittingSink, ReadinessChecked
-from tests.contract.sink_contract import HISTORY, QUALIFIED, batch, changes
-from tests.factories import replica_copy
+from cdc_domain.ports import HealthChecked, OffsetCommittingSink, ReadinessChecked, SinkBatch
+from cdc_domain.snapshot_rows import SnapshotCell, SnapshotRow, snapshot_events
+from tests.contract.sink_contract import HISTORY, QUALIFIED, SCHEMA, batch, changes
+from tests.factories import CAPTURED, replica_copy
 from tests.integration.postgres import type_cases
 from tests.integration.postgres.mirror_model import batch_of, reference
 from tests.integration.timescaledb.conftest import FAST_RETRY
@@ -163,6 +165,70 @@ async def test_copies_of_a_write_from_other_nodes_are_absorbed_and_counted(make_
     # One row per write, of the copy recorded first.
     assert await read_back() == [e.event_id for e in HISTORY[:5]] + [c.event_id for c in copies[5:]]
     assert await sink.write_ids(QUALIFIED) == sorted(write_id(e) for e in HISTORY)
+
+
+def snapshot_of(key: int, cells: dict[str, SnapshotCell], read_at=CAPTURED) -> list[ChangeEvent]:
+    """The events a snapshot makes of one row of the contract table."""
+    row = SnapshotRow({"id": key}, {}, cells, {}, str(key), read_at)
+    return snapshot_events(
+        row,
+        keyspace="contract",
+        table="orders",
+        snapshot="s1",
+        offset=7,
+        first_index=key * 10,
+        captured_at=CAPTURED,
+    )
+
+
+async def test_snapshot_rows_are_recorded_as_snapshot_beside_the_streams_writes(
+    make_ts_sink, ts_pool
+):
+    """What a snapshot read is no write that happened when it was recorded: its rows say
+    SNAPSHOT, at the cells' real write times. A write the stream carried and the
+    snapshot also read is two rows, the write and the reading; a range read again
+    (less TTL left on the same cells) adds nothing."""
+    sink, read_back = await make_ts_sink("history")
+
+    def read(later: int = 0) -> list[ChangeEvent]:
+        at = CAPTURED + dt.timedelta(seconds=later)
+        return [
+            *snapshot_of(1, {"status": SnapshotCell("new", 10), "total": SnapshotCell(5, 10)}, at),
+            *snapshot_of(
+                4, {"status": SnapshotCell("new", 40), "total": SnapshotCell(8, 50, 60 - later)}, at
+            ),
+        ]
+
+    first = read()
+    assert [e.operation for e in first] == [Operation.INSERT, Operation.INSERT, Operation.UPDATE]
+    await sink.write(SinkBatch(tuple(first), {QUALIFIED: SCHEMA}, None))  # no checkpoint
+    await sink.write(batch(HISTORY))  # HISTORY[0] is the write the snapshot read of row 1
+    assert sink.take_absorbed_copies() == {}
+    await sink.write(SinkBatch(tuple(read(later=5)), {QUALIFIED: SCHEMA}, None))
+    assert sink.take_absorbed_copies() == {QUALIFIED: len(first)}
+
+    table = f'"{sink._naming.schema_for("contract", "orders")}"."orders"'
+    async with ts_pool.acquire() as connection:
+        rows = await connection.fetch(
+            "SELECT _cdc_event_id, _cdc_op, _cdc_time, _cdc_writetime, _cdc_write_id, _cdc_ttl "
+            f"FROM {table} WHERE _cdc_segment = -1 ORDER BY _cdc_index"
+        )
+        ops = await connection.fetch(f"SELECT _cdc_op, count(*) AS n FROM {table} GROUP BY 1")
+    assert [(r["_cdc_event_id"], r["_cdc_op"]) for r in rows] == [
+        (e.event_id, "SNAPSHOT") for e in first
+    ]
+    assert [r["_cdc_time"] for r in rows] == [micros_to_datetime(t) for t in (10, 40, 50)]
+    assert [r["_cdc_writetime"] for r in rows] == [10, 40, 50]
+    assert [r["_cdc_ttl"] for r in rows] == [None, None, 60]
+    assert [r["_cdc_write_id"] for r in rows] == [write_id(e) for e in first]
+    assert {r["_cdc_op"]: r["n"] for r in ops} == {
+        "SNAPSHOT": 3,
+        "INSERT": 2,
+        "UPDATE": 4,
+        "DELETE": 2,
+    }
+    # In source order: the stream's (partition node1) first, then the snapshot's (none).
+    assert await read_back() == [e.event_id for e in HISTORY] + [e.event_id for e in first]
 
 
 # The history table as the sink made it before write ids (keyed by event id).

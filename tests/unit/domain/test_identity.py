@@ -31,7 +31,16 @@ from tests.factories import event, replica_copy
 from tests.strategies import aware_datetimes, change_events, positions
 
 
-@given(change_events(), positions, positions, aware_datetimes)
+def _streamed(position: SourcePosition) -> SourcePosition:
+    return attrs.evolve(position, snapshot=None)
+
+
+# What the commit log gives: events and positions of no snapshot.
+streamed_events = change_events().map(lambda e: attrs.evolve(e, position=_streamed(e.position)))
+stream_positions = positions.map(_streamed)
+
+
+@given(streamed_events, stream_positions, stream_positions, aware_datetimes)
 def test_every_replicas_copy_of_a_write_has_its_id(original, here, there, captured):
     copies = [replica_copy(original, "n2", here, captured), replica_copy(original, "n3", there)]
     assert {write_id(c) for c in copies} == {write_id(original)}
@@ -90,11 +99,54 @@ MUTATIONS = {
 }
 
 
-@given(change_events(), st.sampled_from(sorted(MUTATIONS)))
+@given(streamed_events, st.sampled_from(sorted(MUTATIONS)))
 def test_any_change_to_what_was_written_makes_another_write(original, mutation):
     changed = MUTATIONS[mutation](original)
     assert changed != original
     assert write_id(changed) != write_id(original)
+
+
+def _read_by_snapshot(e: ChangeEvent, name: str = "s1") -> ChangeEvent:
+    return attrs.evolve(e, position=SourcePosition(-1, 3, 0, name))
+
+
+def _less_ttl(e: ChangeEvent) -> ChangeEvent:
+    """The same cells read later: every TTL lower, the expiry a second off."""
+    collections = {
+        name: attrs.evolve(
+            delta,
+            elements=tuple(
+                attrs.evolve(x, ttl_seconds=x.ttl_seconds and x.ttl_seconds + 7)
+                for x in delta.elements
+            ),
+        )
+        for name, delta in e.collections.items()
+    }
+    expires = e.expires_at and e.expires_at + dt.timedelta(seconds=1)
+    return attrs.evolve(
+        e,
+        ttl_seconds=e.ttl_seconds and e.ttl_seconds + 7,
+        expires_at=expires,
+        collections=collections,
+    )
+
+
+@given(streamed_events, stream_positions)
+def test_a_snapshots_reading_of_a_write_is_not_the_write(original, here):
+    """A history keeps both: what the stream saw written, and what a snapshot found."""
+    read = _read_by_snapshot(original)
+    assert write_id(read) != write_id(original)
+    assert write_id(_read_by_snapshot(replica_copy(original, "n2", here))) == write_id(read)
+
+
+@given(streamed_events, st.sampled_from(sorted(set(MUTATIONS) - {"ttl", "expiry"})))
+def test_a_snapshots_reading_is_named_by_what_it_read_but_its_ttls(original, mutation):
+    """Read again later (a resumed range, another snapshot), the same cells have less
+    TTL left: the same reading. Any other difference is another one."""
+    read = _read_by_snapshot(original)
+    again = _read_by_snapshot(_less_ttl(original), name="s2")
+    assert write_id(again) == write_id(read)
+    assert write_id(_read_by_snapshot(MUTATIONS[mutation](original))) != write_id(read)
 
 
 def test_distinct_writes_have_distinct_ids():
