@@ -89,7 +89,8 @@ def assemble(
     stores = destination_offsets(sinks, offsets, clock)
     exclusive = [ExclusiveSink(sink) for sink in sinks]
     destinations = tuple(
-        Destination(CountingSink(sink, metrics), stores[sink.name]) for sink in exclusive
+        Destination(CountingSink(shared, metrics, reporting=sink), stores[sink.name])
+        for shared, sink in zip(exclusive, sinks, strict=True)
     )
     evolution = SchemaEvolution(history, retry_after_s=settings.pipeline.permanent_retry_s)
     replicate = ReplicateBatch(

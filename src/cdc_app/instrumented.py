@@ -75,12 +75,16 @@ class CountingSource:
 
 class CountingSink:
     """Counts events written and schema changes applied, by table, and the copies of
-    writes a sink already held (:class:`~cdc_domain.ports.CopiesReporting`)."""
+    writes a sink already held (:class:`~cdc_domain.ports.CopiesReporting`).
 
-    def __init__(self, sink: Sink, metrics: Metrics) -> None:
+    ``sink`` is what it writes to, ``reporting`` the sink that counts the copies: the
+    one ``sink`` wraps (an :class:`~cdc_domain.delivery.ExclusiveSink` reports none
+    itself, and asking the wrapper would count nothing)."""
+
+    def __init__(self, sink: Sink, metrics: Metrics, reporting: Sink) -> None:
         self._sink = sink
         self._metrics = metrics
-        self._copies = sink if isinstance(sink, CopiesReporting) else None
+        self._copies = reporting if isinstance(reporting, CopiesReporting) else None
 
     @property
     def name(self) -> str:
