@@ -89,7 +89,9 @@ def node_control(cluster_nodes: list[ClusterNode]) -> Iterator[Callable[[int, bo
 def cluster_session(cluster_nodes: list[ClusterNode]) -> Iterator[Any]:
     """A driver session on every node: writes at ``QUORUM`` by default, reads for
     comparisons at ``ALL`` (execution profile ``all``). Generous timeouts: three nodes
-    share two cores with the agents and the destinations."""
+    share two cores with the agents and the destinations. DDL returns once every node
+    the driver sees up has the new schema: a node just restarted may take longer than
+    the driver's default ten seconds, and a statement it coordinates meanwhile fails."""
     from cassandra import ConsistencyLevel
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 
@@ -105,6 +107,7 @@ def cluster_session(cluster_nodes: list[ClusterNode]) -> Iterator[Any]:
             "all": profile(ConsistencyLevel.ALL),
         },
         protocol_version=5,
+        max_schema_agreement_wait=120,
     )
     session = cluster.connect()
     yield session

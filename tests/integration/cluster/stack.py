@@ -184,13 +184,14 @@ class ClusterStack:
             await connection.close()
         return found
 
-    async def captured_writes(self) -> dict[str, set[str]]:
-        """The write ids of every event the three nodes' commit logs held, by table:
-        each write once, however many replicas (and hint replays) recorded it. Events
-        are masked first, as the agents mask them before any destination sees them."""
-        writes: dict[str, set[str]] = {}
+    async def captured_writes_per_node(self) -> dict[int, set[tuple[str, str]]]:
+        """(table, write id) of every event each node's commit log held, by node number.
+        Events are masked first, as the agents mask them before any destination sees
+        them."""
         policy = MaskingPolicy()
+        nodes: dict[int, set[tuple[str, str]]] = {}
         for agent in self.agents:
+            writes = nodes[agent.node.number] = set()
             schemas = CassandraSchemaSource(hosts=self.hosts.split(","))
             source = CassandraChangeSource(
                 partition_id=f"node{agent.node.number}",
@@ -201,24 +202,33 @@ class ClusterStack:
             after = None
             try:
                 while (batch := await source.read(after, 20_000)).end is not None:
-                    for event in batch.events:
-                        writes.setdefault(event.table, set()).add(write_id(policy.apply(event)))
+                    writes.update((e.table, write_id(policy.apply(e))) for e in batch.events)
                     after = batch.end
             finally:
                 await source.aclose()
                 await schemas.aclose()
+        return nodes
+
+    async def captured_writes(self) -> dict[str, set[str]]:
+        """The write ids of every event the three nodes' commit logs held, by table:
+        each write once, however many replicas (and hint replays) recorded it."""
+        writes: dict[str, set[str]] = {}
+        for node in (await self.captured_writes_per_node()).values():
+            for table, write in node:
+                writes.setdefault(table, set()).add(write)
         return writes
 
     async def history_problems(self) -> dict[str, str]:
         """Per table, how TimescaleDB's history differs from the writes the nodes
-        captured: each exactly once. Only while no agent runs."""
+        captured: each exactly once (snapshot rows aside). Only while no agent runs."""
         captured = await self.captured_writes()
         problems = {}
         connection = await asyncpg.connect(self.timescaledb_dsn)
         try:
             for table, writes in sorted(captured.items()):
                 held = await connection.fetch(
-                    f'SELECT "_cdc_write_id" FROM "{self.timescaledb_schema}"."{table}"'
+                    f'SELECT "_cdc_write_id" FROM "{self.timescaledb_schema}"."{table}" '
+                    """WHERE "_cdc_event_id" NOT LIKE 'snapshot:%'"""
                 )
                 ids = Counter(row["_cdc_write_id"] for row in held)
                 twice = sum(n - 1 for n in ids.values())
