@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def cluster_session(cluster_nodes: list[ClusterNode]) -> Iterator[Any]:
     the driver's default ten seconds, and a statement it coordinates meanwhile fails."""
     from cassandra import ConsistencyLevel
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import ExponentialReconnectionPolicy
 
     def profile(consistency: int) -> ExecutionProfile:
         return ExecutionProfile(consistency_level=consistency, request_timeout=60)
@@ -108,6 +110,7 @@ def cluster_session(cluster_nodes: list[ClusterNode]) -> Iterator[Any]:
         },
         protocol_version=5,
         max_schema_agreement_wait=120,
+        reconnection_policy=ExponentialReconnectionPolicy(1.0, 10.0),
     )
     session = cluster.connect()
     yield session
@@ -118,12 +121,31 @@ def cluster_session(cluster_nodes: list[ClusterNode]) -> Iterator[Any]:
 def cluster_keyspace(cluster_session: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     """A keyspace of this module's own, replicated to all three nodes."""
     name = services.isolated_name("cl", request.module.__name__)
-    cluster_session.execute(
-        f"CREATE KEYSPACE {name} WITH replication = "
-        "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+    schema_change(
+        cluster_session,
+        f"CREATE KEYSPACE IF NOT EXISTS {name} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 3}",
     )
     yield name
-    cluster_session.execute(f"DROP KEYSPACE IF EXISTS {name}")
+    schema_change(cluster_session, f"DROP KEYSPACE IF EXISTS {name}")
+
+
+def schema_change(session: Any, cql: str, within: float = 300) -> None:
+    """An idempotent DDL statement, sent again when its answer times out: on a loaded
+    machine a node may take longer than any client timeout to apply a schema change
+    (a keyspace drop flushes and deletes every table), and a connection the driver
+    declared dead fails what it carried."""
+    from cassandra import OperationTimedOut
+    from cassandra.cluster import NoHostAvailable
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            session.execute(cql, timeout=120)
+            return
+        except (OperationTimedOut, NoHostAvailable):
+            if time.monotonic() > deadline:
+                raise
 
 
 @pytest.fixture(scope="module")

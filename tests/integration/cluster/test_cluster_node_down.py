@@ -1,7 +1,8 @@
 """One Cassandra node stopped for a minute mid-workload, then started again: writes go
 on at ``QUORUM`` on the other two, whose agents keep the destinations current; the
 stopped node's agent keeps running (its node down in health), and when the node is back
-the hints the others kept for it are replayed into its commit log, where its agent reads
+the hints the others kept for it are replayed into its commit log (and a table created
+then reaches it), where its agent reads
 them as copies of writes the destinations already hold. Afterwards every destination
 equals Cassandra read at ``ALL`` and the history holds each write once."""
 
@@ -13,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.integration.cluster.conftest import schema_change
 from tests.integration.cluster.stack import ClusterStack
-from tests.integration.e2e.workload import Workload, Writer, create_tables, evolving
+from tests.integration.e2e.workload import REVIEWS, Workload, Writer, create_tables, evolving
 from tests.support.waiting import eventually
 
 DOWN_S = 60
@@ -28,6 +30,26 @@ def pending_hints(session: Any) -> int:
         len(list(session.execute("SELECT * FROM system_views.pending_hints", host=host)))
         for host in hosts
         if host.is_up
+    )
+
+
+def schema_versions(session: Any) -> int:
+    """How many schema versions the nodes hold (0 while the driver sees one down)."""
+    hosts = session.cluster.metadata.all_hosts()
+    if not all(host.is_up for host in hosts):
+        return 0
+    query = "SELECT schema_version FROM system.local"
+    return len({row.schema_version for h in hosts for row in session.execute(query, host=h)})
+
+
+def knows(session: Any, keyspace: str, table: str) -> bool:
+    """Whether every node has the table (a statement any of them coordinates finds it)."""
+    query = (
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s"
+    )
+    return all(
+        session.execute(query, (keyspace, table), host=host).one() is not None
+        for host in session.cluster.metadata.all_hosts()
     )
 
 
@@ -60,11 +82,19 @@ async def test_a_node_down_for_a_minute_and_back_loses_and_duplicates_nothing(
             await asyncio.sleep(1.0)  # paces the workload over the minute the node is down
 
         node_control(STOPPED, True)
-        writer.until(
-            workload,
-            max(10_000, writer.statements + 2000),
-            between=evolving(session, workload, (0, 0, 0)),
-        )
+
+        async def agreed() -> bool:
+            return await asyncio.to_thread(schema_versions, session) == 1
+
+        await eventually(agreed, within=180, what="every node up, on one schema")
+        schema_change(session, REVIEWS.format(ks=stack.keyspace))
+
+        async def created() -> bool:
+            return await asyncio.to_thread(knows, session, stack.keyspace, "reviews")
+
+        await eventually(created, within=180, what="every node knowing the new table")
+        workload.reviews = True
+        writer.until(workload, max(10_000, writer.statements + 2000))
 
         async def hints_replayed() -> bool:
             return await asyncio.to_thread(pending_hints, session) == 0
