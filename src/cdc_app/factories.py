@@ -9,7 +9,7 @@ install when that database is asked for).
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from cdc_app.settings import (
     CassandraSource,
@@ -27,10 +27,12 @@ from cdc_app.settings import (
     PostgresDeadLetters,
     PostgresDestination,
     PostgresOffsets,
+    PostgresSettings,
     SettingError,
     Settings,
     SqliteOffsets,
     TimescaleDbDestination,
+    TimescaleDbSettings,
     TimescaleMode,
 )
 from cdc_domain.ports import (
@@ -142,9 +144,11 @@ def sink(destination: DestinationSettings, settings: Settings) -> Sink:
         case PostgresDestination():
             from cdc_adapters.postgres import PostgresSink
 
+            postgres = _section(settings.postgres, "postgres")
             return PostgresSink(
                 name=destination.name,
-                dsn=_section(settings.postgres, "postgres").dsn,
+                dsn=postgres.dsn,
+                **_pool(postgres),
                 schema=destination.schema,
                 table=destination.table,
                 metadata_schema=destination.metadata_schema,
@@ -171,11 +175,13 @@ def sink(destination: DestinationSettings, settings: Settings) -> Sink:
 def _timescale_sink(destination: TimescaleDbDestination, settings: Settings) -> Sink:
     from cdc_adapters.timescaledb import TimescaleHistorySink, TimescaleMirrorSink
 
-    dsn = _section(settings.timescaledb, "timescaledb").dsn
+    timescaledb = _section(settings.timescaledb, "timescaledb")
+    dsn = timescaledb.dsn
     if destination.mode is TimescaleMode.MIRROR:
         return TimescaleMirrorSink(
             name=destination.name,
             dsn=dsn,
+            **_pool(timescaledb),
             schema=destination.schema,
             table=destination.table,
             metadata_schema=destination.metadata_schema,
@@ -186,12 +192,31 @@ def _timescale_sink(destination: TimescaleDbDestination, settings: Settings) -> 
     return TimescaleHistorySink(
         name=destination.name,
         dsn=dsn,
+        **_pool(timescaledb),
         schema=destination.schema,
         table=destination.table,
         metadata_schema=destination.metadata_schema,
         fallback_to_plain_tables=destination.fallback_to_plain_tables,
         chunk_interval=destination.chunk_interval,
     )
+
+
+class _PoolArguments(TypedDict):
+    pool_min_size: int
+    pool_max_size: int
+    pool_idle_s: float | None
+    connect_timeout: float
+
+
+def _pool(section: PostgresSettings | TimescaleDbSettings) -> _PoolArguments:
+    """A sink's pool from its database section: a pool that closes idle connections
+    keeps none open (the point of closing them is to let another client in)."""
+    return {
+        "pool_min_size": 0 if section.pool_idle_s is not None else 1,
+        "pool_max_size": section.pool_max_size,
+        "pool_idle_s": section.pool_idle_s,
+        "connect_timeout": section.connect_timeout_s,
+    }
 
 
 def offset_store(settings: Settings, clock: Clock) -> OffsetStore:

@@ -133,9 +133,23 @@ class CassandraSettings:
     )
 
 
+def _positive(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    """Above zero; None passes, where a field allows it."""
+    if value is not None and value <= 0:
+        raise SettingError(f"{attribute.name} must be above 0, got {value}")
+
+
 @attrs.frozen(kw_only=True)
 class PostgresSettings:
+    """``pool_max_size`` connections per destination at most. ``pool_idle_s``, when set,
+    closes a connection idle that long and keeps none open in between; null keeps one
+    open. ``connect_timeout_s`` is how long a connection may take to open, waiting
+    included: a server that serves one client at a time queues the others."""
+
     dsn: str = attrs.field(repr=_url_repr, metadata=_URL)
+    pool_max_size: int = attrs.field(default=4, validator=_at_least(1))
+    pool_idle_s: float | None = attrs.field(default=None, validator=_positive)
+    connect_timeout_s: float = attrs.field(default=10.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -147,7 +161,16 @@ class ClickHouseSettings:
 
 @attrs.frozen(kw_only=True)
 class TimescaleDbSettings:
+    """As :class:`PostgresSettings`, with one connection per destination by default.
+    The development TimescaleDB (a WASM build) serves one connection at a time and
+    queues the rest: agents sharing it set ``pool_idle_s`` (a fraction of a second) so
+    each gives the connection back between batches, and a ``connect_timeout_s`` long
+    enough to wait their turn."""
+
     dsn: str = attrs.field(repr=_url_repr, metadata=_URL)
+    pool_max_size: int = attrs.field(default=1, validator=_at_least(1))
+    pool_idle_s: float | None = attrs.field(default=None, validator=_positive)
+    connect_timeout_s: float = attrs.field(default=10.0, validator=_positive)
 
 
 DATABASES: dict[str, type[Any]] = {

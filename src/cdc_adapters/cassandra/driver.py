@@ -32,6 +32,10 @@ MIN_TOKEN = -(2**63)
 """Murmur3Partitioner's minimum token, which no key has: ``token(pk) > MIN_TOKEN`` is
 every key."""
 MAX_TOKEN = 2**63 - 1
+RECONNECT_MAX_S = 10.0
+"""The longest pause between attempts to reach a node that went down. The driver's
+default grows to ten minutes: an agent whose node was down for a minute would go on
+reading the schema elsewhere, and report its node down, minutes after it came back."""
 
 
 def parse_host(host: str) -> tuple[str, int]:
@@ -74,8 +78,14 @@ class CassandraConnection:
         return f"{self._address}:{self._port}"
 
     def _connect(self) -> Any:
+        self._cluster = self._new_cluster()
+        return self._cluster.connect()
+
+    def _new_cluster(self) -> Any:
+        """The driver's ``Cluster`` for these hosts, not connected yet."""
         from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import ExponentialReconnectionPolicy
 
         profile = ExecutionProfile(
             load_balancing_policy=_own_node_first(self._address, self._contact_points),
@@ -84,14 +94,14 @@ class CassandraConnection:
         auth = (
             PlainTextAuthProvider(self._username, self._password or "") if self._username else None
         )
-        self._cluster = Cluster(
+        return Cluster(
             self._contact_points,
             port=self._port,
             auth_provider=auth,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             protocol_version=5,  # Cassandra 4.0+; spares the driver's downgrade dance
+            reconnection_policy=ExponentialReconnectionPolicy(1.0, RECONNECT_MAX_S),
         )
-        return self._cluster.connect()
 
     def session(self) -> Any:
         """The connected ``cassandra.cluster.Session`` (blocking on first use)."""

@@ -16,6 +16,11 @@ trip per batch (1-3 ms per release on this machine, against 20-50 ms for a batch
 listens to nothing, keeps no cursors, and its one session lock is released by its
 holder (:func:`~cdc_adapters.postgres.transactions.ddl_transaction`); asyncpg still
 rolls back a transaction left open.
+
+A pool given ``idle_s`` keeps no connection it does not use: one idle that long is
+closed. A server that serves one connection at a time (the development TimescaleDB:
+it queues every other connection until the open one closes) needs that for several
+agents to take turns; their connects wait in its queue for up to ``connect_timeout``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import asyncpg
 from cdc_domain.health import HealthReport, HealthStatus
 
 __all__ = ["PoolHandle", "SharedPool", "create_pool"]
+
+_ASYNCPG_IDLE_S = 300.0
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -68,16 +75,20 @@ async def create_pool(
     max_size: int = 4,
     connect_timeout: float = 10.0,
     command_timeout: float | None = 120.0,
+    idle_s: float | None = None,
 ) -> asyncpg.Pool:
     """An asyncpg pool whose connections carry this adapter's codecs.
 
     For the WASM TimescaleDB server (a single backend that serves one connection at a
-    time) use ``min_size=max_size=1``.
+    time) use ``max_size=1``, and ``min_size=0`` with ``idle_s`` when several clients
+    share it. ``idle_s`` None keeps asyncpg's own rule (connections above ``min_size``
+    idle for five minutes are closed).
     """
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        max_inactive_connection_lifetime=_ASYNCPG_IDLE_S if idle_s is None else idle_s,
         timeout=connect_timeout,
         command_timeout=command_timeout,
         init=_init_connection,
@@ -99,6 +110,7 @@ class PoolHandle:
         min_size: int = 1,
         max_size: int = 4,
         connect_timeout: float = 10.0,
+        idle_s: float | None = None,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ValueError("give either a dsn or a pool")
@@ -107,6 +119,7 @@ class PoolHandle:
         self._owned = pool is None
         self._sizes = (min_size, max_size)
         self._connect_timeout = connect_timeout
+        self._idle_s = idle_s
         self._lock = asyncio.Lock()
 
     async def get(self) -> asyncpg.Pool:
@@ -120,6 +133,7 @@ class PoolHandle:
                     min_size=self._sizes[0],
                     max_size=self._sizes[1],
                     connect_timeout=self._connect_timeout,
+                    idle_s=self._idle_s,
                 )
         return self._pool
 
@@ -135,13 +149,27 @@ closed by it), a pool the caller owns, or None to make its own from the dsn."""
 
 
 def own_or_shared(
-    dsn: str | None, pool: SharedPool, *, min_size: int, max_size: int
+    dsn: str | None,
+    pool: SharedPool,
+    *,
+    min_size: int,
+    max_size: int,
+    connect_timeout: float = 10.0,
+    idle_s: float | None = None,
 ) -> tuple[PoolHandle, bool]:
     """The handle an adapter uses, and whether the adapter owns it (closes it): a
     ``PoolHandle`` passed in is shared with its owner; anything else makes a new one."""
     if isinstance(pool, PoolHandle):
         return pool, False
-    return PoolHandle(dsn, pool=pool, min_size=min_size, max_size=max_size), True
+    handle = PoolHandle(
+        dsn,
+        pool=pool,
+        min_size=min_size,
+        max_size=max_size,
+        connect_timeout=connect_timeout,
+        idle_s=idle_s,
+    )
+    return handle, True
 
 
 async def pool_health(name: str, pool: PoolHandle, limit_s: float) -> HealthReport:

@@ -37,7 +37,8 @@ class PooledSink:
 
     Give ``pool`` (an asyncpg pool or a :class:`PoolHandle`) to share one (then the
     caller closes it), else the sink makes its own from ``dsn`` on first use and closes
-    it in ``aclose``.
+    it in ``aclose``: ``pool_idle_s`` and ``connect_timeout`` as
+    :func:`~cdc_adapters.postgres.pool.create_pool` takes them.
     """
 
     def __init__(
@@ -50,6 +51,8 @@ class PooledSink:
         pool: SharedPool,
         pool_min_size: int,
         pool_max_size: int,
+        pool_idle_s: float | None,
+        connect_timeout: float,
         retry: RetryPolicy | None,
         health_timeout: float,
         clock: Clock | None,
@@ -58,7 +61,12 @@ class PooledSink:
         self._kind = kind
         self._naming = naming
         self._pool, self._owns_pool = own_or_shared(
-            dsn, pool, min_size=pool_min_size, max_size=pool_max_size
+            dsn,
+            pool,
+            min_size=pool_min_size,
+            max_size=pool_max_size,
+            connect_timeout=connect_timeout,
+            idle_s=pool_idle_s,
         )
         self._retry = retry or RetryPolicy()
         self._health_timeout = health_timeout

@@ -46,7 +46,9 @@ class TimescaleHistorySink(PooledSink):
 
     The pool defaults to one connection (``pool_max_size=1``): the WASM TimescaleDB
     used in development serves one connection at a time, and health checks go
-    through the same pool so they never wait for a second connection.
+    through the same pool so they never wait for a second connection;
+    sinks of several agents on it take turns with ``pool_min_size=0`` and a short
+    ``pool_idle_s``, and wait for their turn within ``connect_timeout``.
     """
 
     def __init__(
@@ -62,6 +64,8 @@ class TimescaleHistorySink(PooledSink):
         chunk_interval: str = "7 days",
         pool_min_size: int = 1,
         pool_max_size: int = 1,
+        pool_idle_s: float | None = None,
+        connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         health_timeout: float = 5.0,
         clock: Clock | None = None,
@@ -74,6 +78,8 @@ class TimescaleHistorySink(PooledSink):
             pool=pool,
             pool_min_size=pool_min_size,
             pool_max_size=pool_max_size,
+            pool_idle_s=pool_idle_s,
+            connect_timeout=connect_timeout,
             retry=retry,
             health_timeout=health_timeout,
             clock=clock,

@@ -23,7 +23,9 @@ class TimescaleMirrorSink(PostgresSink):
     """A current-state mirror in TimescaleDB, written as :class:`PostgresSink` writes.
 
     The pool defaults to one connection (``pool_max_size=1``): the WASM TimescaleDB
-    used in development serves one connection at a time.
+    used in development serves one connection at a time;
+    sinks of several agents on it take turns with ``pool_min_size=0`` and a short
+    ``pool_idle_s``, and wait for their turn within ``connect_timeout``.
     """
 
     def __init__(
@@ -40,6 +42,8 @@ class TimescaleMirrorSink(PostgresSink):
         purge_expired_after: float | None = None,
         pool_min_size: int = 1,
         pool_max_size: int = 1,
+        pool_idle_s: float | None = None,
+        connect_timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         health_timeout: float = 5.0,
         clock: Clock | None = None,
@@ -55,6 +59,8 @@ class TimescaleMirrorSink(PostgresSink):
             purge_expired_after=purge_expired_after,
             pool_min_size=pool_min_size,
             pool_max_size=pool_max_size,
+            pool_idle_s=pool_idle_s,
+            connect_timeout=connect_timeout,
             retry=retry,
             health_timeout=health_timeout,
             clock=clock,

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
+from tests.integration import services
 from tests.integration.services import REPO_ROOT, SERVICES_SCRIPT
 
 CLUSTER_DIR = Path(__file__).parent
@@ -81,3 +84,99 @@ def node_control(cluster_nodes: list[ClusterNode]) -> Iterator[Callable[[int, bo
     yield control
     for number in sorted(stopped):
         _services("start-node", str(number))
+
+
+@pytest.fixture(scope="session")
+def cluster_session(cluster_nodes: list[ClusterNode]) -> Iterator[Any]:
+    """A driver session on every node: writes at ``QUORUM`` by default, reads for
+    comparisons at ``ALL`` (execution profile ``all``). Generous timeouts: three nodes
+    share two cores with the agents and the destinations. DDL returns once every node
+    the driver sees up has the new schema: a node just restarted may take longer than
+    the driver's default ten seconds, and a statement it coordinates meanwhile fails."""
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import ExponentialReconnectionPolicy
+
+    def profile(consistency: int) -> ExecutionProfile:
+        return ExecutionProfile(consistency_level=consistency, request_timeout=60)
+
+    port = int(cluster_nodes[0].host.rpartition(":")[2])
+    cluster = Cluster(
+        [node.address for node in cluster_nodes],
+        port=port,
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: profile(ConsistencyLevel.QUORUM),
+            "all": profile(ConsistencyLevel.ALL),
+        },
+        protocol_version=5,
+        max_schema_agreement_wait=120,
+        reconnection_policy=ExponentialReconnectionPolicy(1.0, 10.0),
+    )
+    session = cluster.connect()
+    yield session
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster_keyspace(cluster_session: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A keyspace of this module's own, replicated to all three nodes."""
+    name = services.isolated_name("cl", request.module.__name__)
+    schema_change(
+        cluster_session,
+        f"CREATE KEYSPACE IF NOT EXISTS {name} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 3}",
+    )
+    yield name
+    schema_change(cluster_session, f"DROP KEYSPACE IF EXISTS {name}")
+
+
+def schema_change(session: Any, cql: str, within: float = 300) -> None:
+    """An idempotent DDL statement, sent again when its answer times out: on a loaded
+    machine a node may take longer than any client timeout to apply a schema change
+    (a keyspace drop flushes and deletes every table), and a connection the driver
+    declared dead fails what it carried."""
+    from cassandra import OperationTimedOut
+    from cassandra.cluster import NoHostAvailable
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            session.execute(cql, timeout=120)
+            return
+        except (OperationTimedOut, NoHostAvailable):
+            if time.monotonic() > deadline:
+                raise
+
+
+@pytest.fixture(scope="module")
+async def cluster_stack(
+    cluster_nodes: list[ClusterNode],
+    cluster_session: Any,
+    cluster_keyspace: str,
+    postgres_database_dsn: str,
+    clickhouse_url: str,
+    timescaledb_dsn: str,
+    timescaledb_schema: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Any]:
+    from tests.integration.cluster.stack import ClusterStack
+    from tests.integration.e2e.conftest import clickhouse_query
+
+    stack = ClusterStack(
+        keyspace=cluster_keyspace,
+        session=cluster_session,
+        nodes=cluster_nodes,
+        workdir=tmp_path_factory.mktemp("cluster"),
+        postgres_dsn=postgres_database_dsn,
+        clickhouse_url=clickhouse_url,
+        timescaledb_dsn=timescaledb_dsn,
+        timescaledb_schema=timescaledb_schema,
+        dead_letter_schema="public",
+    )
+    yield stack
+    # A failed test leaves agents running; none may outlive the module (they would hold
+    # TimescaleDB's one connection, and read a keyspace about to be dropped).
+    for agent in stack.agents:
+        if agent.pipeline.alive():
+            agent.pipeline.kill()
+    clickhouse_query(clickhouse_url, f"DROP DATABASE IF EXISTS {cluster_keyspace}")

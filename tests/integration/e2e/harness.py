@@ -282,17 +282,20 @@ class Pipeline:
             return {}
         return {d["name"]: parse_position(d["position"]) for d in answer["destinations"]}
 
-    def wait_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_until(
+        self, done: Callable[[], bool], timeout: float, what: str, poll: float = 0.1
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not done():
             if not self.alive():
                 raise AssertionError(f"the pipeline exited while waiting for {what}: {self.tail()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {what} within {timeout:.0f} s: {self.tail()}")
-            time.sleep(0.1)
+            time.sleep(poll)
 
-    def wait_caught_up(self, target: Position, timeout: float = 180) -> None:
-        """Until every destination has committed ``target`` (see :func:`durable_end`)."""
+    def wait_caught_up(self, target: Position, timeout: float = 180, poll: float = 0.1) -> None:
+        """Until every destination has committed ``target`` (see :func:`durable_end`),
+        asking every ``poll`` seconds."""
 
         def caught_up() -> bool:
             positions = self.positions()
@@ -300,7 +303,7 @@ class Pipeline:
                 p is not None and p >= target for p in positions.values()
             )
 
-        self.wait_until(caught_up, timeout, f"every destination at {target}")
+        self.wait_until(caught_up, timeout, f"every destination at {target}", poll)
 
     def tail(self, lines: int = 15) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""

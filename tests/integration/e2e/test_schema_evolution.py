@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.e2e.conftest import Stack
 from tests.integration.e2e.harness import durable_end
-from tests.integration.e2e.workload import REVIEWS, Workload, Writer, create_tables
+from tests.integration.e2e.workload import Workload, Writer, create_tables, evolving
 
 
 @pytest.mark.timeout(240)  # 20 s measured
@@ -16,17 +16,7 @@ async def test_columns_added_and_dropped_and_a_table_created_mid_workload(stack:
     ks = stack.keyspace
     create_tables(stack.session, ks)
     workload = Workload(ks, seed=11)
-
-    def evolve(done: int) -> None:
-        if done >= 3000 and not workload.users_loyalty:
-            stack.session.execute(f"ALTER TABLE {ks}.users ADD loyalty int")
-            workload.users_loyalty = True
-        if done >= 5000 and workload.orders_note:
-            stack.session.execute(f"ALTER TABLE {ks}.orders DROP note")
-            workload.orders_note = False
-        if done >= 7000 and not workload.reviews:
-            stack.session.execute(REVIEWS.format(ks=ks))
-            workload.reviews = True
+    evolve = evolving(stack.session, workload, at=(3000, 5000, 7000))
 
     with stack.links():
         pipeline = stack.pipeline()

@@ -442,6 +442,26 @@ class Writer:
         return self.statements
 
 
+def evolving(session: Any, workload: Workload, at: tuple[int, int, int]) -> Callable[[int], None]:
+    """A :meth:`Writer.until` hook changing the schema mid-run: ``ALTER TABLE users ADD
+    loyalty`` once ``at[0]`` statements ran, ``ALTER TABLE orders DROP note`` at
+    ``at[1]``, a new CDC table (reviews) at ``at[2]``; the workload follows each."""
+    ks = workload.ks
+
+    def evolve(done: int) -> None:
+        if done >= at[0] and not workload.users_loyalty:
+            session.execute(f"ALTER TABLE {ks}.users ADD loyalty int")
+            workload.users_loyalty = True
+        if done >= at[1] and workload.orders_note:
+            session.execute(f"ALTER TABLE {ks}.orders DROP note")
+            workload.orders_note = False
+        if done >= at[2] and not workload.reviews:
+            session.execute(REVIEWS.format(ks=ks))
+            workload.reviews = True
+
+    return evolve
+
+
 def create_tables(session: Any, ks: str) -> None:
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "

@@ -250,6 +250,40 @@ async def test_a_mirror_purges_expired_rows_after_the_seconds_configured(destina
     await sink.aclose()
 
 
+@pytest.mark.parametrize(
+    ("section", "destination"),
+    [
+        ("postgres", {"type": "postgres"}),
+        ("timescaledb", {"type": "timescaledb"}),
+        ("timescaledb", {"type": "timescaledb", "mode": "mirror"}),
+    ],
+)
+async def test_a_database_section_sizes_its_destinations_pools(section, destination):
+    dsn = {"dsn": "postgresql://h/db"}
+    variable = f"CDC_{section.upper()}_POOL_IDLE_S"
+    loaded = settings(
+        {variable: "0.25"},
+        **{section: {**dsn, "pool_max_size": 2, "connect_timeout_s": 90}},
+        destinations=[{"name": "d", **destination}],
+    )
+    sink = factories.sink(loaded.destinations[0], loaded)
+    pool = sink._pool  # type: ignore[attr-defined]
+    # Idle connections closed after a quarter of a second, none kept open meanwhile.
+    assert (pool._sizes, pool._idle_s, pool._connect_timeout) == ((0, 2), 0.25, 90.0)
+    await sink.aclose()
+
+    kept = settings(**{section: dsn}, destinations=[{"name": "d", **destination}])
+    sink = factories.sink(kept.destinations[0], kept)
+    pool = sink._pool  # type: ignore[attr-defined]
+    assert pool._sizes[0] == 1
+    assert pool._idle_s is None
+    await sink.aclose()
+
+    assert problems(**{section: {**dsn, "pool_idle_s": 0}}) == (
+        f"{section}: pool_idle_s must be above 0, got 0.0",
+    )
+
+
 def test_snapshot_settings_and_booleans_load_from_yaml_and_variables():
     loaded = settings(
         {"ALL": "true"},
