@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import statistics
 import sys
@@ -36,15 +35,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.e2e import (
@@ -52,12 +48,13 @@ from bench.e2e import (
     INSERT,
     PAGE,
     TABLE,
-    Load,
     Markers,
-    _clickhouse,
+    connect,
+    drop_schemas,
     env,
     percentile,
     visible_lags,
+    write_load,
 )
 from tests.integration.cluster.stack import TIMESCALEDB_TURNS
 from tests.integration.e2e.harness import (
@@ -70,37 +67,6 @@ from tests.integration.e2e.harness import (
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / ".services"
-
-
-def connect(addresses: list[str], port: int) -> Cluster:
-    profile = ExecutionProfile(consistency_level=ConsistencyLevel.QUORUM, request_timeout=60)
-    return Cluster(
-        addresses,
-        port=port,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        protocol_version=5,
-    )
-
-
-def _load_process(
-    addresses: list[str], port: int, ks: str, concurrency: int, first_id: int, seconds: float,
-    rate: float | None,
-) -> tuple[float, float, int]:  # fmt: skip
-    cluster = connect(addresses, port)
-    session = cluster.connect()
-    cpu = time.process_time()
-    try:
-        load = Load(session, ks, concurrency, first_id, rate)
-        return load.run(seconds), time.process_time() - cpu, load.written
-    finally:
-        cluster.shutdown()
-
-
-def write_load(*args: Any) -> tuple[float, float, int]:
-    """Rows/s, the generator's CPU seconds and rows written; in a process of its own, so
-    that its interpreter never delays the markers and pollers of this one."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_load_process, *args).result()
 
 
 # ---------------------------------------------------------------------------- /proc
@@ -221,12 +187,10 @@ async def main() -> None:
     args = parser.parse_args()
     hosts = env("CDC_TEST_CASSANDRA_NODES").split(",")
     raw_dirs = [Path(d) for d in env("CDC_TEST_CASSANDRA_CDC_RAW_DIRS").split(",")]
-    addresses = [h.rpartition(":")[0] for h in hosts]
-    port = int(hosts[0].rpartition(":")[2])
     pg_dsn, ch_url = env("CDC_TEST_POSTGRES_DSN"), env("CDC_TEST_CLICKHOUSE_URL")
     ts_dsn = env("CDC_TEST_TIMESCALEDB_DSN")
     ks = f"bench_cluster_{os.urandom(3).hex()}"
-    cluster = connect(addresses, port)
+    cluster = connect(",".join(hosts), "QUORUM")
     session = cluster.connect()
     session.execute(
         f"CREATE KEYSPACE {ks} WITH replication = "
@@ -243,12 +207,12 @@ async def main() -> None:
         "rate_limit_with_agents": args.rate,
         "load_average_before": os.getloadavg(),
     }
-    load = (addresses, port, ks, args.concurrency)
+    load = (",".join(hosts), ks, args.concurrency)
     try:
         print(f"[1/3] Cassandra alone for {args.seconds:g} s ...", flush=True)
         components = Components({})
         before, started = components.usage(), time.monotonic()
-        alone, load_cpu, rows = write_load(*load, 10**9, args.seconds, None)
+        alone, load_cpu, rows = write_load(*load, 10**9, args.seconds, None, "QUORUM")
         report["alone"] = _cpu(before, components.usage(), load_cpu, time.monotonic() - started,
                                rows)  # fmt: skip
         report["alone"]["cassandra_rows_per_s"] = round(alone)
@@ -263,7 +227,7 @@ async def main() -> None:
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
         cluster.shutdown()
-        await _drop(pg_dsn, ts_dsn, ch_url, ks)
+        await drop_schemas(pg_dsn, ts_dsn, ch_url, ks)
     report["load_average_after"] = os.getloadavg()
     print(json.dumps(report, indent=2))
 
@@ -363,7 +327,7 @@ async def _with_agents(
         lags = asyncio.create_task(visible_lags(markers, pg_dsn, ch_url, ks, polling))
         before, started = components.usage(), time.monotonic()
         rate, load_cpu, rows = await asyncio.to_thread(
-            write_load, *load, 0, args.seconds, args.rate
+            write_load, *load, 0, args.seconds, args.rate, "QUORUM"
         )
         load_ended = time.monotonic()
         after = components.usage()
@@ -460,16 +424,6 @@ def _summarise(
         for name in names
         if (rss := [s["usage"][name][1] for s in during if name in s["usage"]])
     }
-
-
-async def _drop(pg_dsn: str, ts_dsn: str, ch_url: str, ks: str) -> None:
-    for dsn in (pg_dsn, ts_dsn):
-        connection = await asyncpg.connect(dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{ks}" CASCADE')
-        finally:
-            await connection.close()
-    _clickhouse(ch_url, f"DROP DATABASE IF EXISTS {ks}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-from cassandra.cluster import Cluster
+from cassandra import ConsistencyLevel
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.concurrent import execute_concurrent_with_args
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -105,13 +106,31 @@ class Load:
         return self.written / (time.monotonic() - started)
 
 
+def connect(hosts: str, consistency: str | None = None) -> Cluster:
+    """A driver cluster for ``hosts`` (``host:port,...``, one port for all), at
+    ``consistency`` (a level's name; None: the driver's default)."""
+    points = [h.rpartition(":") for h in hosts.split(",")]
+    profiles = {}
+    if consistency is not None:
+        level = ConsistencyLevel.name_to_value[consistency]
+        profiles = {
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(consistency_level=level, request_timeout=60)
+        }
+    return Cluster(
+        [a for a, _, _ in points],
+        port=int(points[0][2] or 9042),
+        execution_profiles=profiles,
+        protocol_version=5,
+    )
+
+
 def _load_process(
-    hosts: str, ks: str, concurrency: int, first_id: int, seconds: float, rate: float | None
-) -> tuple[float, float, int]:
+    hosts: str, ks: str, concurrency: int, first_id: int, seconds: float, rate: float | None,
+    consistency: str | None,
+) -> tuple[float, float, int]:  # fmt: skip
     """:class:`Load` in a process of its own (see :func:`write_load`): its rate, the CPU
     seconds it used and the rows it wrote."""
-    host, _, port = hosts.split(",")[0].partition(":")
-    cluster = Cluster([host], port=int(port or 9042), protocol_version=5)
+    cluster = connect(hosts, consistency)
     session = cluster.connect()
     cpu = time.process_time()
     try:
@@ -122,15 +141,15 @@ def _load_process(
 
 
 def write_load(
-    hosts: str, ks: str, concurrency: int, first_id: int, seconds: float, rate: float | None
-) -> tuple[float, float, int]:
+    hosts: str, ks: str, concurrency: int, first_id: int, seconds: float, rate: float | None,
+    consistency: str | None = None,
+) -> tuple[float, float, int]:  # fmt: skip
     """Rows per second the load reached, the CPU seconds the generator used and the rows it
-    wrote. It
-    saturates its interpreter, so it runs in a separate process: sharing one GIL with it
-    would delay the markers and the pollers below and add that delay to every lag."""
+    wrote. It saturates its interpreter, so it runs in a separate process: sharing one GIL
+    with it would delay the markers and the pollers below and add that delay to every lag."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        job = pool.submit(_load_process, hosts, ks, concurrency, first_id, seconds, rate)
-        return job.result()
+        args = (hosts, ks, concurrency, first_id, seconds, rate, consistency)
+        return pool.submit(_load_process, *args).result()
 
 
 COMPONENTS = {
@@ -344,7 +363,7 @@ async def main() -> None:
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
         cluster.shutdown()
-        await _drop(pg_dsn, ts_dsn, ch_url, ks)
+        await drop_schemas(pg_dsn, ts_dsn, ch_url, ks)
     print(json.dumps(report, indent=2))
 
 
@@ -509,7 +528,8 @@ def _summarise(
     }
 
 
-async def _drop(pg_dsn: str, ts_dsn: str, ch_url: str, ks: str) -> None:
+async def drop_schemas(pg_dsn: str, ts_dsn: str, ch_url: str, ks: str) -> None:
+    """The bench's schemas in PostgreSQL and TimescaleDB and its ClickHouse database."""
     for dsn in (pg_dsn, ts_dsn):
         connection = await asyncpg.connect(dsn)
         try:
