@@ -77,7 +77,7 @@ async def test_kill_9_during_the_snapshot_resumes_with_only_unfinished_ranges(
             read = ranges_read(pipeline.log, since)
             assert not set(read) & finished, "a range finished before was read again"
             snapshot_done.set()
-            await asyncio.sleep(3)
+            await asyncio.sleep(3)  # pacing: the workload goes on after the snapshot a while
         finally:
             stop_writing.set()
             thread.join()
