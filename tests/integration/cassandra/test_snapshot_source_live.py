@@ -94,8 +94,19 @@ async def test_a_snapshot_gives_the_state_the_stream_of_the_same_writes_gives(
     schema = await schemas.table(keyspace, kinds)
     expected = state(stream, schema)
     assert state(snapshot, schema) == expected
-    assert state(stream + snapshot, schema) == expected  # nothing doubled, lists included
-    assert state(snapshot + stream, schema) == expected
+    if SERVER >= (5, 0):
+        assert state(stream + snapshot, schema) == expected  # nothing doubled, lists included
+        assert state(snapshot + stream, schema) == expected
+    else:
+        # No element write times before 5.0: a list read cannot clear the stream's copies
+        # of its elements, which then show twice (ADR 0011); everything else is exact.
+        listed = ((1, "x"), (1, "p"))
+        for combined in (state(stream + snapshot, schema), state(snapshot + stream, schema)):
+            assert sorted(combined[listed].pop("l")) == sorted(expected[listed]["l"] * 2)
+            assert combined == {
+                k: {c: v for c, v in r.items() if (k, c) != (listed, "l")}
+                for k, r in expected.items()
+            }
     assert expected[((2, "static only"), ())] == {"s": 20, "ss": frozenset({5})}
     assert expected[((1, "x"), (2, "q"))] == {"s": 10, "ss": frozenset({1, 2})}
     assert expected[((1, "x"), (1, "p"))]["l"] == ["a", "b", "c"]
@@ -109,6 +120,20 @@ async def test_snapshot_events_carry_the_cells_write_times_and_ttls(
     row = {(e.timestamp_micros, e.ttl_seconds is not None): e for e in events
            if e.clustering_key == {"ck": 1, "ck2": "p"} and e.partition_key["a"] == 1}  # fmt: skip
     first = row[(1000, False)]
+    if SERVER < (5, 0):
+        # No WRITETIME on non-frozen collections and UDTs: their elements, and the list
+        # read as an overwrite, take the row's lowest write time (ADR 0011).
+        assert first.collections["l"].overwritten
+        assert first.columns["l"] == ["a", "b", "c"]
+        for delta in first.collections.values():
+            assert {e.timestamp_micros for e in delta.elements} == {1000}
+        assert {(e.key, e.value) for e in first.collections["m"].elements} == {
+            ("k1", 11),
+            ("k2", 2),
+            ("k3", 3),
+        }
+        assert row[(2000, True)].columns == {"v": "two"}
+        return
     assert first.columns == {
         "n": 100,
         "d": first.columns["d"],
