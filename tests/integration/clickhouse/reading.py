@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from cdc_adapters.clickhouse.column_types import split_type_args
 from cdc_domain.cql_types import CqlType
 from cdc_domain.schema import TableSchema
 from cdc_domain.values import Duration, UdtValue, value_from_json
@@ -143,16 +144,7 @@ class _Quoted(str):
 
 
 def _split_args(ch_type: str) -> list[str]:
-    inner = ch_type[ch_type.index("(") + 1 : -1]
-    parts, depth, start = [], 0, 0
-    for i, c in enumerate(inner):
-        depth += c == "("
-        depth -= c == ")"
-        if c == "," and depth == 0:
-            parts.append(inner[start:i].strip())
-            start = i + 1
-    parts.append(inner[start:].strip())
-    return parts
+    return split_type_args(ch_type[ch_type.index("(") + 1 : -1])
 
 
 def _value(parsed: Any, ch_type: str, cql_type: CqlType) -> Any:

@@ -220,11 +220,10 @@ def deliveries(draw: st.DrawFn, events: list[ChangeEvent], node: int) -> list[Si
     ]
 
 
-def converging_writers_test(examples: int) -> Any:
-    """The property test, with its number of examples (a test class attribute)."""
-
-    @pytest.mark.timeout(900)
-    @settings(
+def _property_settings(examples: int) -> Any:
+    """Hypothesis settings of both property tests: slow examples against a real server,
+    each with fixtures built per test function."""
+    return settings(
         max_examples=examples,
         deadline=None,
         suppress_health_check=[
@@ -234,6 +233,13 @@ def converging_writers_test(examples: int) -> Any:
             HealthCheck.data_too_large,
         ],
     )
+
+
+def converging_writers_test(examples: int) -> Any:
+    """The property test, with its number of examples (a test class attribute)."""
+
+    @pytest.mark.timeout(900)
+    @_property_settings(examples)
     @given(events=streams(), data=st.data())
     async def test(self: Any, fresh_tables: Any, events: list[ChangeEvent], data: Any) -> None:
         new_writer = fresh_tables()
@@ -258,16 +264,7 @@ def one_batch_test(examples: int) -> Any:
     picks the wrong version, since the statements settle ties correctly)."""
 
     @pytest.mark.timeout(900)
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        suppress_health_check=[
-            HealthCheck.function_scoped_fixture,
-            HealthCheck.differing_executors,
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-        ],
-    )
+    @_property_settings(examples)
     @given(events=streams(), data=st.data())
     async def test(self: Any, fresh_tables: Any, events: list[ChangeEvent], data: Any) -> None:
         order = data.draw(st.permutations(events))
