@@ -28,6 +28,7 @@ from cdc_app.commitlog_cli import add_commitlog_commands
 from cdc_app.config import ConfigError, load_settings, render_settings
 from cdc_app.container import Container, running
 from cdc_app.endpoint import health_app, serving
+from cdc_app.garbage_collection import tune_for_streaming
 from cdc_app.logs import configure_logging
 from cdc_app.masking_rules import masking_policy
 from cdc_app.runner import Runner
@@ -234,6 +235,7 @@ async def _inspect(args: argparse.Namespace, settings: Settings) -> int:
             all_ranges=args.all_ranges,
             restart=args.restart,
         )
+        tune_for_streaming()
         return await snapshot_command.snapshot(
             settings, container, out, sys.stderr, request, dry_run=args.dry_run
         )
@@ -249,6 +251,7 @@ async def _replicate(settings: Settings, *, once: bool) -> int:
     container = Container(settings=settings)
     try:
         async with running(container) as components:
+            tune_for_streaming()
             if once:
                 _started(log, settings)
                 outcomes = await components.replicate(settings.pipeline.max_batch_events)
