@@ -41,9 +41,10 @@ from cdc_domain.ports import (
     Sink,
 )
 from cdc_domain.replay import ReplayReport, unreplayable
-from cdc_domain.routing import mask_events, route_events
+from cdc_domain.routing import refused_letters, route_events
 from cdc_domain.schema import TableSchema
 from cdc_domain.schema_evolution import BlockedTable, SchemaEvolution, paused_until
+from cdc_domain.shared_reads import SharedReads
 from cdc_domain.unknown_tables import UnknownTablePolicy, UnknownTables
 from cdc_domain.validation import EventValidator
 
@@ -106,6 +107,7 @@ class ReplicateBatch:
         self._dlq = dead_letters
         self._clock = clock
         self._masking = MaskOnce(masking)
+        self._reads = SharedReads(source, self._masking, clock, keep=2 * len(destinations))
         self._validator = validator or EventValidator()
         self._evolution = evolution or SchemaEvolution(history, retry_after_s=paused_table_retry_s)
         self._pause_for = paused_table_retry_s
@@ -142,7 +144,8 @@ class ReplicateBatch:
         dead-lettered; any other failure is raised, with the offset left as it was."""
         partition = self._source.partition_id
         record = await destination.offsets.load(destination.name, partition)
-        batch = await self._source.read(record.position if record else None, max_events)
+        read = await self._reads.read(record.position if record else None, max_events)
+        batch = read.batch
         now = self._clock.now()
         if batch.end is None:
             still = {**self._evolution.paused(destination.name, now)}
@@ -153,8 +156,9 @@ class ReplicateBatch:
                 position=record.position if record else None,
                 blocked=tuple(still.values()),
             )
-        masked, dead = mask_events(
-            batch.events, masking=self._masking, destination=destination.name, now=now
+        masked = read.masked
+        dead = refused_letters(
+            read.refused, masking=self._masking, destination=destination.name, now=now
         )
         dead.extend(await self._unknown.sift(batch.failures, now))
         schemas = await self._schemas_for(batch)

@@ -38,22 +38,44 @@ def mask_events(
     would merge rows) is dead-lettered with every classified value redacted, keys too:
     a dead letter queue must not become the one place unmasked data is kept.
     """
+    masked, refused = mask_apart(events, masking)
+    return masked, refused_letters(refused, masking=masking, destination=destination, now=now)
+
+
+def mask_apart(
+    events: Iterable[ChangeEvent], masking: MaskingPolicy | MaskOnce
+) -> tuple[list[ChangeEvent], list[tuple[ChangeEvent, MaskingConfigError]]]:
+    """The masked events, and apart those the policy refused to mask, with why."""
     masked: list[ChangeEvent] = []
-    dead: list[DeadLetterEvent] = []
+    refused: list[tuple[ChangeEvent, MaskingConfigError]] = []
+    apply = masking.apply
     for event in events:
         try:
-            masked.append(masking.apply(event))
+            masked.append(apply(event))
         except MaskingConfigError as exc:
-            dead.append(
-                DeadLetterEvent.for_event(
-                    masking.redact_classified(event),
-                    reason=FailureReason.MASKING_ERROR,
-                    error=str(exc),
-                    failed_at=now,
-                    destination=destination,
-                )
-            )
-    return masked, dead
+            refused.append((event, exc))
+    return masked, refused
+
+
+def refused_letters(
+    refused: Iterable[tuple[ChangeEvent, MaskingConfigError]],
+    *,
+    masking: MaskingPolicy | MaskOnce,
+    destination: str,
+    now: dt.datetime,
+) -> list[DeadLetterEvent]:
+    """Dead letters for the events the policy refused to mask, every classified value
+    redacted (see :func:`mask_events`)."""
+    return [
+        DeadLetterEvent.for_event(
+            masking.redact_classified(event),
+            reason=FailureReason.MASKING_ERROR,
+            error=str(exc),
+            failed_at=now,
+            destination=destination,
+        )
+        for event, exc in refused
+    ]
 
 
 def route_events(

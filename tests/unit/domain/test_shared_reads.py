@@ -1,0 +1,157 @@
+"""Destinations reading from the same position share one read of the source, while
+that read is still a complete answer."""
+
+import asyncio
+import datetime as dt
+
+from cdc_adapters.memory import ManualClock, MemoryChangeSource, MemorySink
+from cdc_domain.masking import MaskingPolicy, MaskOnce
+from cdc_domain.replication import Destination, ReplicateBatch
+from cdc_domain.shared_reads import SharedReads
+from tests.factories import event
+
+
+class CountingReads(MemoryChangeSource):
+    """The in-memory source, counting reads; ``gate`` holds each read until set."""
+
+    def __init__(self) -> None:
+        super().__init__("node1")
+        self.reads = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.error: Exception | None = None
+
+    async def read(self, after, max_events):
+        self.reads += 1
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return await super().read(after, max_events)
+
+
+def orders(count, start=1):
+    return [event(key=i, ts=i, columns={"status": f"s{i}"}) for i in range(start, start + count)]
+
+
+def shared(source, clock, masking=None, keep=4):
+    policy = MaskOnce(masking or MaskingPolicy())
+    return SharedReads(source, policy, clock, keep=keep, fresh_for=dt.timedelta(seconds=0.1))
+
+
+async def test_a_full_batch_is_read_once_for_every_destination_at_its_position():
+    source, clock = CountingReads(), ManualClock()
+    source.append(*orders(5))
+    reads = shared(source, clock)
+    first = await reads.read(None, 3)
+    clock.advance(3600)
+    again = await reads.read(None, 3)
+    assert again is first
+    assert first.full
+    assert [e.columns["status"] for e in first.masked] == ["s1", "s2", "s3"]
+    assert source.reads == 1
+
+
+async def test_a_batch_that_was_not_full_is_shared_only_while_fresh():
+    source, clock = CountingReads(), ManualClock()
+    source.append(*orders(2))
+    reads = shared(source, clock)
+    first = await reads.read(None, 10)
+    source.append(*orders(2, start=3))
+    clock.advance(0.05)
+    assert (await reads.read(None, 10)) is first
+    clock.advance(0.1)
+    later = await reads.read(None, 10)
+    assert len(later.masked) == 4
+    assert source.reads == 2
+
+
+async def test_other_positions_and_sizes_are_read_on_their_own():
+    source, clock = CountingReads(), ManualClock()
+    batch = orders(6)
+    source.append(*batch)
+    reads = shared(source, clock)
+    await reads.read(None, 3)
+    assert len((await reads.read(batch[2].position, 3)).masked) == 3
+    assert len((await reads.read(None, 2)).masked) == 2
+    assert source.reads == 3
+
+
+async def test_destinations_asking_at_once_wait_for_one_read():
+    source, clock = CountingReads(), ManualClock()
+    source.append(*orders(3))
+    reads = shared(source, clock)
+    source.gate.clear()
+    waiting = [asyncio.create_task(reads.read(None, 3)) for _ in range(3)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    first, second, third = await asyncio.gather(*waiting)
+    assert first is second is third
+    assert source.reads == 1
+
+
+async def test_a_failed_read_fails_everyone_waiting_and_is_not_kept():
+    source, clock = CountingReads(), ManualClock()
+    source.append(*orders(3))
+    reads = shared(source, clock)
+    source.gate.clear()
+    source.error = ConnectionError("cdc_raw is gone")
+    waiting = [asyncio.create_task(reads.read(None, 3)) for _ in range(2)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+    source.error = None
+    assert len((await reads.read(None, 3)).masked) == 3
+    assert source.reads == 2
+
+
+async def test_nothing_new_is_never_kept():
+    source, clock = CountingReads(), ManualClock()
+    reads = shared(source, clock)
+    assert (await reads.read(None, 3)).batch.end is None
+    source.append(*orders(1))
+    assert len((await reads.read(None, 3)).masked) == 1
+
+
+async def test_only_the_latest_batches_are_kept():
+    source, clock = CountingReads(), ManualClock()
+    batch = orders(8)
+    source.append(*batch)
+    reads = shared(source, clock, keep=2)
+    for after in (None, batch[1].position, batch[3].position):
+        await reads.read(after, 2)
+    await reads.read(None, 2)
+    assert source.reads == 4
+
+
+async def test_events_the_policy_refuses_to_mask_are_kept_apart_with_why():
+    source, clock = CountingReads(), ManualClock()
+    source.append(*orders(2))
+    policy = MaskingPolicy.from_config(
+        {"rules": [{"field": "id", "class": "pii"}], "mask_key_columns": ["shop.orders.id"]},
+        hmac_key=None,
+    )
+    read = await shared(source, clock, masking=policy).read(None, 5)
+    assert read.masked == ()
+    assert [e.columns["status"] for e, _ in read.refused] == ["s1", "s2"]
+    assert all("id" in str(error) for _, error in read.refused)
+
+
+async def test_the_use_case_reads_once_for_destinations_that_keep_pace(world):
+    source = CountingReads()
+    source.append(*orders(4))
+    sinks = [MemorySink(name) for name in ("a", "b", "c")]
+    replicate = ReplicateBatch(
+        source=source,
+        schemas=world["schemas"],
+        destinations=[Destination(sink, world["offsets"]) for sink in sinks],
+        dead_letters=world["dlq"],
+        clock=world["clock"],
+        masking=MaskingPolicy(),
+        history=world["history"],
+    )
+    outcomes = await replicate(max_events=2)
+    outcomes += await replicate(max_events=2)
+    assert [o.delivered for o in outcomes] == [2, 2, 2, 2, 2, 2]
+    assert all(len(sink.state.rows("shop.orders")) == 4 for sink in sinks)
+    assert source.reads == 2
