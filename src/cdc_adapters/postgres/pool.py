@@ -31,6 +31,7 @@ import time
 from typing import Any, TypeAlias
 
 import asyncpg
+import orjson
 
 from cdc_domain.health import HealthReport, HealthStatus
 
@@ -40,7 +41,13 @@ _ASYNCPG_IDLE_S = 300.0
 
 
 def _encode_jsonb(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    """orjson where it can (every history row and collection carries a document or two,
+    and it encodes them about ten times faster than ``json``); ``json`` for what it
+    refuses, integers past 64 bits (``varint``)."""
+    try:
+        return b"\x01" + orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return b"\x01" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _decode_jsonb(data: bytes) -> Any:
