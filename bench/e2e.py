@@ -1,26 +1,55 @@
-"""End to end: Cassandra at its maximum write rate, ``cdc-app run`` streaming into PostgreSQL,
-ClickHouse and TimescaleDB (issue 6).
+"""End to end: ``cdc-app run`` streaming Cassandra's commit log into PostgreSQL, ClickHouse
+and TimescaleDB, its cost, catch-up speed, lag and memory measured against Cassandra's own
+on this machine, every ratio from figures of one run (issue 16).
 
     eval "$(scripts/services env)"
-    .venv/bin/python bench/e2e.py [--seconds 30] [--concurrency 128]
+    .venv/bin/python bench/e2e.py [--runs 3] [--seconds 20] [--warmup-seconds 10]
+        [--rss-backlog-factor 10] [--concurrency 128] [--sync-period-ms 50]
 
-1. Cassandra alone: the load generator (prepared INSERTs through cassandra-driver's
-   ``execute_concurrent``, one process) writes for ``--seconds``: its maximum sustainable
-   rate on this machine, with nothing else running.
-2. The same load with the pipeline running (a subprocess, as in production): Cassandra's
-   write rate then, each destination's delivered events/s (``/status`` events over time),
-   the pipeline process's CPU and peak RSS.
-3. End-to-end lag, write to visible: every 100 ms a marker row is written and its write
-   time kept; PostgreSQL's mirror and ClickHouse's current state are polled for it. The
-   TimescaleDB server here takes one connection (the pipeline's), so its lag is the
-   pipeline's own (``/status`` lag: now minus the write time of the newest delivered event,
-   0 when caught up), sampled every 100 ms. After the load, the time to catch up.
+One keyspace, one table, one pipeline configuration for the whole bench. The load
+generator (prepared INSERTs through cassandra-driver's ``execute_concurrent``) runs in a
+process of its own: sharing an interpreter with it would delay the lag pollers. CPU and
+RSS come from /proc: Cassandra's JVM, each database server, and the agent's process with
+all its descendants (it may run workers in processes of their own).
 
-4. With ``--drain-seconds``: the pipeline is stopped, the load writes that long, and the
-   restarted pipeline's time to deliver it all: its own capacity, with no load beside it.
+Setup: the pipeline started and one row through (each destination creates its tables on
+its first batch); the agent's idle RSS then, a fresh process caught up with nothing to do
+(one that just drained a backlog keeps its allocator's high-water mark). Then
+``--warmup-seconds`` at Cassandra's maximum rate with the pipeline stopped, and its
+catch-up: a cold JVM spends 2-3 times the CPU per write of a JIT-compiled one, and
+Cassandra's figures are the denominators of every ratio.
 
-The target: the pipeline keeps up with Cassandra's own maximum rate, p99 lag under
-commit log sync period (50 ms here) + 1 s.
+Each run (``--runs``; the summary gives their medians):
+
+1. Solo: the pipeline stopped, Cassandra alone at its maximum rate for ``--seconds``: its
+   rate R and its CPU per write.
+2. Catch-up: those writes are the backlog. The pipeline started, the time until every
+   destination confirmed writing all of them (``cdc_events_written_total`` on
+   ``/metrics``, which answers from memory: ``/status`` reads every destination's offsets,
+   a turn on the one-connection TimescaleDB each time), counted from the process's start,
+   since a restart's start-up is part of catching up. Catch-up ratio: rows / seconds / R.
+   The agent's peak RSS meanwhile.
+3. 50% load: the pipeline streaming while the load writes at 0.5 R for ``--seconds``, a
+   marker row every 100 ms. Write-to-visible lag: each marker's first sight in
+   PostgreSQL's ``<table>__live`` view and in the table ClickHouse's current-state view
+   reads (see :func:`visible_lags`), polled every 20 ms. The TimescaleDB server here takes
+   one connection at a time, the pipeline's, so its lag is the pipeline's own
+   ``cdc_lag_seconds{destination="ts"}``, sampled every 100 ms: 0 after any batch that
+   found less than a full one, so a floor that only shows a destination falling behind.
+   Cost ratio: the agent's CPU from the phase's start until it delivered every write to
+   every destination, per write, over Cassandra's CPU per write in the same seconds. Each
+   database server's CPU per write too.
+
+Then once (``--rss-backlog-factor 0`` skips it): the pipeline stopped while that many
+times a solo phase's rows (the median) are written at the maximum rate, then started: its
+peak RSS until caught up over its idle RSS.
+
+Targets: cost ratio <= 0.25; catch-up ratio >= 1.5; p99 lag at 50% below the commit log
+sync period (read from the running node's cassandra.yaml) + 1 s in every destination;
+peak RSS under a 10x backlog <= 2x idle. The load average is printed at the start, before
+each run and at the end; the JSON report holds every figure, the command and the machine.
+The last line: ``cost ratio: X, catch-up ratio: Y, p99 at 50%: Z s``, medians of the runs
+(Z: the worst destination's).
 """
 
 from __future__ import annotations
@@ -30,23 +59,27 @@ import asyncio
 import json
 import multiprocessing
 import os
+import platform
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
+import yaml
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.concurrent import execute_concurrent_with_args
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.e2e.harness import (
     CdcRawLinks,
@@ -62,6 +95,9 @@ TABLE = """CREATE TABLE {ks}.events (id bigint PRIMARY KEY, kind text, email tex
 INSERT = "INSERT INTO {ks}.events (id, kind, email, n, score, tags) VALUES (?, ?, ?, ?, ?, ?)"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+DESTINATIONS = {"pg": "postgres", "ch": "clickhouse", "ts": "timescaledb"}
+MIB = 2**20
+T = TypeVar("T")
 
 
 def env(name: str) -> str:
@@ -69,6 +105,9 @@ def env(name: str) -> str:
     if not value:
         sys.exit(f'{name} is not set: eval "$(scripts/services env)" first')
     return value
+
+
+# ---------------------------------------------------------------------------- load
 
 
 class Load:
@@ -84,25 +123,29 @@ class Load:
         self.next_id = first_id
         self.written = 0
 
-    def run(self, seconds: float) -> float:
-        """Rows per second over ``seconds`` (``written`` has how many)."""
+    def run(self, seconds: float, limit: int | None = None) -> float:
+        """Rows per second over ``seconds``, or until ``limit`` rows (``written`` has how
+        many)."""
         started = time.monotonic()
         # Unlimited: chunks that keep ``concurrency`` requests in flight. Limited: a tenth
         # of a second's rows every tenth of a second.
         chunk = self.concurrency * 8 if self.rate is None else max(1, round(self.rate / 10))
         while (elapsed := time.monotonic() - started) < seconds:
+            if limit is not None and self.written >= limit:
+                break
             if self.rate is not None and self.written > self.rate * elapsed:
                 time.sleep(0.01)
                 continue
+            size = chunk if limit is None else min(chunk, limit - self.written)
             rows = [
                 (i, "click", f"user{i % 1000}@example.com", i % 97, i / 7, {"a", "b"})
-                for i in range(self.next_id, self.next_id + chunk)
+                for i in range(self.next_id, self.next_id + size)
             ]
             execute_concurrent_with_args(
                 self.session, self.insert, rows, concurrency=self.concurrency
             )
-            self.next_id += chunk
-            self.written += chunk
+            self.next_id += size
+            self.written += size
         return self.written / (time.monotonic() - started)
 
 
@@ -126,7 +169,7 @@ def connect(hosts: str, consistency: str | None = None) -> Cluster:
 
 def _load_process(
     hosts: str, ks: str, concurrency: int, first_id: int, seconds: float, rate: float | None,
-    consistency: str | None,
+    consistency: str | None, limit: int | None,
 ) -> tuple[float, float, int]:  # fmt: skip
     """:class:`Load` in a process of its own (see :func:`write_load`): its rate, the CPU
     seconds it used and the rows it wrote."""
@@ -135,21 +178,25 @@ def _load_process(
     cpu = time.process_time()
     try:
         load = Load(session, ks, concurrency, first_id, rate)
-        return load.run(seconds), time.process_time() - cpu, load.written
+        return load.run(seconds, limit), time.process_time() - cpu, load.written
     finally:
         cluster.shutdown()
 
 
 def write_load(
     hosts: str, ks: str, concurrency: int, first_id: int, seconds: float, rate: float | None,
-    consistency: str | None = None,
+    consistency: str | None = None, limit: int | None = None,
 ) -> tuple[float, float, int]:  # fmt: skip
     """Rows per second the load reached, the CPU seconds the generator used and the rows it
-    wrote. It saturates its interpreter, so it runs in a separate process: sharing one GIL
-    with it would delay the markers and the pollers below and add that delay to every lag."""
+    wrote (at most ``limit``). It saturates its interpreter, so it runs in a separate
+    process: sharing one GIL with it would delay the markers and the pollers below and add
+    that delay to every lag."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        args = (hosts, ks, concurrency, first_id, seconds, rate, consistency)
+        args = (hosts, ks, concurrency, first_id, seconds, rate, consistency, limit)
         return pool.submit(_load_process, *args).result()
+
+
+# ---------------------------------------------------------------------------- /proc
 
 
 COMPONENTS = {
@@ -160,54 +207,141 @@ COMPONENTS = {
 }
 
 
-def cpu_seconds(pipeline_pid: int | None = None) -> dict[str, float]:
-    """CPU seconds used so far by each component on this machine (all its processes)."""
-    used = dict.fromkeys([*COMPONENTS, "pipeline"], 0.0)
+class Stat(NamedTuple):
+    ppid: int
+    comm: str
+    cpu: float
+    """CPU seconds, its own and its waited-for children's: a PostgreSQL backend or an agent
+    worker that exited during a phase is still counted, in its parent."""
+    rss: int
+
+
+class Usage(NamedTuple):
+    cpu: float
+    rss: int
+
+
+def _stats() -> dict[int, Stat]:
+    """Every process on this machine now."""
+    found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             stat = (proc / "stat").read_text()
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        if int(proc.name) == pipeline_pid:
-            used["pipeline"] += seconds
+        found[int(proc.name)] = Stat(
+            ppid=int(fields[1]),
+            comm=stat[stat.index("(") + 1 : stat.rindex(")")],
+            cpu=sum(int(f) for f in fields[11:15]) / CLOCK_TICKS,
+            rss=int(fields[21]) * PAGE,
+        )
+    return found
+
+
+def _tree(pid: int, stats: dict[int, Stat]) -> list[int]:
+    """``pid`` and all its descendants (that are alive)."""
+    children: dict[int, list[int]] = {}
+    for child, stat in stats.items():
+        children.setdefault(stat.ppid, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            found.append(current)
+            todo += children.get(current, [])
+    return found
+
+
+def agent_usage(pid: int) -> Usage:
+    """CPU seconds and RSS bytes of the agent: its process and all its descendants."""
+    stats = _stats()
+    tree = [stats[p] for p in _tree(pid, stats)]
+    return Usage(sum(s.cpu for s in tree), sum(s.rss for s in tree))
+
+
+def cpu_seconds(pipeline_pid: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each component on this machine (all its processes), the
+    pipeline's with all its descendants."""
+    stats = _stats()
+    agent = set(_tree(pipeline_pid, stats)) if pipeline_pid is not None else set()
+    used = dict.fromkeys([*COMPONENTS, "pipeline"], 0.0)
+    for pid, stat in stats.items():
+        if pid in agent:
+            used["pipeline"] += stat.cpu
             continue
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        args = raw.replace(b"\0", b" ").decode(errors="replace")
         for name, matches in COMPONENTS.items():
-            if matches(comm, args):
-                used[name] += seconds
+            if matches(stat.comm, args):
+                used[name] += stat.cpu
     return used
 
 
-def cpu_report(
-    before: dict[str, float], after: dict[str, float], load_cpu: float, wall: float, rows: float
-) -> dict[str, dict[str, float]]:
-    """Each component's share of the machine over ``wall`` seconds: % of one core, and
-    microseconds of CPU per row Cassandra took."""
-    used = {name: after[name] - before[name] for name in after}
-    used["load generator"] = load_cpu
+def sync_period_ms(given: float | None) -> tuple[float, str]:
+    """The commit log sync period and where it comes from: ``--sync-period-ms``, else the
+    configuration file of the running Cassandra (its ``-Dcassandra.config``), else 50 ms,
+    what ``scripts/services`` writes there."""
+    if given is not None:
+        return given, "--sync-period-ms"
+    prefix = "-Dcassandra.config=file://"
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        path = next((Path(a.removeprefix(prefix)) for a in args if a.startswith(prefix)), None)
+        if path is None or not any("CassandraDaemon" in a for a in args):
+            continue
+        config = yaml.safe_load(path.read_text())
+        if "commitlog_sync_period_in_ms" in config:  # 4.0
+            return float(config["commitlog_sync_period_in_ms"]), str(path)
+        value = str(config.get("commitlog_sync_period", ""))
+        if match := re.fullmatch(r"(\d+)\s*(ms|s)", value):
+            return float(match[1]) * (1000 if match[2] == "s" else 1), str(path)
+    return 50.0, "scripts/services' setting (no running Cassandra's configuration found)"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), "")
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])  # MemTotal
     return {
-        name: {"core_percent": round(100 * cpu / wall), "us_per_row": round(1e6 * cpu / rows)}
-        for name, cpu in used.items()
-        if cpu > 0
+        "cpus": os.cpu_count(),
+        "cpu": model or platform.machine(),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "cassandra": os.environ.get("CDC_TEST_CASSANDRA_VERSION"),
     }
 
 
-class Markers:
-    """A marker row every ``interval`` s (negative ids), and when each became visible."""
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
-    def __init__(self, session: Any, ks: str) -> None:
+
+# ---------------------------------------------------------------------------- lag
+
+
+class Markers:
+    """A marker row every ``interval`` s, ids counting down from below ``below`` (each
+    phase its own: the mirrors keep earlier phases' markers), and when each was written."""
+
+    def __init__(self, session: Any, ks: str, below: int = 0) -> None:
         self.session = session
         self.insert = session.prepare(INSERT.format(ks=ks))
+        self.below = below
         self.written: dict[int, float] = {}
         self.stop = threading.Event()
 
     def run(self, interval: float = 0.1) -> None:
-        marker = 0
+        marker = self.below
         while not self.stop.is_set():
             marker -= 1
             self.session.execute(self.insert, (marker, "marker", None, 0, 0.0, None))
@@ -219,7 +353,15 @@ async def visible_lags(
     markers: Markers, pg_dsn: str, ch_url: str, ks: str, until: threading.Event
 ) -> dict[str, list[tuple[float, float]]]:
     """Poll both mirrors every 20 ms; a marker's lag is first-seen minus write time.
-    Per mirror: (write time, lag) of each marker seen, in write order."""
+    Per mirror: (write time, lag) of each marker seen, in write order.
+
+    ClickHouse is asked for ``<table>__cdc_rows``, the aggregating table its current-state
+    view reads row markers from: the sink's INSERT fills it through a materialized view
+    before it returns, so a row is in the view the moment it is there. The view itself
+    costs ClickHouse ~130 ms of query analysis however few rows match: polled every 20 ms
+    it took 84% of a core here, the bench's load rather than the pipeline's, and its
+    answers came every 150 ms.
+    """
     seen: dict[str, dict[int, float]] = {"postgres": {}, "clickhouse": {}}
     connection = await asyncpg.connect(pg_dsn)
     try:
@@ -231,7 +373,7 @@ async def visible_lags(
                     seen["postgres"].setdefault(row["id"], now)
             except asyncpg.UndefinedTableError:
                 pass
-            sql = f"SELECT id FROM {ks}.events WHERE id < 0"  # the current-state view
+            sql = f"SELECT DISTINCT id FROM {ks}.events__cdc_rows WHERE id < 0"
             for line in await asyncio.to_thread(_clickhouse, ch_url, sql):
                 seen["clickhouse"].setdefault(int(line), now)
             await asyncio.sleep(0.02)
@@ -256,58 +398,6 @@ def _clickhouse(url: str, sql: str) -> list[str]:
         return []  # the database does not exist until the first batch
 
 
-class Sampler:
-    """Every 100 ms: the pipeline's ``/metrics`` (events written per destination, its lag,
-    batch count and time) and the process's CPU time and RSS from /proc.
-
-    ``/metrics`` is answered from memory; ``/status`` reads every destination's offset
-    store and dead letters, and polling it this often would load the databases (and the
-    one-connection TimescaleDB server) the benchmark is measuring.
-    """
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.samples: list[dict[str, Any]] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        url = f"http://127.0.0.1:{self.pipeline.port}/metrics"
-        while not self.stop.wait(0.1):
-            try:
-                with urllib.request.urlopen(url, timeout=10) as answer:
-                    text = answer.read().decode()
-            except OSError:
-                continue
-            cpu, rss = _proc(self.pipeline.pid)
-            self.samples.append({"at": time.monotonic(), "cpu": cpu, "rss": rss, **_metrics(text)})
-
-
-def _metrics(text: str) -> dict[str, dict[str, float]]:
-    """Per destination: events written (all tables), lag, batches and their total time."""
-    found: dict[str, dict[str, float]] = {
-        "written": {}, "lag": {}, "batches": {}, "batch_seconds": {}
-    }  # fmt: skip
-    wanted = {
-        "cdc_events_written_total": "written",
-        "cdc_lag_seconds": "lag",
-        "cdc_batch_duration_seconds_count": "batches",
-        "cdc_batch_duration_seconds_sum": "batch_seconds",
-    }
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = wanted.get(sample.name)
-            if key is not None:
-                name = sample.labels["destination"]
-                found[key][name] = found[key].get(name, 0.0) + sample.value
-    return found
-
-
-def _proc(pid: int) -> tuple[float, int]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return cpu, int(fields[21]) * PAGE
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -315,29 +405,372 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main() -> None:
+def spread(lags: list[float]) -> dict[str, float]:
+    """p50 and p99 of ``lags`` and how many there are."""
+    return {
+        "p50": round(percentile(lags, 0.5), 3),
+        "p99": round(percentile(lags, 0.99), 3),
+        "count": len(lags),
+    }
+
+
+class Every(Generic[T]):
+    """Calls ``sample`` every ``interval`` s in a thread while in the ``with`` block and
+    keeps (monotonic time, result) pairs."""
+
+    def __init__(self, sample: Callable[[], T], interval: float = 0.1) -> None:
+        self.sample = sample
+        self.interval = interval
+        self.samples: list[tuple[float, T]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Every[T]:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.monotonic(), self.sample()))
+
+
+# ---------------------------------------------------------------------------- phases
+
+
+@dataclass
+class Bench:
+    """The phases, on one keyspace and one pipeline; load ids never repeat, so every
+    write inserts a row."""
+
+    session: Any
+    ks: str
+    hosts: str
+    pg_dsn: str
+    ch_url: str
+    pipeline: Pipeline
+    cdc_raw: Path
+    concurrency: int
+    next_id: int = 0
+
+    async def write(
+        self, seconds: float, rate: float | None = None, limit: int | None = None
+    ) -> tuple[float, float, int]:
+        """:func:`write_load` on fresh ids."""
+        load = (self.hosts, self.ks, self.concurrency, self.next_id, seconds, rate)
+        result = await asyncio.to_thread(write_load, *load, None, limit)
+        self.next_id += result[2]
+        return result
+
+    def written(self) -> dict[str, float]:
+        """Events each destination confirmed writing since the process started."""
+        return self.pipeline.metric("cdc_events_written_total", "destination")
+
+    async def delivered(self, since: dict[str, float], events: int, within: float) -> None:
+        """Until every destination confirmed writing ``events`` more than ``since`` (at most
+        ``within`` seconds)."""
+
+        def done() -> bool:
+            now = self.written()
+            return all(now.get(d, 0) >= since.get(d, 0) + events for d in DESTINATIONS)
+
+        what = f"{events:,} events in every destination"
+        await asyncio.to_thread(self.pipeline.wait_until, done, within, what)
+
+    async def caught_up(self, within: float = 900) -> None:
+        """Until every destination committed the commit log's durable end (``/status``)."""
+        target = await asyncio.to_thread(durable_end, self.cdc_raw)
+        await asyncio.to_thread(self.pipeline.wait_caught_up, target, within)
+
+    def stop(self) -> None:
+        if self.pipeline.alive():
+            self.pipeline.stop()
+
+    async def setup(self) -> None:
+        """The pipeline started and one row through."""
+        self.pipeline.start()
+        self.session.execute(
+            self.session.prepare(INSERT.format(ks=self.ks)),
+            (-(10**12), "warm-up", None, 0, 0.0, None),
+        )
+        await self.caught_up(120)
+
+    async def idle_rss(self) -> int:
+        """The caught-up agent's RSS after a second with nothing to do, in bytes."""
+        await asyncio.sleep(1)
+        return agent_usage(self.pipeline.pid).rss
+
+    async def warm_up(self, seconds: float) -> None:
+        """Writes at the maximum rate with the pipeline stopped, then its catch-up: what
+        the runs do, so that the JIT has compiled Cassandra's write path before any of
+        its CPU is measured."""
+        self.stop()
+        rate, _, rows = await self.write(seconds)
+        print(f"  {rows:,} rows at {rate:,.0f} rows/s; the pipeline catching up", flush=True)
+        self.pipeline.start()
+        await self.caught_up()
+
+    async def solo(self, seconds: float) -> dict[str, Any]:
+        """Cassandra alone at its maximum rate: the rate, the rows (the backlog
+        :meth:`drain` delivers next) and its CPU per write."""
+        self.stop()
+        before = cpu_seconds()
+        rate, load_cpu, rows = await self.write(seconds)
+        used = cpu_seconds()["cassandra"] - before["cassandra"]
+        return {
+            "rows": rows,
+            "rows_per_s": round(rate),
+            "cassandra_us_per_write": round(1e6 * used / rows, 1),
+            "load_generator_us_per_write": round(1e6 * load_cpu / rows, 1),
+        }
+
+    async def drain(self, rows: int, progress: bool = False) -> dict[str, Any]:
+        """The stopped pipeline started on ``rows`` written meanwhile: the seconds until
+        every destination wrote them all (from the process's start), those until its
+        endpoint answered, the agent's CPU per row and peak RSS. ``progress``: a line every
+        15 s."""
+        started = time.monotonic()
+        self.pipeline.start()
+        ready = time.monotonic()
+        pid = self.pipeline.pid
+        with Every(lambda: agent_usage(pid).rss) as rss:
+            waiting = asyncio.create_task(self.delivered({}, rows, 3600))
+            while progress and not (await asyncio.wait({waiting}, timeout=15))[0]:
+                slowest = min((self.written().get(d, 0) for d in DESTINATIONS), default=0)
+                peak = max((r for _, r in rss.samples), default=0)
+                print(
+                    f"  draining: {time.monotonic() - started:.0f} s, {slowest:,.0f} rows in "
+                    f"every destination, peak RSS {peak / MIB:.0f} MiB",
+                    flush=True,
+                )
+            await waiting
+            seconds, final = time.monotonic() - started, agent_usage(pid)
+        await self.caught_up()
+        peak = max([final.rss, *(r for _, r in rss.samples)])
+        return {
+            "rows": rows,
+            "seconds": round(seconds, 2),
+            "startup_seconds": round(ready - started, 2),
+            "rows_per_s": round(rows / seconds),
+            "agent_us_per_row": round(1e6 * final.cpu / rows, 1),
+            "agent_cpu_percent": round(100 * final.cpu / seconds),
+            "agent_peak_rss_mib": round(peak / MIB, 1),
+        }
+
+    async def half_load(self, rate: float, seconds: float, markers_below: int) -> dict[str, Any]:
+        """The load at ``rate`` with the pipeline streaming: lag per destination, and
+        each component's CPU per write from the start until every destination wrote it
+        all."""
+        markers = Markers(self.session, self.ks, markers_below)
+        polling = threading.Event()
+        marking = threading.Thread(target=markers.run)
+        lags = asyncio.create_task(
+            visible_lags(markers, self.pg_dsn, self.ch_url, self.ks, polling)
+        )
+        pid = self.pipeline.pid
+        with Every(lambda: self.pipeline.metric("cdc_lag_seconds", "destination")) as reported:
+            since, before, started = self.written(), cpu_seconds(pid), time.monotonic()
+            marking.start()
+            achieved, load_cpu, rows = await self.write(seconds, rate)
+            load_ended = time.monotonic()
+            markers.stop.set()
+            marking.join()
+            writes = rows + len(markers.written)
+            await self.delivered(since, writes, 900)
+            after, delivered = cpu_seconds(pid), time.monotonic()
+            await self.caught_up()
+            await asyncio.sleep(0.5)  # the pollers' last look
+            polling.set()
+            visible = await lags
+        used = {name: after[name] - before[name] for name in after}
+        used["agent"] = used.pop("pipeline")
+        used["load generator"] = load_cpu
+        lag = {
+            name: spread([v for _, v in seen]) | {"unseen": len(markers.written) - len(seen)}
+            for name, seen in visible.items()
+        }
+        during = [s for at, s in reported.samples if started <= at <= load_ended]
+        own = {d: [s[d] for s in during if d in s] for d in DESTINATIONS}
+        lag["timescaledb"] = spread(own["ts"])
+        return {
+            "target_rows_per_s": round(rate),
+            "rows_per_s": round(achieved),
+            "writes": writes,
+            "delivered_after_load_s": round(delivered - load_ended, 2),
+            "us_per_write": {name: round(1e6 * cpu / writes, 1) for name, cpu in used.items()},
+            "cost_ratio": round(used["agent"] / used["cassandra"], 3),
+            "lag_s": lag,
+            "lag_reported_by_pipeline_s": {DESTINATIONS[d]: spread(v) for d, v in own.items()},
+        }
+
+    async def run(self, n: int, seconds: float, idle_rss: int) -> dict[str, Any]:
+        solo = await self.solo(seconds)
+        print(
+            f"  solo: {solo['rows_per_s']:,} rows/s ({solo['rows']:,} rows), Cassandra "
+            f"{solo['cassandra_us_per_write']:.0f} µs/write",
+            flush=True,
+        )
+        catch_up = await self.drain(solo["rows"])
+        catch_up["ratio"] = round(catch_up["rows_per_s"] / solo["rows_per_s"], 3)
+        catch_up["agent_idle_rss_mib"] = round(idle_rss / MIB, 1)
+        catch_up["rss_ratio"] = round(catch_up["agent_peak_rss_mib"] * MIB / idle_rss, 2)
+        print(
+            f"  catch-up: {catch_up['rows']:,} rows in {catch_up['seconds']:.1f} s (start-up "
+            f"{catch_up['startup_seconds']:.1f} s), {catch_up['rows_per_s']:,} rows/s, ratio "
+            f"{catch_up['ratio']:.2f}; agent {catch_up['agent_us_per_row']:.0f} µs/row, "
+            f"peak RSS {catch_up['agent_peak_rss_mib']:.0f} MiB",
+            flush=True,
+        )
+        half = await self.half_load(solo["rows_per_s"] / 2, seconds, -n * 10**6)
+        us, lag = half["us_per_write"], half["lag_s"]
+        print(
+            f"  50% load ({half['rows_per_s']:,} rows/s): cost ratio {half['cost_ratio']:.2f} "
+            f"(agent {us['agent']:.0f} µs/write, Cassandra {us['cassandra']:.0f}); p99 "
+            + ", ".join(f"{name} {v['p99']:.2f} s" for name, v in lag.items())
+            + " (its own lag)"
+            + f"; all delivered {half['delivered_after_load_s']:.1f} s after the load",
+            flush=True,
+        )
+        return {"solo": solo, "catch_up": catch_up, "half_load": half}
+
+    async def rss_backlog(self, rows: int, slice_seconds: float, idle_rss: int) -> dict[str, Any]:
+        """The pipeline stopped while ``rows`` are written at the maximum rate, in slices
+        of ``slice_seconds`` (a line after each), then its drain: peak RSS over idle."""
+        self.stop()
+        written, started = 0, time.monotonic()
+        while written < rows:
+            written += (await self.write(slice_seconds, limit=rows - written))[2]
+            print(
+                f"  backlog: {written:,} of {rows:,} rows written "
+                f"({time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
+        drained = await self.drain(rows, progress=True)
+        drained["agent_idle_rss_mib"] = round(idle_rss / MIB, 1)
+        drained["rss_ratio"] = round(drained["agent_peak_rss_mib"] * MIB / idle_rss, 2)
+        return drained
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def cost_ratio(run: dict[str, Any]) -> float:
+    return float(run["half_load"]["cost_ratio"])
+
+
+def catch_up_ratio(run: dict[str, Any]) -> float:
+    return float(run["catch_up"]["ratio"])
+
+
+def p99(name: str) -> Callable[[dict[str, Any]], float]:
+    """A run's p99 lag at 50% in the destination ``name``."""
+    return lambda run: float(run["half_load"]["lag_s"][name]["p99"])
+
+
+SUMMARY: list[tuple[str, Callable[[dict[str, Any]], float], str]] = [
+    ("solo rate, rows/s", lambda r: r["solo"]["rows_per_s"], ",.0f"),
+    ("Cassandra µs/write, solo", lambda r: r["solo"]["cassandra_us_per_write"], ".0f"),
+    ("Cassandra µs/write, 50%", lambda r: r["half_load"]["us_per_write"]["cassandra"], ".0f"),
+    ("agent µs/write, 50%", lambda r: r["half_load"]["us_per_write"]["agent"], ".0f"),
+    ("cost ratio", cost_ratio, ".2f"),
+    ("drain rate, rows/s", lambda r: r["catch_up"]["rows_per_s"], ",.0f"),
+    ("catch-up ratio", catch_up_ratio, ".2f"),
+    ("p99 postgres at 50%, s", p99("postgres"), ".2f"),
+    ("p99 clickhouse at 50%, s", p99("clickhouse"), ".2f"),
+    ("p99 timescaledb at 50% (own lag), s", p99("timescaledb"), ".2f"),
+    ("agent idle RSS, MiB", lambda r: r["catch_up"]["agent_idle_rss_mib"], ".0f"),
+    ("agent peak RSS in catch-up, MiB", lambda r: r["catch_up"]["agent_peak_rss_mib"], ".0f"),
+    ("RSS ratio in catch-up", lambda r: r["catch_up"]["rss_ratio"], ".2f"),
+]
+
+
+def median(runs: list[dict[str, Any]], get: Callable[[dict[str, Any]], float]) -> float:
+    return statistics.median(get(run) for run in runs)
+
+
+def summary(report: dict[str, Any]) -> list[str]:
+    """The table of every run and the medians, and each target met or not."""
+    runs = report["runs"]
+    columns = [f"run {n}" for n in range(1, len(runs) + 1)]
+    lines = [f"{'':38}" + "".join(f"{c:>10}" for c in [*columns, "median"])]
+    for label, get, spec in SUMMARY:
+        cells = [get(run) for run in runs] + [median(runs, get)]
+        lines.append(f"{label:38}" + "".join(f"{format(v, spec):>10}" for v in cells))
+    p99_target = report["p99_target_s"]
+    checks = [
+        ("cost ratio", median(runs, cost_ratio), "<=", 0.25),
+        ("catch-up ratio", median(runs, catch_up_ratio), ">=", 1.5),
+        ("p99 at 50%, worst destination, s", worst_p99(runs), "<", p99_target),
+    ]
+    if "rss_backlog" in report:
+        factor = report["settings"]["rss_backlog_factor"]
+        checks.append(
+            (f"RSS ratio, {factor:g}x backlog", report["rss_backlog"]["rss_ratio"], "<=", 2.0)
+        )
+    lines.append("targets (issue 16):")
+    for label, value, op, bound in checks:
+        met = {"<=": value <= bound, ">=": value >= bound, "<": value < bound}[op]
+        lines.append(f"  {label:36} {value:8.2f} {op} {bound:<5g} {'met' if met else 'NOT met'}")
+    return lines
+
+
+def worst_p99(runs: list[dict[str, Any]]) -> float:
+    """The worst destination's median p99."""
+    return max(median(runs, p99(name)) for name in DESTINATIONS.values())
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=20, help="solo and 50%% phases")
+    parser.add_argument("--warmup-seconds", type=float, default=10)
+    parser.add_argument(
+        "--rss-backlog-factor",
+        type=float,
+        default=10,
+        help="the RSS backlog in solo phases' rows (0: no RSS phase)",
+    )
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument(
-        "--rate",
+        "--sync-period-ms",
         type=float,
-        help="rows/s with the pipeline running (default: as fast as Cassandra takes them)",
-    )
-    parser.add_argument(
-        "--drain-seconds",
-        type=float,
-        default=0,
-        help="then write this long with the pipeline stopped, and time its catch-up",
+        help="commit log sync period (default: the running node's cassandra.yaml)",
     )
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+async def main() -> None:
+    args = _arguments()
     hosts = env("CDC_TEST_CASSANDRA_HOSTS")
     live = Path(env("CDC_TEST_CASSANDRA_CDC_RAW_DIR"))
     pg_dsn, ch_url = env("CDC_TEST_POSTGRES_DSN"), env("CDC_TEST_CLICKHOUSE_URL")
     ts_dsn = env("CDC_TEST_TIMESCALEDB_DSN")
+    sync_ms, sync_from = sync_period_ms(args.sync_period_ms)
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "settings": {k: v for k, v in vars(args).items() if k != "sync_period_ms"},
+        "commit_log_sync_period_ms": sync_ms,
+        "p99_target_s": round(sync_ms / 1000 + 1, 3),
+        "load_average": {"start": load_average()},
+    }
+    print(f"load average at start: {report['load_average']['start']}")
+    print(
+        f"commit log sync period {sync_ms:g} ms ({sync_from}); "
+        f"p99 target: sync period + 1 s = {report['p99_target_s']:g} s",
+        flush=True,
+    )
     ks = f"bench_e2e_{os.urandom(3).hex()}"
-    host, _, port = hosts.split(",")[0].partition(":")
-    cluster = Cluster([host], port=int(port or 9042), protocol_version=5)
+    cluster = connect(hosts)
     session = cluster.connect()
     session.execute(
         f"CREATE KEYSPACE {ks} WITH replication = "
@@ -345,39 +778,38 @@ async def main() -> None:
     )
     session.execute(TABLE.format(ks=ks))
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    report: dict[str, Any] = {
-        "seconds": args.seconds,
-        "concurrency": args.concurrency,
-        "rate_limit_with_pipeline": args.rate,
-    }
+    pipeline = _pipeline(ks, hosts, pg_dsn, ch_url, ts_dsn, workdir)
+    bench = Bench(
+        session, ks, hosts, pg_dsn, ch_url, pipeline, workdir / "cdc_raw", args.concurrency
+    )
     try:
-        print(f"[1/3] Cassandra alone for {args.seconds:g} s ...", flush=True)
-        before, wall = cpu_seconds(), time.monotonic()
-        alone, load_cpu, _ = write_load(hosts, ks, args.concurrency, 10**9, args.seconds, None)
-        wall = time.monotonic() - wall
-        report["cassandra_alone_rows_per_s"] = round(alone)
-        report["cpu_alone"] = cpu_report(before, cpu_seconds(), load_cpu, wall, alone * wall)
-        print(f"      {report['cassandra_alone_rows_per_s']:,} rows/s", flush=True)
+        connection = await asyncpg.connect(ts_dsn)  # its schema, before the pipeline connects
+        await connection.execute(f'CREATE SCHEMA "{ks}"')
+        await connection.close()
         with CdcRawLinks(live, [workdir / "cdc_raw"]):
-            await _with_pipeline(session, ks, hosts, pg_dsn, ch_url, ts_dsn, workdir, args, report)
+            try:
+                await _phases(bench, args, report)
+            finally:
+                bench.stop()
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
         cluster.shutdown()
         await drop_schemas(pg_dsn, ts_dsn, ch_url, ks)
+    report["load_average"]["end"] = load_average()
+    print(f"load average at the end: {report['load_average']['end']}")
     print(json.dumps(report, indent=2))
+    print("\n".join(summary(report)))
+    runs = report["runs"]
+    print(
+        f"cost ratio: {median(runs, cost_ratio):.2f}, "
+        f"catch-up ratio: {median(runs, catch_up_ratio):.2f}, "
+        f"p99 at 50%: {worst_p99(runs):.2f} s"
+    )
 
 
-async def _with_pipeline(
-    session: Any,
-    ks: str,
-    hosts: str,
-    pg_dsn: str,
-    ch_url: str,
-    ts_dsn: str,
-    workdir: Path,
-    args: argparse.Namespace,
-    report: dict[str, Any],
-) -> None:
+def _pipeline(
+    ks: str, hosts: str, pg_dsn: str, ch_url: str, ts_dsn: str, workdir: Path
+) -> Pipeline:
     port = free_port()
     settings = pipeline_settings(
         workdir=workdir,
@@ -396,136 +828,46 @@ async def _with_pipeline(
     settings["logging"]["level"] = "warning"
     # The shared database keeps every run's offsets: this run's go with its own tables.
     settings["destinations"][0]["metadata_schema"] = ks
-    pipeline = Pipeline(write_config(workdir / "cdc.yaml", settings), port, workdir / "run.log")
-    connection = await asyncpg.connect(ts_dsn)  # its schema, before the pipeline connects
-    await connection.execute(f'CREATE SCHEMA "{ks}"')
-    await connection.close()
-    pipeline.start()
-    try:
-        # One row through first: each destination creates its tables on its first batch,
-        # a one-off that belongs to no steady state.
-        session.execute(
-            session.prepare(INSERT.format(ks=ks)), (-(10**12), "warm-up", None, 0, 0.0, None)
+    return Pipeline(write_config(workdir / "cdc.yaml", settings), port, workdir / "run.log")
+
+
+async def _phases(bench: Bench, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    print("setup: the pipeline started, one row through", flush=True)
+    await bench.setup()
+    idle_rss = await bench.idle_rss()
+    report["agent_idle_rss_mib"] = round(idle_rss / MIB, 1)
+    print(f"  agent idle RSS {idle_rss / MIB:.0f} MiB", flush=True)
+    if args.warmup_seconds:
+        print(f"warm-up: {args.warmup_seconds:g} s at Cassandra's maximum rate", flush=True)
+        await bench.warm_up(args.warmup_seconds)
+        after = await bench.idle_rss()
+        report["agent_idle_rss_after_warm_up_mib"] = round(after / MIB, 1)
+        print(
+            f"  agent idle RSS after that catch-up {after / MIB:.0f} MiB (its allocator's "
+            "high-water mark: the RSS ratios are over the fresh process's)",
+            flush=True,
         )
-        await asyncio.to_thread(pipeline.wait_caught_up, durable_end(workdir / "cdc_raw"), 120)
-        print(f"[2/3] the same load with the pipeline streaming, {args.seconds:g} s ...")
-        markers, sampler = Markers(session, ks), Sampler(pipeline)
-        polling = threading.Event()
-        threads = [threading.Thread(target=markers.run), threading.Thread(target=sampler.run)]
-        for thread in threads:
-            thread.start()
-        lags = asyncio.create_task(visible_lags(markers, pg_dsn, ch_url, ks, polling))
-        before, started = cpu_seconds(pipeline.pid), time.monotonic()
-        rate, load_cpu, _ = await asyncio.to_thread(
-            write_load, hosts, ks, args.concurrency, 0, args.seconds, args.rate
+    report["runs"] = []
+    for n in range(1, args.runs + 1):
+        average = load_average()
+        print(f"run {n}/{args.runs} (load average {average})", flush=True)
+        run = await bench.run(n, args.seconds, idle_rss)
+        report["runs"].append({"load_average": average, **run})
+    if args.rss_backlog_factor:
+        rows = round(args.rss_backlog_factor * median(report["runs"], lambda r: r["solo"]["rows"]))
+        print(
+            f"RSS under a {args.rss_backlog_factor:g}x backlog: {rows:,} rows with the "
+            "pipeline stopped, then its drain (long)",
+            flush=True,
         )
-        load_ended = time.monotonic()
-        wall = load_ended - started
-        report["cassandra_with_pipeline_rows_per_s"] = round(rate)
-        report["cpu_with_pipeline"] = cpu_report(
-            before, cpu_seconds(pipeline.pid), load_cpu, wall, rate * wall
+        drained = await bench.rss_backlog(rows, args.seconds, idle_rss)
+        report["rss_backlog"] = drained
+        print(
+            f"  {drained['rows']:,} rows drained in {drained['seconds']:.0f} s; peak RSS "
+            f"{drained['agent_peak_rss_mib']:.0f} MiB / idle {idle_rss / MIB:.0f} MiB = "
+            f"{drained['rss_ratio']:.2f}",
+            flush=True,
         )
-        markers.stop.set()
-        print("[3/3] waiting for the destinations to catch up ...", flush=True)
-        await asyncio.to_thread(pipeline.wait_caught_up, durable_end(workdir / "cdc_raw"), 900)
-        caught_up = time.monotonic()
-        await asyncio.sleep(0.5)
-        polling.set()
-        sampler.stop.set()
-        for thread in threads:
-            thread.join()
-        visible = await lags
-        if args.drain_seconds:
-            report["drain"] = await _drain(hosts, ks, workdir, pipeline, args)
-    finally:
-        pipeline.stop()
-    _summarise(report, sampler.samples, visible, started, load_ended, caught_up)
-
-
-async def _drain(
-    hosts: str, ks: str, workdir: Path, pipeline: Pipeline, args: argparse.Namespace
-) -> dict[str, float]:
-    """The pipeline's own capacity: rows written while it is stopped, then how fast it
-    delivers them to every destination once restarted, with the machine to itself."""
-    pipeline.stop()
-    print(f"[drain] {args.drain_seconds:g} s of writes, the pipeline stopped; then its catch-up")
-    _, _, rows = await asyncio.to_thread(
-        write_load, hosts, ks, args.concurrency, 10**10, args.drain_seconds, None
-    )
-    target = durable_end(workdir / "cdc_raw")
-    pipeline.start()
-    started, cpu = time.monotonic(), _proc(pipeline.pid)[0]
-    await asyncio.to_thread(pipeline.wait_caught_up, target, 900)
-    seconds = time.monotonic() - started
-    return {
-        "rows": rows,
-        "seconds": round(seconds, 1),
-        "rows_per_s": round(rows / seconds),
-        "pipeline_cpu_percent": round(100 * (_proc(pipeline.pid)[0] - cpu) / seconds),
-    }
-
-
-def _summarise(
-    report: dict[str, Any],
-    samples: list[dict[str, Any]],
-    visible: dict[str, list[tuple[float, float]]],
-    started: float,
-    load_ended: float,
-    caught_up: float,
-) -> None:
-    during = [s for s in samples if s["at"] <= load_ended]
-    first, last, end = during[0], during[-1], samples[-1]
-    span = last["at"] - first["at"]
-    names = sorted(end["written"])
-
-    def delta(key: str, name: str, a: dict[str, Any], b: dict[str, Any]) -> float:
-        return b[key].get(name, 0.0) - a[key].get(name, 0.0)
-
-    report["delivered_events_per_s_during_load"] = {
-        n: round(delta("written", n, first, last) / span) for n in names
-    }
-    report["delivered_events_per_s_overall"] = {
-        n: round(end["written"][n] / (caught_up - started)) for n in names
-    }
-    report["batches_during_load"] = {
-        n: {
-            "count": round(batches := delta("batches", n, first, last)),
-            "mean_events": round(delta("written", n, first, last) / max(batches, 1)),
-            "mean_seconds": round(delta("batch_seconds", n, first, last) / max(batches, 1), 3),
-        }
-        for n in names
-    }
-    report["catch_up_after_load_s"] = round(caught_up - load_ended, 1)
-    report["lag_write_to_visible_s"] = {
-        name: {"p50": round(percentile(lags, 0.5), 3), "p99": round(percentile(lags, 0.99), 3),
-               "markers": len(lags)}
-        for name, v in visible.items()
-        if (lags := [lag for _, lag in v]) is not None
-    }  # fmt: skip
-    # The worst lag of each 2-second stretch of the load: a start-up transient, periodic
-    # stalls and a backlog that keeps growing look different here, alike in a percentile.
-    report["worst_lag_per_2s_s"] = {
-        name: [
-            round(max((lag for at, lag in v if t <= at - v[0][0] < t + 2), default=0.0), 2)
-            for t in range(0, int(v[-1][0] - v[0][0]) + 1, 2)
-        ]
-        for name, v in visible.items()
-        if v
-    }
-    reported: dict[str, list[float]] = {n: [] for n in names}
-    for sample in during:
-        for name, lag in sample["lag"].items():
-            reported.setdefault(name, []).append(lag)
-    report["lag_reported_by_pipeline_s"] = {
-        n: {"p50": round(percentile(v, 0.5), 3), "p99": round(percentile(v, 0.99), 3)}
-        for n, v in reported.items()
-    }
-    cpu = (end["cpu"] - first["cpu"]) / (end["at"] - first["at"])
-    report["pipeline_cpu_percent"] = round(100 * cpu)
-    report["pipeline_rss_mib"] = {
-        "median": round(statistics.median(s["rss"] for s in samples) / 2**20),
-        "peak": round(max(s["rss"] for s in samples) / 2**20),
-    }
 
 
 async def drop_schemas(pg_dsn: str, ts_dsn: str, ch_url: str, ks: str) -> None:
