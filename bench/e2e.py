@@ -737,6 +737,10 @@ def _arguments() -> argparse.Namespace:
         help="the RSS backlog in solo phases' rows (0: no RSS phase)",
     )
     parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--max-batch-events", type=int, default=5000)
+    parser.add_argument(
+        "--max-batch-delay-ms", type=int, default=200, help="the product's default: 200"
+    )
     parser.add_argument(
         "--sync-period-ms",
         type=float,
@@ -778,7 +782,7 @@ async def main() -> None:
     )
     session.execute(TABLE.format(ks=ks))
     workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    pipeline = _pipeline(ks, hosts, pg_dsn, ch_url, ts_dsn, workdir)
+    pipeline = _pipeline(ks, hosts, pg_dsn, ch_url, ts_dsn, workdir, args)
     bench = Bench(
         session, ks, hosts, pg_dsn, ch_url, pipeline, workdir / "cdc_raw", args.concurrency
     )
@@ -808,7 +812,13 @@ async def main() -> None:
 
 
 def _pipeline(
-    ks: str, hosts: str, pg_dsn: str, ch_url: str, ts_dsn: str, workdir: Path
+    ks: str,
+    hosts: str,
+    pg_dsn: str,
+    ch_url: str,
+    ts_dsn: str,
+    workdir: Path,
+    args: argparse.Namespace,
 ) -> Pipeline:
     port = free_port()
     settings = pipeline_settings(
@@ -822,8 +832,8 @@ def _pipeline(
         timescaledb_dsn=ts_dsn,
         timescaledb_schema=ks,
         port=port,
-        max_batch_events=5000,
-        max_batch_delay_ms=20,
+        max_batch_events=args.max_batch_events,
+        max_batch_delay_ms=args.max_batch_delay_ms,
     )
     settings["logging"]["level"] = "warning"
     # The shared database keeps every run's offsets: this run's go with its own tables.

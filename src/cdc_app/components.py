@@ -105,6 +105,7 @@ def assemble(
         unknown_tables_kept=settings.pipeline.unknown_tables_kept,
         paused_table_retry_s=settings.pipeline.permanent_retry_s,
         evolution=evolution,
+        shared_read_fresh_s=max(0.1, settings.pipeline.max_batch_delay_ms / 1000),
     )
     snapshot = Snapshot(
         source=snapshot_source,

@@ -171,7 +171,10 @@ class Runner:
             log.info("destination recovered", failed_batches=progress.consecutive_failures)
         # Every event read was either written or dead-lettered, so this many events
         # means the batch was full (entries that could not be decoded only add to it).
-        full = outcome.delivered + outcome.dead_lettered >= self._pipeline.max_batch_events
+        full = (
+            outcome.more
+            or outcome.delivered + outcome.dead_lettered >= self._pipeline.max_batch_events
+        )
         progress.succeeded(outcome, full=full)
         self._metrics.destination_failing.labels(progress.name).set(0)
         if outcome.delivered or outcome.dead_lettered:

@@ -75,6 +75,9 @@ class DeliveryOutcome:
     schema_changes: int = 0
     last_timestamp_micros: int | None = None
     blocked: tuple[BlockedTable, ...] = ()
+    more: bool = False
+    """The batch ended before the data did (it was full, or the rest of an older read):
+    the next one may be read at once."""
 
     @property
     def ok(self) -> bool:
@@ -83,7 +86,11 @@ class DeliveryOutcome:
 
 class ReplicateBatch:
     """The stream's use case. ``evolution`` is given when another use case (the
-    snapshot) writes to the same destinations, so the two apply each table's DDL once."""
+    snapshot) writes to the same destinations, so the two apply each table's DDL once.
+    ``shared_read_fresh_s``: how long a read that reached the end of the data may be
+    shared by the destinations asking for it (:mod:`cdc_domain.shared_reads`); as long
+    as they wait between such batches is as stale as it may be without adding to their
+    lag."""
 
     def __init__(
         self,
@@ -99,6 +106,7 @@ class ReplicateBatch:
         unknown_tables: UnknownTablePolicy = UnknownTablePolicy.COUNT,
         unknown_tables_kept: int = 10,
         paused_table_retry_s: float | None = 600.0,
+        shared_read_fresh_s: float = 0.1,
         evolution: SchemaEvolution | None = None,
     ) -> None:
         self._source = source
@@ -107,7 +115,13 @@ class ReplicateBatch:
         self._dlq = dead_letters
         self._clock = clock
         self._masking = MaskOnce(masking)
-        self._reads = SharedReads(source, self._masking, clock, keep=2 * len(destinations))
+        self._reads = SharedReads(
+            source,
+            self._masking,
+            clock,
+            keep=2 * len(destinations),
+            fresh_for=dt.timedelta(seconds=shared_read_fresh_s),
+        )
         self._validator = validator or EventValidator()
         self._evolution = evolution or SchemaEvolution(history, retry_after_s=paused_table_retry_s)
         self._pause_for = paused_table_retry_s
@@ -202,6 +216,7 @@ class ReplicateBatch:
             schema_changes=applied,
             last_timestamp_micros=max((e.timestamp_micros for e in routed.valid), default=None),
             blocked=tuple(self._blocked[destination.name].values()),
+            more=read.full,
         )
 
     def _pause(self, destination: str, error: TableError, now: dt.datetime) -> None:

@@ -15,6 +15,14 @@ position with the same size, when that batch is still a complete answer:
   arrived since, so it is shared only while ``fresh_for`` has not passed, a delay no
   bigger than the batching delay a destination already accepts.
 
+Once a non-full batch ended at one destination's position and not another's, their
+positions would never meet again: each read ends where the data ended at its moment. So
+a destination whose position lies inside a kept batch gets that batch's rest
+(everything after its position, up to the batch's end), however old: it is as correct
+as a read of its own, and its next read starts where the others' did. When that batch
+was full, or is no longer fresh, the rest is marked ``full`` (more is waiting), so the
+destination reads again at once instead of after its batching delay.
+
 A destination that lags reads on its own, as before: positions nobody else reads from
 are never kept. Two destinations asking at once wait for one read. At most ``keep``
 batches are held, so memory stays bounded by batches, not by the backlog.
@@ -23,6 +31,7 @@ batches are held, so memory stays bounded by batches, not by the backlog.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 from collections import OrderedDict
 
@@ -49,6 +58,23 @@ class ReadBatch:
     read_at: dt.datetime
     full: bool
 
+    def since(self, position: SourcePosition, *, more: bool) -> ReadBatch:
+        """What of this batch lies after ``position`` (which it covers), as a batch
+        read from there; ``full`` when ``more`` may be waiting past its end."""
+        batch = self.batch
+        events = batch.events[bisect.bisect_right(batch.events, position, key=_position) :]
+        failures = tuple(
+            f for f in batch.failures if f.position is not None and f.position > position
+        )
+        masked = self.masked[bisect.bisect_right(self.masked, position, key=_position) :]
+        refused = tuple(r for r in self.refused if r[0].position > position)
+        rest = ChangeBatch(events, failures, batch.end, batch.schemas)
+        return ReadBatch(rest, masked, refused, self.read_at, full=more)
+
+
+def _position(event: ChangeEvent) -> SourcePosition:
+    return event.position
+
 
 class SharedReads:
     def __init__(
@@ -71,8 +97,12 @@ class SharedReads:
     async def read(self, after: SourcePosition | None, max_events: int) -> ReadBatch:
         key = (after, max_events)
         held = self._recent.get(key)
-        if held is not None and (held.full or self._clock.now() - held.read_at <= self._fresh_for):
+        if held is not None and self._usable(held):
             return held
+        if after is not None:
+            covering = self._covering(after, max_events)
+            if covering is not None:
+                return covering.since(after, more=not self._usable(covering) or covering.full)
         pending = self._reading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -94,6 +124,22 @@ class SharedReads:
             while len(self._recent) > self._keep:
                 self._recent.popitem(last=False)
         return found
+
+    def _usable(self, held: ReadBatch) -> bool:
+        return held.full or self._clock.now() - held.read_at <= self._fresh_for
+
+    def _covering(self, after: SourcePosition, max_events: int) -> ReadBatch | None:
+        """A batch of the same size that began before ``after`` and ends past it."""
+        for (start, size), held in reversed(self._recent.items()):
+            end = held.batch.end
+            if (
+                size == max_events
+                and end is not None
+                and (start is None or start < after)
+                and after < end
+            ):
+                return held
+        return None
 
     async def _read(self, after: SourcePosition | None, max_events: int) -> ReadBatch:
         read_at = self._clock.now()

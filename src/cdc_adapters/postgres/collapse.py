@@ -31,6 +31,7 @@ from cdc_adapters.postgres.layout import RowTarget, TableLayout, ValueColumn
 from cdc_adapters.postgres.values import (
     UnwritableValueError,
     canonical_json,
+    canonical_text,
     list_key_text,
     to_json,
 )
@@ -433,7 +434,7 @@ def _element_key(column: ValueColumn, key: Any) -> str:
     """An element's key as the text that identifies it in the collection."""
     codec = column.codec
     if column.shape == "set":
-        return canonical_json(to_json(codec.element_type, key))
+        return canonical_text(to_json(codec.element_type, key))
     if column.shape == "map":
         return codec.map_key(key)
     if column.shape == "udt":

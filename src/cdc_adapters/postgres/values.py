@@ -30,7 +30,14 @@ import attrs
 from cdc_domain.cql_types import CqlType
 from cdc_domain.values import Duration, UdtValue
 
-__all__ = ["ColumnCodec", "UnwritableValueError", "canonical_json", "list_key_text", "to_json"]
+__all__ = [
+    "ColumnCodec",
+    "UnwritableValueError",
+    "canonical_json",
+    "canonical_text",
+    "list_key_text",
+    "to_json",
+]
 
 Convert = Callable[[Any], Any]
 
@@ -217,11 +224,11 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
-def _canonical_text(data: Any) -> str:
+def canonical_text(data: Any) -> str:
     """:func:`canonical_json`'s text, made directly for a string or an integer (what it
     would produce: ``json.dumps`` encodes those two with exactly these functions): set
-    elements are sorted by it, and building an encoder per element cost more than the
-    rest of a history row."""
+    elements are sorted and keyed by it, and building an encoder per element cost more
+    than the rest of a history row."""
     kind = data.__class__
     if kind is str:
         return _json_string(data)
@@ -245,7 +252,7 @@ def to_json(cql_type: CqlType, value: Any) -> Any:
         if not isinstance(value, set | frozenset | list | tuple):
             raise _fail(cql_type.cql(), value)
         encoded = [to_json(cql_type.params[0], v) for v in value]
-        return _sorted(encoded, key=_canonical_text)
+        return _sorted(encoded, key=canonical_text)
     if name == "map":
         if not isinstance(value, Mapping):
             raise _fail(cql_type.cql(), value)
@@ -290,7 +297,7 @@ def from_json(cql_type: CqlType, data: Any) -> Any:
 def key_text(cql_type: CqlType, value: Any) -> str:
     """A map key as a jsonb object key: strings as they are, anything else as JSON text."""
     encoded = to_json(cql_type, value)
-    return encoded if isinstance(encoded, str) else canonical_json(encoded)
+    return encoded if isinstance(encoded, str) else canonical_text(encoded)
 
 
 def key_from_text(cql_type: CqlType, text: str) -> Any:

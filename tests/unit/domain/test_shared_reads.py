@@ -76,6 +76,44 @@ async def test_other_positions_and_sizes_are_read_on_their_own():
     assert source.reads == 3
 
 
+async def test_a_position_inside_a_kept_batch_gets_its_rest_and_then_meets_the_others():
+    source, clock = CountingReads(), ManualClock()
+    batch = orders(5)
+    source.append(*batch)
+    reads = shared(source, clock)
+    first = await reads.read(None, 10)
+    source.append(*orders(2, start=6))
+    rest = await reads.read(batch[1].position, 10)
+    assert [e.columns["status"] for e in rest.masked] == ["s3", "s4", "s5"]
+    assert rest.batch.events == tuple(batch[2:])
+    assert rest.batch.end == first.batch.end
+    assert source.reads == 1
+    clock.advance(1)
+    newer = await reads.read(first.batch.end, 10)
+    assert (await reads.read(first.batch.end, 10)) is newer
+    assert [e.columns["status"] for e in newer.masked] == ["s6", "s7"]
+    assert source.reads == 2
+
+
+async def test_the_rest_of_a_stale_or_full_batch_says_more_is_waiting():
+    source, clock = CountingReads(), ManualClock()
+    batch = orders(6)
+    source.append(*batch)
+    reads = shared(source, clock)
+    await reads.read(None, 3)
+    assert (await reads.read(batch[0].position, 3)).full
+    await reads.read(batch[2].position, 10)
+    fresh = await reads.read(batch[3].position, 10)
+    assert [e.columns["status"] for e in fresh.masked] == ["s5", "s6"]
+    assert not fresh.full
+    source.append(*orders(1, start=7))
+    clock.advance(1)
+    stale = await reads.read(batch[4].position, 10)
+    assert [e.columns["status"] for e in stale.masked] == ["s6"]
+    assert stale.full
+    assert source.reads == 2
+
+
 async def test_destinations_asking_at_once_wait_for_one_read():
     source, clock = CountingReads(), ManualClock()
     source.append(*orders(3))

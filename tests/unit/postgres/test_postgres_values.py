@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdc_adapters.postgres.values import canonical_json, to_json
+from cdc_adapters.postgres.values import canonical_json, canonical_text, to_json
 from cdc_domain.cql_types import parse_cql_type
 
 SETS = {
@@ -22,3 +22,8 @@ def test_set_elements_are_ordered_by_their_canonical_json(case):
     cql, value = case
     encoded = to_json(parse_cql_type(cql), value)
     assert encoded == sorted(encoded, key=canonical_json)
+
+
+@given(st.one_of(st.text(), st.integers(), st.booleans(), st.none(), st.lists(st.text())))
+def test_canonical_text_is_canonical_json(value):
+    assert canonical_text(value) == canonical_json(value)
