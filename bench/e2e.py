@@ -737,7 +737,9 @@ def _arguments() -> argparse.Namespace:
         help="the RSS backlog in solo phases' rows (0: no RSS phase)",
     )
     parser.add_argument("--concurrency", type=int, default=128)
-    parser.add_argument("--max-batch-events", type=int, default=5000)
+    parser.add_argument(
+        "--max-batch-events", type=int, default=1000, help="the product's default: 1000"
+    )
     parser.add_argument(
         "--max-batch-delay-ms", type=int, default=200, help="the product's default: 200"
     )

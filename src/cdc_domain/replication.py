@@ -114,7 +114,9 @@ class ReplicateBatch:
         self._destinations = tuple(destinations)
         self._dlq = dead_letters
         self._clock = clock
-        self._masking = MaskOnce(masking)
+        # Destinations keeping pace share masked reads (SharedReads); what this cache
+        # still serves is one lagging behind them within the source's decoded entries.
+        self._masking = MaskOnce(masking, size=10_000)
         self._reads = SharedReads(
             source,
             self._masking,
