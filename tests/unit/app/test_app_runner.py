@@ -10,11 +10,13 @@ from dependency_injector import providers
 
 from cdc_adapters.memory import MemoryChangeSource, MemorySink
 from cdc_app.container import running
+from cdc_app.runner import Runner
 from cdc_domain.events import SourcePosition
 from cdc_domain.ports import ChangeBatch, SinkBatch
+from cdc_domain.replication import DeliveryOutcome
 from tests.factories import event
 from tests.support.waiting import eventually
-from tests.unit.app.wiring import MemoryWiring, written
+from tests.unit.app.wiring import LOG, MemoryWiring, written
 
 FAST_RETRIES = {"retry_initial_ms": 10, "retry_max_ms": 20}
 
@@ -154,3 +156,41 @@ async def test_memory_stays_bounded_however_far_a_destination_lags():
     assert behind > 4_000  # the slow one is far behind ...
     assert counting.largest_read <= max_events  # ... yet nothing reads more than a batch
     assert counting.most_held <= max_events * 2  # one batch in hand per destination
+
+
+class ScriptedReplicate:
+    """A use case whose batches say what the test tells them: here, a small batch that
+    is the rest of an older read, so more waits past its end."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def deliver(self, destination, max_events):
+        self.calls += 1
+        return DeliveryOutcome(destination.name, delivered=1, more=self.calls == 1)
+
+    async def acknowledge(self):
+        return None
+
+
+async def test_a_batch_that_ended_before_the_data_is_followed_at_once():
+    sink = MemorySink("mirror")
+    hour = 3_600_000
+    wiring = MemoryWiring([sink], pipeline={"max_batch_events": 100, "max_batch_delay_ms": hour})
+    scripted = ScriptedReplicate()
+    stop = asyncio.Event()
+    async with running(wiring.container) as components:
+        runner = Runner(
+            replicate=scripted,
+            destinations=components.destinations,
+            progress=components.progress,
+            metrics=components.metrics,
+            pipeline=wiring.settings.pipeline,
+            log=LOG,
+        )
+        task = asyncio.create_task(runner.run(stop))
+        # The second batch comes at once; a third would wait for the hour-long delay.
+        await eventually(lambda: scripted.calls == 2, within=30)
+        stop.set()
+        assert await asyncio.wait_for(task, 10) is True
+    assert scripted.calls == 2
