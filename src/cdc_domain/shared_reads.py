@@ -23,9 +23,10 @@ as a read of its own, and its next read starts where the others' did. When that 
 was full, or is no longer fresh, the rest is marked ``full`` (more is waiting), so the
 destination reads again at once instead of after its batching delay.
 
-A destination that lags reads on its own, as before: positions nobody else reads from
-are never kept. Two destinations asking at once wait for one read. At most ``keep``
-batches are held, so memory stays bounded by batches, not by the backlog.
+A destination that lags further back than the kept batches reads on its own, as before,
+and is never waited for. Two destinations asking at once wait for one read. At most
+``keep`` batches are held (the newest), so memory stays bounded by batches, not by the
+backlog.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -23,7 +24,12 @@ import attrs
 from cdc_adapters.postgres.identifiers import derived_name, qualified, quote
 from cdc_adapters.postgres.layout import KeyColumn
 from cdc_adapters.postgres.naming import Naming
-from cdc_adapters.postgres.values import ColumnCodec, UnwritableValueError, to_json
+from cdc_adapters.postgres.values import (
+    ColumnCodec,
+    UnwritableValueError,
+    json_converter,
+    to_json,
+)
 from cdc_adapters.timescaledb.extension import TimescaleInfo
 from cdc_domain.cql_types import CqlType
 from cdc_domain.destinations import DestinationKind
@@ -78,6 +84,7 @@ class HistoryLayout:
     keys: tuple[KeyColumn, ...]
     types: dict[str, CqlType]
     row_type: str
+    converters: dict[str, Callable[[Any], Any]]
 
     @classmethod
     def build(cls, source: TableSchema, naming: Naming) -> HistoryLayout:
@@ -93,13 +100,15 @@ class HistoryLayout:
         # The row type's name follows its fields, so a layout with other columns gets a
         # type of its own instead of meeting an older one by the same name.
         version = hashlib.sha256(repr((fields, _META)).encode()).hexdigest()[:10]
+        types = {c.name: c.type for c in (*source.columns, *source.dropped_columns)}
         return cls(
             source=source,
             schema=naming.schema_for(source.keyspace, source.table),
             table=table,
             keys=tuple(keys),
-            types={c.name: c.type for c in (*source.columns, *source.dropped_columns)},
+            types=types,
             row_type=derived_name("", table, f"__cdc_hist_{version}"),
+            converters={name: json_converter(cql) for name, cql in types.items()},
         )
 
     @property
@@ -169,7 +178,7 @@ class HistoryLayout:
             SNAPSHOT if event.is_snapshot else event.operation.value,
             event.scope.value if event.scope else None,
             event.static,
-            {n: to_json(self._type(n), v) for n, v in event.columns.items()} or None,
+            self._columns(event.columns),
             list(event.deleted_columns) or None,
             {n: self._delta(n, d) for n, d in event.collections.items()} or None,
             dict(event.counters) or None,
@@ -184,6 +193,15 @@ class HistoryLayout:
             position.index,
             event.captured_at,
         )
+
+    def _columns(self, columns: Mapping[str, Any]) -> dict[str, Any] | None:
+        if not columns:
+            return None
+        converters = self.converters
+        for name in columns:
+            if name not in converters:
+                raise UnwritableValueError(f"column {name} is not in {self.source.qualified_name}")
+        return {name: converters[name](value) for name, value in columns.items()}
 
     def _type(self, name: str) -> CqlType:
         found = self.types.get(name)
