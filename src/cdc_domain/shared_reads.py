@@ -106,11 +106,18 @@ class SharedReads:
                 return covering.since(after, more=not self._usable(covering) or covering.full)
         pending = self._reading.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)
+            await asyncio.wait([pending])
+            if not pending.cancelled():
+                return pending.result()  # the read's result, or its error
+            # Its reader was cancelled (a stop abandoning that batch): ask again.
+            return await self.read(after, max_events)
         reading = asyncio.get_running_loop().create_future()
         self._reading[key] = reading
         try:
             found = await self._read(after, max_events)
+        except asyncio.CancelledError:
+            reading.cancel()
+            raise
         except BaseException as exc:
             reading.set_exception(exc)
             reading.exception()  # retrieved: only the waiters, if any, re-raise it
@@ -118,7 +125,8 @@ class SharedReads:
         else:
             reading.set_result(found)
         finally:
-            del self._reading[key]
+            if self._reading.get(key) is reading:
+                del self._reading[key]
         if found.batch.end is not None:
             self._recent[key] = found
             self._recent.move_to_end(key)

@@ -143,6 +143,24 @@ async def test_a_failed_read_fails_everyone_waiting_and_is_not_kept():
     assert source.reads == 2
 
 
+async def test_a_cancelled_read_leaves_those_waiting_for_it_to_read_again():
+    source, clock = CountingReads(), ManualClock()
+    source.append(*orders(3))
+    reads = shared(source, clock)
+    source.gate.clear()
+    first = asyncio.create_task(reads.read(None, 3))
+    waiting = [asyncio.create_task(reads.read(None, 3)) for _ in range(2)]
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    source.gate.set()
+    second, third = await asyncio.gather(*waiting)
+    assert second is third
+    assert len(second.masked) == 3
+    assert first.cancelled()
+    assert source.reads == 2
+
+
 async def test_nothing_new_is_never_kept():
     source, clock = CountingReads(), ManualClock()
     reads = shared(source, clock)
