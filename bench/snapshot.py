@@ -53,6 +53,7 @@ from cdc_adapters.local import SystemClock
 from cdc_adapters.memory import MemoryDeadLetterQueue, MemoryOffsetStore, MemorySchemaHistory
 from cdc_adapters.postgres import PostgresSink, create_pool
 from cdc_adapters.timescaledb import TimescaleHistorySink
+from cdc_app.garbage_collection import tune_for_streaming
 from cdc_domain.delivery import ExclusiveSink
 from cdc_domain.destinations import DestinationKind
 from cdc_domain.health import HealthReport, HealthStatus
@@ -346,7 +347,9 @@ async def _drop(
 
 
 def phase(name: str, concurrency: int, page_rows: int) -> dict[str, Any]:
-    """One phase, measured in this process."""
+    """One phase, measured in this process, its collector set as ``cdc-app snapshot``
+    sets it (for the bare scan too, so both sides run alike)."""
+    tune_for_streaming()
     if name == "scan":
         rows, extra = asyncio.run(scan(concurrency, page_rows))
     else:
