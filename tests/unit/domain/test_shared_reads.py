@@ -4,11 +4,14 @@ that read is still a complete answer."""
 import asyncio
 import datetime as dt
 
+import pytest
+
 from cdc_adapters.memory import ManualClock, MemoryChangeSource, MemorySink
 from cdc_domain.masking import MaskingPolicy, MaskOnce
-from cdc_domain.replication import Destination, ReplicateBatch
 from cdc_domain.shared_reads import SharedReads
 from tests.factories import event
+from tests.support.waiting import eventually
+from tests.unit.domain.test_replication import replicate
 
 
 class CountingReads(MemoryChangeSource):
@@ -29,6 +32,16 @@ class CountingReads(MemoryChangeSource):
         return await super().read(after, max_events)
 
 
+@pytest.fixture
+def source():
+    return CountingReads()
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
 def orders(count, start=1):
     return [event(key=i, ts=i, columns={"status": f"s{i}"}) for i in range(start, start + count)]
 
@@ -38,8 +51,7 @@ def shared(source, clock, masking=None, keep=4):
     return SharedReads(source, policy, clock, keep=keep, fresh_for=dt.timedelta(seconds=0.1))
 
 
-async def test_a_full_batch_is_read_once_for_every_destination_at_its_position():
-    source, clock = CountingReads(), ManualClock()
+async def test_a_full_batch_is_read_once_for_every_destination_at_its_position(source, clock):
     source.append(*orders(5))
     reads = shared(source, clock)
     first = await reads.read(None, 3)
@@ -51,8 +63,7 @@ async def test_a_full_batch_is_read_once_for_every_destination_at_its_position()
     assert source.reads == 1
 
 
-async def test_a_batch_that_was_not_full_is_shared_only_while_fresh():
-    source, clock = CountingReads(), ManualClock()
+async def test_a_batch_that_was_not_full_is_shared_only_while_fresh(source, clock):
     source.append(*orders(2))
     reads = shared(source, clock)
     first = await reads.read(None, 10)
@@ -65,8 +76,7 @@ async def test_a_batch_that_was_not_full_is_shared_only_while_fresh():
     assert source.reads == 2
 
 
-async def test_other_positions_and_sizes_are_read_on_their_own():
-    source, clock = CountingReads(), ManualClock()
+async def test_other_positions_and_sizes_are_read_on_their_own(source, clock):
     batch = orders(6)
     source.append(*batch)
     reads = shared(source, clock)
@@ -76,8 +86,9 @@ async def test_other_positions_and_sizes_are_read_on_their_own():
     assert source.reads == 3
 
 
-async def test_a_position_inside_a_kept_batch_gets_its_rest_and_then_meets_the_others():
-    source, clock = CountingReads(), ManualClock()
+async def test_a_position_inside_a_kept_batch_gets_its_rest_and_then_meets_the_others(
+    source, clock
+):
     batch = orders(5)
     source.append(*batch)
     reads = shared(source, clock)
@@ -95,8 +106,7 @@ async def test_a_position_inside_a_kept_batch_gets_its_rest_and_then_meets_the_o
     assert source.reads == 2
 
 
-async def test_the_rest_of_a_stale_or_full_batch_says_more_is_waiting():
-    source, clock = CountingReads(), ManualClock()
+async def test_the_rest_of_a_stale_or_full_batch_says_more_is_waiting(source, clock):
     batch = orders(6)
     source.append(*batch)
     reads = shared(source, clock)
@@ -114,27 +124,25 @@ async def test_the_rest_of_a_stale_or_full_batch_says_more_is_waiting():
     assert source.reads == 2
 
 
-async def test_destinations_asking_at_once_wait_for_one_read():
-    source, clock = CountingReads(), ManualClock()
+async def test_destinations_asking_at_once_wait_for_one_read(source, clock):
     source.append(*orders(3))
     reads = shared(source, clock)
     source.gate.clear()
     waiting = [asyncio.create_task(reads.read(None, 3)) for _ in range(3)]
-    await asyncio.sleep(0)
+    await eventually(lambda: source.reads == 1)
     source.gate.set()
     first, second, third = await asyncio.gather(*waiting)
     assert first is second is third
     assert source.reads == 1
 
 
-async def test_a_failed_read_fails_everyone_waiting_and_is_not_kept():
-    source, clock = CountingReads(), ManualClock()
+async def test_a_failed_read_fails_everyone_waiting_and_is_not_kept(source, clock):
     source.append(*orders(3))
     reads = shared(source, clock)
     source.gate.clear()
     source.error = ConnectionError("cdc_raw is gone")
     waiting = [asyncio.create_task(reads.read(None, 3)) for _ in range(2)]
-    await asyncio.sleep(0)
+    await eventually(lambda: source.reads == 1)
     source.gate.set()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
@@ -143,16 +151,15 @@ async def test_a_failed_read_fails_everyone_waiting_and_is_not_kept():
     assert source.reads == 2
 
 
-async def test_a_cancelled_read_leaves_those_waiting_for_it_to_read_again():
-    source, clock = CountingReads(), ManualClock()
+async def test_a_cancelled_read_leaves_those_waiting_for_it_to_read_again(source, clock):
     source.append(*orders(3))
     reads = shared(source, clock)
     source.gate.clear()
     first = asyncio.create_task(reads.read(None, 3))
     waiting = [asyncio.create_task(reads.read(None, 3)) for _ in range(2)]
-    await asyncio.sleep(0)
+    await eventually(lambda: source.reads == 1)
     first.cancel()
-    await asyncio.sleep(0)
+    await eventually(lambda: source.reads == 2)
     source.gate.set()
     second, third = await asyncio.gather(*waiting)
     assert second is third
@@ -161,16 +168,14 @@ async def test_a_cancelled_read_leaves_those_waiting_for_it_to_read_again():
     assert source.reads == 2
 
 
-async def test_nothing_new_is_never_kept():
-    source, clock = CountingReads(), ManualClock()
+async def test_nothing_new_is_never_kept(source, clock):
     reads = shared(source, clock)
     assert (await reads.read(None, 3)).batch.end is None
     source.append(*orders(1))
     assert len((await reads.read(None, 3)).masked) == 1
 
 
-async def test_only_the_latest_batches_are_kept():
-    source, clock = CountingReads(), ManualClock()
+async def test_only_the_latest_batches_are_kept(source, clock):
     batch = orders(8)
     source.append(*batch)
     reads = shared(source, clock, keep=2)
@@ -180,8 +185,7 @@ async def test_only_the_latest_batches_are_kept():
     assert source.reads == 4
 
 
-async def test_events_the_policy_refuses_to_mask_are_kept_apart_with_why():
-    source, clock = CountingReads(), ManualClock()
+async def test_events_the_policy_refuses_to_mask_are_kept_apart_with_why(source, clock):
     source.append(*orders(2))
     policy = MaskingPolicy.from_config(
         {"rules": [{"field": "id", "class": "pii"}], "mask_key_columns": ["shop.orders.id"]},
@@ -193,21 +197,12 @@ async def test_events_the_policy_refuses_to_mask_are_kept_apart_with_why():
     assert all("id" in str(error) for _, error in read.refused)
 
 
-async def test_the_use_case_reads_once_for_destinations_that_keep_pace(world):
-    source = CountingReads()
+async def test_the_use_case_reads_once_for_destinations_that_keep_pace(world, source):
     source.append(*orders(4))
+    world["source"] = source
     sinks = [MemorySink(name) for name in ("a", "b", "c")]
-    replicate = ReplicateBatch(
-        source=source,
-        schemas=world["schemas"],
-        destinations=[Destination(sink, world["offsets"]) for sink in sinks],
-        dead_letters=world["dlq"],
-        clock=world["clock"],
-        masking=MaskingPolicy(),
-        history=world["history"],
-    )
-    outcomes = await replicate(max_events=2)
-    outcomes += await replicate(max_events=2)
+    outcomes = await replicate(world, *sinks)(max_events=2)
+    outcomes += await replicate(world, *sinks)(max_events=2)
     assert [o.delivered for o in outcomes] == [2, 2, 2, 2, 2, 2]
     assert all(len(sink.state.rows("shop.orders")) == 4 for sink in sinks)
     assert source.reads == 2
