@@ -44,7 +44,23 @@ class CdcCapture:
         return found
 
     def mark(self) -> None:
-        self.positions = self._indexes()
+        """Where every segment's durable part ends now. An idx caught while Cassandra
+        rewrites it reads as nothing, and its segment would then be read from its start,
+        old entries included: so wait, a few sync periods at most, until every idx that
+        exists reads. (A segment with no idx at all has nothing durable yet, or never
+        will: read from its start once its idx appears, or never.)"""
+        deadline = time.monotonic() + 2
+        while True:
+            found = self._indexes()
+            indexed = {
+                log
+                for log in self.cdc_raw.glob("CommitLog-*.log")
+                if log.with_name(log.stem + "_cdc.idx").exists()
+            }
+            if indexed <= set(found) or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        self.positions = found
 
     def schemas(self) -> dict[uuid.UUID, TableSchema]:
         return {s.table_id: s for s in read_table_schemas(self.session)}
