@@ -200,14 +200,17 @@ class HistoryLayout:
         converters = self.converters
         for name in columns:
             if name not in converters:
-                raise UnwritableValueError(f"column {name} is not in {self.source.qualified_name}")
+                raise self._unknown(name)
         return {name: converters[name](value) for name, value in columns.items()}
 
     def _type(self, name: str) -> CqlType:
         found = self.types.get(name)
         if found is None:
-            raise UnwritableValueError(f"column {name} is not in {self.source.qualified_name}")
+            raise self._unknown(name)
         return found
+
+    def _unknown(self, name: str) -> UnwritableValueError:
+        return UnwritableValueError(f"column {name} is not in {self.source.qualified_name}")
 
     def _delta(self, name: str, delta: CollectionDelta) -> dict[str, Any]:
         """Element changes as [key, value] pairs: a list's key is its cell's timeuuid, a
