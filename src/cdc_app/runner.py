@@ -169,12 +169,8 @@ class Runner:
         """Record a successful batch; the pause before the next one."""
         if progress.consecutive_failures:
             log.info("destination recovered", failed_batches=progress.consecutive_failures)
-        # Every event read was either written or dead-lettered, so this many events
-        # means the batch was full (entries that could not be decoded only add to it).
-        full = (
-            outcome.more
-            or outcome.delivered + outcome.dead_lettered >= self._pipeline.max_batch_events
-        )
+        # The batch ended before the data did (it was full, or the rest of an older read).
+        full = outcome.more
         progress.succeeded(outcome, full=full)
         self._metrics.destination_failing.labels(progress.name).set(0)
         if outcome.delivered or outcome.dead_lettered:

@@ -98,12 +98,12 @@ class SharedReads:
     async def read(self, after: SourcePosition | None, max_events: int) -> ReadBatch:
         key = (after, max_events)
         held = self._recent.get(key)
-        if held is not None and self._usable(held):
+        if held is not None and (held.full or self._fresh(held)):
             return held
         if after is not None:
             covering = self._covering(after, max_events)
             if covering is not None:
-                return covering.since(after, more=not self._usable(covering) or covering.full)
+                return covering.since(after, more=covering.full or not self._fresh(covering))
         pending = self._reading.get(key)
         if pending is not None:
             await asyncio.wait([pending])
@@ -134,8 +134,8 @@ class SharedReads:
                 self._recent.popitem(last=False)
         return found
 
-    def _usable(self, held: ReadBatch) -> bool:
-        return held.full or self._clock.now() - held.read_at <= self._fresh_for
+    def _fresh(self, held: ReadBatch) -> bool:
+        return self._clock.now() - held.read_at <= self._fresh_for
 
     def _covering(self, after: SourcePosition, max_events: int) -> ReadBatch | None:
         """A batch of the same size that began before ``after`` and ends past it."""
