@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TypedDict, TypeVar
 
 from cdc_app.settings import (
+    CassandraSettings,
     CassandraSource,
     ClickHouseDestination,
     ClickHouseOffsets,
@@ -98,9 +99,11 @@ def change_source(settings: Settings, schemas: SchemaSource) -> ChangeSource:
         case CassandraSource():
             from cdc_adapters.cassandra import CassandraChangeSource, CassandraSchemaSource
 
+            cassandra = _section(settings.cassandra, "cassandra")
+            if source.reader_process:
+                return _reader_process(source, cassandra)
             if not isinstance(schemas, CassandraSchemaSource):
                 raise TypeError("a cassandra source decodes with the cassandra schema source")
-            cassandra = _section(settings.cassandra, "cassandra")
             return CassandraChangeSource(
                 partition_id=source.partition_id,
                 cdc_raw_dir=cassandra.cdc_raw_dir,
@@ -109,6 +112,25 @@ def change_source(settings: Settings, schemas: SchemaSource) -> ChangeSource:
                 archive_dir=source.archive_dir,
                 cdc_total_space_mb=cassandra.cdc_total_space_mb,
             )
+
+
+def _reader_process(source: CassandraSource, cassandra: CassandraSettings) -> ChangeSource:
+    """The reader builds its own schema source in its process, from the same settings."""
+    from cdc_adapters.cassandra.reader_process import ProcessChangeSource, ReaderSpec
+
+    return ProcessChangeSource(
+        ReaderSpec(
+            partition_id=source.partition_id,
+            cdc_raw_dir=cassandra.cdc_raw_dir,
+            hosts=tuple(cassandra.hosts),
+            username=cassandra.username,
+            password=cassandra.password,
+            schema_refresh_s=source.schema_refresh_s,
+            tables=tuple(source.tables),
+            archive_dir=source.archive_dir,
+            cdc_total_space_mb=cassandra.cdc_total_space_mb,
+        )
+    )
 
 
 def snapshot_source(settings: Settings, schemas: SchemaSource) -> SnapshotSource:

@@ -209,7 +209,9 @@ class MemorySource:
 class CassandraSource:
     """One Cassandra node's CDC log. ``partition_id`` has no default: two nodes sharing
     one would share offsets, and each would skip what the other had read. ``snapshot``
-    says when the rows tables already hold are snapshotted (see :class:`SnapshotMode`)."""
+    says when the rows tables already hold are snapshotted (see :class:`SnapshotMode`).
+    ``reader_process`` reads and decodes the commit log in a child process, on another
+    core, for more CPU in all (ADR 0012)."""
 
     TYPE: ClassVar[str] = "cassandra"
     partition_id: str
@@ -217,6 +219,7 @@ class CassandraSource:
     archive_dir: str | None = None
     schema_refresh_s: float = 60.0
     snapshot: SnapshotMode = SnapshotMode.NEVER
+    reader_process: bool = False
 
 
 Source = MemorySource | CassandraSource

@@ -10,6 +10,7 @@ import pytest
 from cdc_view import CdcRawView
 from live_source import Consumer, live_source
 
+from cdc_adapters.cassandra.reader_process import ProcessChangeSource, ReaderSpec
 from cdc_adapters.cassandra.schema_source import CassandraSchemaSource
 from tests.contract.change_source_contract import ChangeSourceContract
 from tests.contract.schema_source_contract import SchemaSourceContract
@@ -98,6 +99,23 @@ class TestCassandraChangeSource(ChangeSourceContract):
             raise AssertionError(f"no segment holding our rows completed after {len(written)} rows")
 
         return produce_freeable
+
+
+class TestCassandraChangeSourceInAProcess(TestCassandraChangeSource):
+    """The same contract through a reader process of its own (``source.reader_process``),
+    which decodes with its own schema source."""
+
+    @pytest.fixture
+    async def change_source(self, cdc_view: CdcRawView, hosts: list[str], contract_table: str):
+        spec = ReaderSpec(
+            partition_id="it-node",
+            cdc_raw_dir=str(cdc_view.view),
+            hosts=tuple(hosts),
+            tables=(contract_table,),
+        )
+        source = ProcessChangeSource(spec)
+        yield source
+        await source.aclose()
 
 
 class TestCassandraSchemaSource(SchemaSourceContract):

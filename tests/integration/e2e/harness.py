@@ -7,6 +7,7 @@ shared with every other test on the machine, and the pipeline deletes what it co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -146,11 +147,12 @@ def pipeline_settings(
     shutdown_timeout_s: int = 30,
     snapshot: str = "never",
     snapshot_settings: Mapping[str, Any] | None = None,
+    reader_process: bool = False,
 ) -> dict[str, Any]:
     """A configuration streaming ``keyspace.*`` into the destinations whose database is
     given (names pg, ch, ts). TimescaleDB keeps its tables and offsets in one schema: the
     server is one database shared by every test. ``snapshot`` is ``source.snapshot``,
-    ``snapshot_settings`` the ``snapshot`` section."""
+    ``snapshot_settings`` the ``snapshot`` section, ``reader_process`` the source's."""
     destinations: list[dict[str, Any]] = []
     settings: dict[str, Any] = {
         "source": {
@@ -158,6 +160,7 @@ def pipeline_settings(
             "partition_id": "node1",
             "tables": [f"{keyspace}.*"],
             "snapshot": snapshot,
+            "reader_process": reader_process,
         },
         "cassandra": {"hosts": cassandra_hosts.split(","), "cdc_raw_dir": str(cdc_raw_dir)},
     }
@@ -229,6 +232,14 @@ class Pipeline:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def children(self) -> set[int]:
+        """The running process's children (a reader process, multiprocessing's helper)."""
+        found: set[int] = set()
+        for listing in Path(f"/proc/{self.pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                found.update(int(pid) for pid in listing.read_text().split())
+        return found
 
     def kill(self) -> None:
         """``kill -9``: no flush, no commit, no goodbye."""

@@ -4,6 +4,7 @@ import json
 
 from dependency_injector import providers
 
+from cdc_adapters.cassandra.reader_process import ProcessChangeSource
 from cdc_adapters.memory import (
     ManualClock,
     MemoryChangeSource,
@@ -107,6 +108,24 @@ async def test_the_cassandra_source_gets_the_space_cdc_raw_is_measured_against(t
     async with opened(container) as adapters:
         source = await adapters.source()
         assert isinstance(source, StorageReporting)
+        storage = await source.storage()
+
+    assert (storage.files, storage.used_bytes, storage.total_bytes) == (1, 10, 3 * 1024 * 1024)
+
+
+async def test_reader_process_puts_the_commit_log_reader_in_a_child_process(tmp_path):
+    """Opening it starts nothing: the reader is spawned by the first read."""
+    (tmp_path / "CommitLog-7-1.log").write_bytes(b"x" * 10)
+    settings = memory_settings(
+        source={"type": "cassandra", "partition_id": "node1", "reader_process": True},
+        cassandra={"hosts": ["127.0.0.1:9"], "cdc_raw_dir": str(tmp_path), "cdc_total_space_mb": 3},
+    )
+    container = Container(settings=settings)
+
+    async with opened(container) as adapters:
+        source = await adapters.source()
+        assert isinstance(source, ProcessChangeSource)
+        assert (source.partition_id, source.pid) == ("node1", None)
         storage = await source.storage()
 
     assert (storage.files, storage.used_bytes, storage.total_bytes) == (1, 10, 3 * 1024 * 1024)
