@@ -56,14 +56,19 @@ class RetryPolicy:
 _ACCOUNT_CODES = frozenset({192, 193, 194, 195, 291, 497, 516})
 
 
+def error_code(exc: BaseException) -> int | None:
+    """The ClickHouse error code a failure reports, if any."""
+    found = _CODE.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
 def refused_table(exc: SinkError, table: str) -> SinkError:
     """A permanent failure of a statement on ``table`` as that table's
     :class:`TableError` (the table pauses, the destination goes on), unless it concerns
     the agent's account, which stops the whole destination."""
     if isinstance(exc, TableError):
         return exc
-    found = _CODE.search(str(exc))
-    if found and int(found.group(1)) in _ACCOUNT_CODES:
+    if error_code(exc) in _ACCOUNT_CODES:
         return exc
     return TableError(str(exc), table=table)
 

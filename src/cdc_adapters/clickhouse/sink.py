@@ -16,12 +16,18 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from cdc_adapters.clickhouse.client import ClickHouseClient, RetryPolicy, refused_table
+from cdc_adapters.clickhouse.client import (
+    ClickHouseClient,
+    RetryPolicy,
+    error_code,
+    refused_table,
+)
 from cdc_adapters.clickhouse.column_types import RejectedValueError
 from cdc_adapters.clickhouse.ddl import TableObjects
 from cdc_adapters.clickhouse.encoding import LineEncoder
 from cdc_adapters.clickhouse.migration import old_events, old_layout
 from cdc_adapters.clickhouse.purge import purge_expired
+from cdc_adapters.clickhouse.sql import quote_identifier
 from cdc_adapters.clickhouse.tables import TableLayout
 from cdc_domain.destinations import DestinationKind, DroppedColumns
 from cdc_domain.errors import EventsRejectedError, SinkError
@@ -32,6 +38,11 @@ from cdc_domain.schema import TableSchema
 from cdc_domain.schema_changes import ChangeKind, SchemaChange
 
 __all__ = ["ClickHouseSink"]
+
+_COLUMNS_MOVED = frozenset({10, 16})
+"""NOT_FOUND_COLUMN_IN_BLOCK (a materialized view reads a column the insert did not
+name) and NO_SUCH_COLUMN_IN_TABLE (the insert names a column no longer there): the
+ingest table's columns changed under an insert made for an older or newer schema."""
 
 
 class ClickHouseSink:
@@ -66,6 +77,7 @@ class ClickHouseSink:
         self._drop_columns = DroppedColumns(drop_columns)
         self._objects = TableObjects(self._client, name)
         self._layouts: dict[str, tuple[TableLayout, LineEncoder]] = {}
+        self._server_columns: dict[str, dict[str, str]] = {}
         self._purge_after = purge_expired_after
         self._purged: dict[str, float] = {}
         self._purging: asyncio.Task[None] | None = None
@@ -109,7 +121,7 @@ class ClickHouseSink:
             )
         for layout, body in bodies:
             try:
-                await self._client.insert(layout.insert_target(), body)
+                await self._insert(layout, body)
             except SinkError as exc:
                 raise refused_table(exc, layout.schema.qualified_name) from exc
         self._purge_when_due([layout for layout, _ in bodies])
@@ -177,10 +189,36 @@ class ClickHouseSink:
             await self._client.insert(layout.insert_target(), _encoded(lines))
         return converted
 
+    async def _insert(self, layout: TableLayout, body: bytes) -> None:
+        """Insert the lines into the ingest table as the server has it now. An agent
+        whose schema is older than another's (it reads further back in its commit log)
+        finds columns the other added, which the materialized views now read, and under
+        ``drop_columns: drop`` misses columns the other dropped: its lines are then
+        reshaped to the server's columns (a cell it does not know is untouched, the
+        empty string) until its own schema catches up."""
+        table = layout.schema.qualified_name
+        for attempt in range(2):
+            server = self._server_columns.get(table)
+            try:
+                if server is None:
+                    await self._client.insert(layout.insert_target(), body)
+                else:
+                    await self._client.insert(*_reshaped(layout, body, server))
+                return
+            except SinkError as exc:
+                if error_code(exc) not in _COLUMNS_MOVED or attempt:
+                    raise
+            ingest = await self._objects.columns(layout.database, f"{layout.name}__cdc_ingest")
+            if list(ingest) == list(layout.ingest_columns()):
+                self._server_columns.pop(table, None)
+            else:
+                self._server_columns[table] = ingest
+
     async def _layout(self, schema: TableSchema) -> tuple[TableLayout, LineEncoder]:
         known = self._layouts.get(schema.qualified_name)
         if known is not None and known[0].schema == schema:
             return known
+        self._server_columns.pop(schema.qualified_name, None)
         features = await self._client.features()
         keep = self._drop_columns is DroppedColumns.KEEP
         layout = TableLayout.of(
@@ -258,6 +296,21 @@ def _body(
         if text is not None:
             lines.append(text)
     return _encoded(lines)
+
+
+def _reshaped(layout: TableLayout, body: bytes, server: dict[str, str]) -> tuple[str, bytes]:
+    """The insert target and lines for the ingest table's ``server`` columns: a column
+    the layout lacks is a cell this schema does not know (untouched: empty), one the
+    server lacks is left out. Only in the moments two agents' schemas differ."""
+    index = {name: i for i, name in enumerate(layout.ingest_columns())}
+    names = [n for n, kind in server.items() if n in index or kind == "String"]
+    picks = [index.get(n) for n in names]
+    lines = []
+    for line in body.split(b"\n")[:-1]:
+        fields = line.split(b"\t")  # TSV escapes tabs and newlines inside values
+        lines.append(b"\t".join(b"" if i is None else fields[i] for i in picks))
+    target = f"{layout.ingest} ({', '.join(quote_identifier(n) for n in names)})"
+    return target, b"".join(line + b"\n" for line in lines)
 
 
 def _encoded(lines: list[str]) -> bytes:

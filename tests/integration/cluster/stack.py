@@ -244,14 +244,22 @@ class ClusterStack:
             problems["*"] = "the nodes captured nothing"
         return problems
 
-    async def dead_letters(self) -> int:
+    async def dead_letters(self) -> dict[str, int]:
+        """Dead letters by destination, reason and table, with one's error for each."""
         connection = await asyncpg.connect(self.postgres_dsn)
         try:
             table = f"{self.dead_letter_schema}.cdc_dead_letters"
             if await connection.fetchval("SELECT to_regclass($1)", table) is None:
-                return 0
-            count: int = await connection.fetchval(f"SELECT count(*) FROM {table}")
-            return count
+                return {}
+            rows = await connection.fetch(
+                "SELECT destination, reason, source_table, count(*) AS n, "
+                "min(payload->>'error') AS error "
+                f"FROM {table} GROUP BY destination, reason, source_table"
+            )
+            return {
+                f"{r['destination']} {r['reason']} {r['source_table']} ({r['error']})": r["n"]
+                for r in rows
+            }
         finally:
             await connection.close()
 
@@ -268,4 +276,4 @@ class ClusterStack:
             f"  {where}: {problem}" for where, problems in found.items() for problem in problems
         )
         dead = await self.dead_letters()
-        assert dead == 0, f"{dead} dead letters"
+        assert not dead, f"{sum(dead.values())} dead letters: {dead}"
