@@ -5,6 +5,7 @@ on this machine, every ratio from figures of one run (issue 16).
     eval "$(scripts/services env)"
     .venv/bin/python bench/e2e.py [--runs 3] [--seconds 20] [--warmup-seconds 10]
         [--rss-backlog-factor 10] [--concurrency 128] [--sync-period-ms 50]
+        [--reader-process]
 
 One keyspace, one table, one pipeline configuration for the whole bench. The load
 generator (prepared INSERTs through cassandra-driver's ``execute_concurrent``) runs in a
@@ -744,6 +745,11 @@ def _arguments() -> argparse.Namespace:
         "--max-batch-delay-ms", type=int, default=200, help="the product's default: 200"
     )
     parser.add_argument(
+        "--reader-process",
+        action="store_true",
+        help="source.reader_process: the commit log reader in a child process",
+    )
+    parser.add_argument(
         "--sync-period-ms",
         type=float,
         help="commit log sync period (default: the running node's cassandra.yaml)",
@@ -836,6 +842,7 @@ def _pipeline(
         port=port,
         max_batch_events=args.max_batch_events,
         max_batch_delay_ms=args.max_batch_delay_ms,
+        reader_process=args.reader_process,
     )
     settings["logging"]["level"] = "warning"
     # The shared database keeps every run's offsets: this run's go with its own tables.
