@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import pickle
+import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,12 @@ def _stop(process: Any, grace_s: float = 10.0) -> None:
 
 
 def serve(connection: Connection, spec: ReaderSpec) -> None:
-    """The reader process's entry point: answer requests until the parent closes."""
+    """The reader process's entry point: answer requests until the parent closes. A
+    terminal's Ctrl-C or a service manager's SIGTERM reaches the whole process group:
+    the agent stops in order and closes the pipe, which ends the reader, so the reader
+    itself ignores them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     asyncio.run(_Reader(connection, spec).run())
 
 

@@ -175,3 +175,20 @@ async def test_storage_is_measured_without_the_reader(
     storage = await process_source.storage()
     assert storage.location == str(cdc_view.view)
     assert process_source.pid is None
+
+
+@pytest.mark.timeout(120)
+async def test_the_reader_leaves_stopping_to_its_agent(
+    process_source: ProcessChangeSource,
+) -> None:
+    """SIGINT and SIGTERM reach a terminal's or a service's whole process group; the
+    agent stops in order and its closing ends the reader."""
+    await process_source.read(None, 1)
+    pid = process_source.pid
+    assert pid is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        os.kill(pid, signum)
+    await process_source.read(None, 1)
+    assert process_source.pid == pid
+    await process_source.aclose()
+    await eventually(functools.partial(ended, [pid]), within=30, what="the reader ending")
