@@ -102,7 +102,7 @@ class ProcessChangeSource:
             self._connection = self._process = None
             if connection is not None:
                 with contextlib.suppress(OSError):
-                    connection.send_bytes(pickle.dumps((_CLOSE,)))
+                    _send(connection, (_CLOSE,))
                 connection.close()
             if process is not None:
                 await asyncio.to_thread(_stop, process)
@@ -174,9 +174,18 @@ class ProcessChangeSource:
 
 
 def _exchange(connection: Connection, request: tuple[Any, ...]) -> tuple[str, Any]:
-    connection.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
-    reply: tuple[str, Any] = pickle.loads(connection.recv_bytes())
+    _send(connection, request)
+    reply: tuple[str, Any] = _receive(connection)
     return reply
+
+
+def _send(connection: Connection, message: tuple[Any, ...]) -> None:
+    """One message, either way: requests, replies and their batches."""
+    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(connection: Connection) -> Any:
+    return pickle.loads(connection.recv_bytes())
 
 
 def _stop(process: Any, grace_s: float = 10.0) -> None:
@@ -224,7 +233,7 @@ class _Reader:
 
     async def run(self) -> None:
         try:
-            await asyncio.to_thread(self._send, ("ready", None))
+            await asyncio.to_thread(_send, self._connection, ("ready", None))
             while (request := await asyncio.to_thread(self._receive)) is not None:
                 if request[0] == _CLOSE:
                     break
@@ -233,7 +242,7 @@ class _Reader:
                 except Exception as exc:  # every failure goes back to the parent, typed
                     transient = classify(exc) is FailureClass.TRANSIENT
                     reply = ("error", (transient, describe_error(exc)))
-                await asyncio.to_thread(self._send, reply)
+                await asyncio.to_thread(_send, self._connection, reply)
         except (EOFError, OSError):
             pass  # the parent is gone: nothing to answer
         finally:
@@ -271,12 +280,10 @@ class _Reader:
             with contextlib.suppress(Exception):
                 await ahead[1]
 
-    def _send(self, message: tuple[str, Any]) -> None:
-        self._connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
     def _receive(self) -> tuple[Any, ...] | None:
+        """The next request; None once the parent has closed its end."""
         try:
-            request: tuple[Any, ...] = pickle.loads(self._connection.recv_bytes())
+            request: tuple[Any, ...] = _receive(self._connection)
         except EOFError:
             return None
         return request

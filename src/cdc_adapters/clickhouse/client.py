@@ -76,8 +76,7 @@ def refused_table(exc: SinkError, table: str) -> SinkError:
 def translate(exc: BaseException, what: str) -> CdcError:
     """A driver or network failure as the domain's retryable or poison error."""
     if isinstance(exc, ChClientError):
-        found = _CODE.search(str(exc))
-        code = int(found.group(1)) if found else None
+        code = error_code(exc)
         message = f"ClickHouse {what} failed: {str(exc).strip()[:2000]}"
         if code in _TRANSIENT_CODES or (code is None and "status code 5" in str(exc)):
             return TransientError(message)

@@ -27,7 +27,6 @@ from cdc_adapters.clickhouse.ddl import TableObjects
 from cdc_adapters.clickhouse.encoding import LineEncoder
 from cdc_adapters.clickhouse.migration import old_events, old_layout
 from cdc_adapters.clickhouse.purge import purge_expired
-from cdc_adapters.clickhouse.sql import quote_identifier
 from cdc_adapters.clickhouse.tables import TableLayout
 from cdc_domain.destinations import DestinationKind, DroppedColumns
 from cdc_domain.errors import EventsRejectedError, SinkError
@@ -309,8 +308,7 @@ def _reshaped(layout: TableLayout, body: bytes, server: dict[str, str]) -> tuple
     for line in body.split(b"\n")[:-1]:
         fields = line.split(b"\t")  # TSV escapes tabs and newlines inside values
         lines.append(b"\t".join(b"" if i is None else fields[i] for i in picks))
-    target = f"{layout.ingest} ({', '.join(quote_identifier(n) for n in names)})"
-    return target, b"".join(line + b"\n" for line in lines)
+    return layout.insert_target(names), b"".join(line + b"\n" for line in lines)
 
 
 def _encoded(lines: list[str]) -> bytes:

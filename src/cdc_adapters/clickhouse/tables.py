@@ -22,6 +22,7 @@ none would lose rows.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import attrs
 
@@ -275,8 +276,10 @@ class TableLayout:
         )
         return name, create
 
-    def insert_target(self) -> str:
-        names = ", ".join(quote_identifier(n) for n in self.ingest_columns())
+    def insert_target(self, columns: Sequence[str] | None = None) -> str:
+        """The ingest table with ``columns`` (default: this layout's) named."""
+        named = self.ingest_columns() if columns is None else columns
+        names = ", ".join(quote_identifier(n) for n in named)
         return f"{self.ingest} ({names})"
 
 
